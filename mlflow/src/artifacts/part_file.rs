@@ -1,0 +1,88 @@
+//! Writing a download next to its destination and renaming it into place only when complete.
+
+use std::path::{Path, PathBuf};
+
+use rand::Rng;
+use tokio::io::AsyncWriteExt;
+
+/// A `.<name>.part-<random>` file beside `dest`; removed on drop unless committed.
+pub(crate) struct PartFile {
+    path: PathBuf,
+    dest: PathBuf,
+    file: Option<tokio::fs::File>,
+    written: u64,
+}
+
+impl PartFile {
+    /// Creates the part file (and `dest`'s missing parent directories).
+    pub(crate) async fn create(dest: &Path) -> std::io::Result<PartFile> {
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        tokio::fs::create_dir_all(&parent).await?;
+        let name = dest
+            .file_name()
+            .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+        let suffix: u64 = rand::rng().random();
+        let path = parent.join(format!(".{name}.part-{suffix:016x}"));
+        let file = tokio::fs::File::create(&path).await?;
+        Ok(PartFile {
+            path,
+            dest: dest.to_path_buf(),
+            file: Some(file),
+            written: 0,
+        })
+    }
+
+    /// Appends `bytes`.
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match &mut self.file {
+            Some(file) => file.write_all(bytes).await?,
+            None => return Err(std::io::Error::other("part file already committed")),
+        }
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Flushes, renames onto the destination, and returns the bytes written.
+    pub(crate) async fn commit(mut self) -> std::io::Result<u64> {
+        if let Some(mut file) = self.file.take() {
+            file.flush().await?;
+            file.sync_all().await?;
+        }
+        tokio::fs::rename(&self.path, &self.dest).await?;
+        self.path = PathBuf::new();
+        Ok(self.written)
+    }
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_or_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("a/b/file.bin");
+        let mut part = PartFile::create(&dest).await.unwrap();
+        part.write(b"hello").await.unwrap();
+        assert_eq!(part.commit().await.unwrap(), 5);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"hello");
+
+        let other = dir.path().join("a/b/other.bin");
+        let mut part = PartFile::create(&other).await.unwrap();
+        part.write(b"x").await.unwrap();
+        drop(part);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("a/b")).unwrap().flatten().collect();
+        assert_eq!(left.len(), 1, "only the committed file remains");
+    }
+}

@@ -1,0 +1,144 @@
+//! [`MlflowError`]: every way a call to the tracking server can fail, and whether to retry it.
+
+use std::path::PathBuf;
+
+/// Why a call to the MLflow tracking server (or to a run's artifact store) failed.
+///
+/// Messages name the request or the URI, never credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum MlflowError {
+    /// A tracking, artifact or `runs:/` URI that cannot be used.
+    #[error("{uri}: {problem}")]
+    InvalidUri {
+        /// The URI, as given (without credentials).
+        uri: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The HTTP client could not be built (e.g. TLS setup).
+    #[error("cannot build the HTTP client: {source}")]
+    Client {
+        /// The reqwest error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The request did not complete: connection refused or reset, timeout, broken body.
+    #[error("{what}: {source}")]
+    Transport {
+        /// The request, e.g. `POST /api/2.0/mlflow/runs/create`.
+        what: String,
+        /// The reqwest error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{what}: HTTP {status}: {error_code}: {message}")]
+    Api {
+        /// The request, e.g. `GET /api/2.0/mlflow/runs/get`.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// MLflow's `error_code` (e.g. `RESOURCE_DOES_NOT_EXIST`), or `HTTP_<status>` when the
+        /// body is not an MLflow error.
+        error_code: String,
+        /// MLflow's `message`, or the start of the body.
+        message: String,
+    },
+    /// The server answered 2xx with a body that is not what the API promises.
+    #[error("{what}: unexpected response: {source}")]
+    Decode {
+        /// The request.
+        what: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A local file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An object store (`s3://`, `gs://`, `az://`, `file://` artifact URIs) failed.
+    #[error("{uri}: {source}")]
+    Store {
+        /// The URI of the object or prefix.
+        uri: String,
+        /// The object store error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// A retryable failure persisted through the whole retry budget.
+    #[error("{what}: gave up after {attempts} attempts: {source}")]
+    GaveUp {
+        /// The request.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: Box<MlflowError>,
+    },
+}
+
+impl MlflowError {
+    /// Whether trying the same request again may succeed: connection failures, timeouts,
+    /// HTTP 429 and 5xx. An exhausted retry budget ([`MlflowError::GaveUp`]) is not retryable.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            MlflowError::Transport { source, .. } => !(source.is_builder() || source.is_redirect()),
+            MlflowError::Api { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Whether the request surely never reached the server (so even a non-idempotent request
+    /// may be sent again): a failed connection, or HTTP 429 (rejected before processing).
+    pub fn surely_not_processed(&self) -> bool {
+        match self {
+            MlflowError::Transport { source, .. } => source.is_connect(),
+            MlflowError::Api { status, .. } => *status == 429,
+            _ => false,
+        }
+    }
+
+    /// MLflow's `error_code` if the server answered with an error (looking through retries).
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            MlflowError::Api { error_code, .. } => Some(error_code),
+            MlflowError::GaveUp { source, .. } => source.error_code(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status if the server answered with an error (looking through retries).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            MlflowError::Api { status, .. } => Some(*status),
+            MlflowError::GaveUp { source, .. } => source.status(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is MLflow's `RESOURCE_DOES_NOT_EXIST` (or a plain 404).
+    pub fn is_not_found(&self) -> bool {
+        self.error_code() == Some("RESOURCE_DOES_NOT_EXIST") || self.status() == Some(404)
+    }
+
+    pub(crate) fn invalid_uri(uri: &str, problem: impl Into<String>) -> MlflowError {
+        MlflowError::InvalidUri {
+            uri: uri.to_owned(),
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> MlflowError {
+        MlflowError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

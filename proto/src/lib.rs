@@ -1,0 +1,12 @@
+//! Wire types of Concurrent: the MessagePack messages that travel through NATS JetStream and
+//! the names of the streams, subjects, consumers and buckets they travel through.
+//!
+//! This crate is a leaf: it depends on no other crate of the workspace and does no IO.
+
+pub mod messages;
+pub mod names;
+
+pub use messages::{
+    DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
+    TrackingTarget, WIRE_VERSION, decode, encode,
+};

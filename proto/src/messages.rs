@@ -1,0 +1,214 @@
+//! Queue messages. Every message carries a version field `v`; a message with another version,
+//! or one that does not decode, is a [`DecodeError`] the receiver logs and terminates.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Version of every message this build writes and the only one it reads.
+pub const WIRE_VERSION: u32 = 1;
+
+/// One input object of a shard: where it comes from and where it goes in the input directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputObject {
+    /// Relative path under the shard's input directory (`/`-separated, no `..`).
+    pub path: String,
+    /// Source URI (`file://`, `mlflow-artifacts:/`, `runs:/`, `s3://`, …).
+    pub uri: String,
+    /// Size in bytes, when the listing knew it.
+    pub size: Option<u64>,
+    /// MLflow run id of the upstream shard run that produced it, if any.
+    pub upstream_run: Option<String>,
+}
+
+/// A shard: one unit of work, published on `concurrent.shards.<run>.<stage>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardMsg {
+    pub v: u32,
+    pub run_id: String,
+    pub stage: String,
+    /// 0-based shard index.
+    pub shard: u32,
+    /// Number of shards of the stage.
+    pub shards: u32,
+    pub inputs: Vec<InputObject>,
+}
+
+/// Where a stage's shard runs are tracked in MLflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingTarget {
+    /// Tracking server URI, e.g. `http://127.0.0.1:5000`.
+    pub uri: String,
+    pub experiment_id: String,
+    /// The stage run: parent of every shard run.
+    pub stage_run_id: String,
+}
+
+/// What a worker needs to run a stage; stored in KV under `<run>.<stage>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageSpec {
+    pub v: u32,
+    pub dag: String,
+    pub run_id: String,
+    pub stage: String,
+    /// Key of the project snapshot (a `tar` of the project directory) in the object store.
+    pub project_snapshot: String,
+    /// Where the project came from, as the user wrote it (for `mlflow.source.name`).
+    pub project_source: String,
+    pub entry_point: String,
+    /// Stage parameters as given in the DAG file and on the command line.
+    pub parameters: BTreeMap<String, String>,
+    /// `None` runs without MLflow (`--tracking none`).
+    pub tracking: Option<TrackingTarget>,
+    /// With tracking off: `file://` directory under which shard outputs are kept,
+    /// as `<output_root>/<shard>/…`.
+    pub output_root: Option<String>,
+    /// Timeout of one attempt, in seconds.
+    pub timeout_s: Option<u64>,
+    /// Attempts per shard: `retries + 1`.
+    pub max_attempts: u32,
+    pub shards: u32,
+}
+
+/// One file a shard attempt produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputObject {
+    /// Relative path under the output directory.
+    pub path: String,
+    /// Where it can be read from now.
+    pub uri: String,
+    pub size: u64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ShardStatus {
+    Succeeded,
+    /// The entry point failed (exit code, signal, timeout) or the worker could not run it.
+    Failed { reason: String },
+}
+
+/// The result of one shard attempt, published on `concurrent.results.<run>.<stage>`
+/// before the shard message is acked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardResult {
+    pub v: u32,
+    pub run_id: String,
+    pub stage: String,
+    pub shard: u32,
+    /// 1-based attempt (the JetStream delivery count).
+    pub attempt: u32,
+    /// True when no further attempt will follow (success, or the last attempt failed).
+    pub last_attempt: bool,
+    pub worker: String,
+    pub cluster: String,
+    pub status: ShardStatus,
+    /// The shard run of this attempt, when tracking is on.
+    pub mlflow_run_id: Option<String>,
+    pub outputs: Vec<OutputObject>,
+    pub duration_s: f64,
+    pub objects_in: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A message could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message does not decode as MessagePack: {0}")]
+    Malformed(#[source] rmp_serde::decode::Error),
+    #[error("message has wire version {found}, this build reads version {WIRE_VERSION}")]
+    UnknownVersion { found: u32 },
+}
+
+/// Encodes a message as MessagePack with field names, so fields can be added compatibly.
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(message).expect("messages are plain data and always encode")
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+/// Decodes a message, checking its version first.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    let VersionOnly { v } = rmp_serde::from_slice(bytes).map_err(DecodeError::Malformed)?;
+    if v != WIRE_VERSION {
+        return Err(DecodeError::UnknownVersion { found: v });
+    }
+    rmp_serde::from_slice(bytes).map_err(DecodeError::Malformed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_shard() -> ShardMsg {
+        ShardMsg {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "thumbnails".into(),
+            shard: 3,
+            shards: 10,
+            inputs: vec![InputObject {
+                path: "a/b.jpg".into(),
+                uri: "file:///data/a/b.jpg".into(),
+                size: Some(12),
+                upstream_run: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn shard_round_trips() {
+        let shard = sample_shard();
+        assert_eq!(decode::<ShardMsg>(&encode(&shard)).unwrap(), shard);
+    }
+
+    #[test]
+    fn result_round_trips() {
+        let result = ShardResult {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "s".into(),
+            shard: 0,
+            attempt: 2,
+            last_attempt: true,
+            worker: "w-1".into(),
+            cluster: "local".into(),
+            status: ShardStatus::Failed { reason: "exit code 1".into() },
+            mlflow_run_id: Some("abc".into()),
+            outputs: vec![OutputObject { path: "x.png".into(), uri: "file:///o/x.png".into(), size: 4 }],
+            duration_s: 1.5,
+            objects_in: 1,
+            bytes_in: 12,
+            bytes_out: 4,
+        };
+        assert_eq!(decode::<ShardResult>(&encode(&result)).unwrap(), result);
+    }
+
+    #[test]
+    fn unknown_version_is_refused() {
+        let mut shard = sample_shard();
+        shard.v = 99;
+        let err = decode::<ShardMsg>(&encode(&shard)).unwrap_err();
+        assert!(matches!(err, DecodeError::UnknownVersion { found: 99 }), "{err}");
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(matches!(decode::<ShardMsg>(b"\xc1\xff garbage"), Err(DecodeError::Malformed(_))));
+        assert!(matches!(decode::<ShardMsg>(b""), Err(DecodeError::Malformed(_))));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = decode::<ShardMsg>(&bytes);
+            let _ = decode::<ShardResult>(&bytes);
+            let _ = decode::<StageSpec>(&bytes);
+        }
+    }
+}

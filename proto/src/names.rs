@@ -1,0 +1,69 @@
+//! Names of the JetStream streams, subjects, consumers, KV buckets and object stores (DESIGN §5).
+
+/// Work-queue stream that holds published shards until a worker acks them.
+pub const SHARDS_STREAM: &str = "CONCURRENT_SHARDS";
+/// Stream of shard results, consumed durably by the scheduler.
+pub const RESULTS_STREAM: &str = "CONCURRENT_RESULTS";
+/// KV bucket of stage descriptions (key `<run>.<stage>`).
+pub const STAGES_BUCKET: &str = "CONCURRENT_STAGES";
+/// Object store of project snapshots, keyed by content hash.
+pub const PROJECTS_STORE: &str = "CONCURRENT_PROJECTS";
+
+/// Subject filter that covers every shard subject.
+pub const SHARDS_SUBJECTS: &str = "concurrent.shards.>";
+/// Subject filter that covers every result subject.
+pub const RESULTS_SUBJECTS: &str = "concurrent.results.>";
+
+/// Subject a stage's shards are published on.
+pub fn shard_subject(run_id: &str, stage: &str) -> String {
+    format!("concurrent.shards.{run_id}.{stage}")
+}
+
+/// Subject a stage's shard results are published on.
+pub fn result_subject(run_id: &str, stage: &str) -> String {
+    format!("concurrent.results.{run_id}.{stage}")
+}
+
+/// Subject filter of every result of a run.
+pub fn run_results_filter(run_id: &str) -> String {
+    format!("concurrent.results.{run_id}.>")
+}
+
+/// Durable pull consumer that hands a stage's shards to workers.
+pub fn shard_consumer(run_id: &str, stage: &str) -> String {
+    format!("shards-{run_id}-{stage}")
+}
+
+/// Durable pull consumer through which the scheduler reads a run's results.
+pub fn results_consumer(run_id: &str) -> String {
+    format!("results-{run_id}")
+}
+
+/// KV key of a stage description.
+pub fn stage_key(run_id: &str, stage: &str) -> String {
+    format!("{run_id}.{stage}")
+}
+
+/// `Nats-Msg-Id` of a shard message, for JetStream's duplicate window.
+pub fn shard_msg_id(run_id: &str, stage: &str, shard: u32) -> String {
+    format!("{run_id}/{stage}/{shard}")
+}
+
+/// `Nats-Msg-Id` of a shard result: one per attempt.
+pub fn result_msg_id(run_id: &str, stage: &str, shard: u32, attempt: u32) -> String {
+    format!("{run_id}/{stage}/{shard}/{attempt}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_consumers_follow_the_design() {
+        assert_eq!(shard_subject("r1", "thumbs"), "concurrent.shards.r1.thumbs");
+        assert_eq!(result_subject("r1", "thumbs"), "concurrent.results.r1.thumbs");
+        assert_eq!(shard_consumer("r1", "thumbs"), "shards-r1-thumbs");
+        assert_eq!(stage_key("r1", "thumbs"), "r1.thumbs");
+        assert_eq!(shard_msg_id("r1", "thumbs", 7), "r1/thumbs/7");
+    }
+}

@@ -1,0 +1,107 @@
+//! The `concurrent` command line: `run` and `validate` (DESIGN §7).
+
+mod progress;
+mod run;
+mod services;
+mod summary;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::dag::{Overrides, SpecError, parse_override};
+
+/// Exit code of a run that succeeded.
+pub const EXIT_OK: u8 = 0;
+/// Exit code of a run that failed.
+pub const EXIT_RUN_FAILED: u8 = 1;
+/// Exit code of invalid input or usage.
+pub const EXIT_INVALID: u8 = 2;
+/// Exit code when a service could not be reached or started.
+pub const EXIT_SERVICE: u8 = 3;
+/// Exit code of a run cancelled with Ctrl-C.
+pub const EXIT_CANCELLED: u8 = 130;
+
+/// Runs DAGs of MLflow Projects over shards of input, in parallel, tracked in MLflow.
+#[derive(Debug, Parser)]
+#[command(name = "concurrent", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs a DAG file to the end.
+    Run(RunArgs),
+    /// Checks a DAG file and prints the plan: stages in order and their shards.
+    Validate(DagArgs),
+}
+
+/// The DAG file and what replaces parts of it.
+#[derive(Debug, Args)]
+pub struct DagArgs {
+    /// The DAG file (YAML or JSON).
+    pub file: PathBuf,
+    /// Replaces the DAG's `input`.
+    #[arg(long, value_name = "URI")]
+    pub input: Option<String>,
+    /// Sets a stage parameter, e.g. `-P thumbnails.size=64` (repeatable).
+    #[arg(short = 'P', value_name = "STAGE.PARAM=VALUE")]
+    pub parameters: Vec<String>,
+}
+
+impl DagArgs {
+    /// The overrides given on the command line.
+    pub fn overrides(&self) -> Result<Overrides, SpecError> {
+        let parameters = self.parameters.iter().map(|p| parse_override(p)).collect::<Result<_, _>>()?;
+        Ok(Overrides { input: self.input.clone(), parameters })
+    }
+}
+
+/// Options of `concurrent run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub dag: DagArgs,
+    /// Most workers at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// `none` runs without MLflow; a URI uses that tracking server (default: MLFLOW_TRACKING_URI,
+    /// else an `mlflow server` started for the run).
+    #[arg(long, value_name = "none|URI")]
+    pub tracking: Option<String>,
+    /// Where run state, outputs without tracking, and logs are kept.
+    #[arg(long, value_name = "DIR", default_value = ".concurrent")]
+    pub state_dir: PathBuf,
+    /// Workers exit after this long without a shard.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    crate::dag::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_SERVICE);
+        }
+    };
+    let code = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Validate(args) => validate::validate(args).await,
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(code)
+}

@@ -1,0 +1,91 @@
+//! The services a `concurrent run` uses: those named by the environment, or children.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::services::{ChildService, ServiceError, start_mlflow, start_nats};
+
+/// How MLflow is used by a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrackingChoice {
+    /// `--tracking none`.
+    Off,
+    /// A running server (`--tracking URI` or `MLFLOW_TRACKING_URI`).
+    Server(String),
+    /// An `mlflow server` started for the run.
+    Child,
+}
+
+impl TrackingChoice {
+    /// From the `--tracking` flag and the environment.
+    pub fn from_flag(flag: Option<&str>) -> TrackingChoice {
+        match flag {
+            Some("none") => TrackingChoice::Off,
+            Some(uri) => TrackingChoice::Server(uri.to_string()),
+            None => match std::env::var("MLFLOW_TRACKING_URI") {
+                Ok(uri) if !uri.is_empty() => TrackingChoice::Server(uri),
+                _ => TrackingChoice::Child,
+            },
+        }
+    }
+}
+
+/// NATS and MLflow for one run, with the children to stop at the end.
+pub struct Services {
+    pub nats_url: String,
+    pub tracking_uri: Option<String>,
+    /// Where a child MLflow keeps its runs (to print how to browse them).
+    pub mlflow_dir: Option<std::path::PathBuf>,
+    children: Vec<ChildService>,
+}
+
+impl Services {
+    /// Uses `NATS_URL` or starts `nats-server`; uses or starts MLflow as chosen; both at once.
+    pub async fn start(state_dir: &Path, tracking: &TrackingChoice) -> Result<Services, ServiceError> {
+        let nats = async {
+            match std::env::var("NATS_URL") {
+                Ok(url) if !url.is_empty() => Ok((url, None)),
+                _ => start_nats(&state_dir.join("nats")).await.map(|child| (child.url.clone(), Some(child))),
+            }
+        };
+        let mlflow_dir = state_dir.join("mlflow");
+        let mlflow = async {
+            match tracking {
+                TrackingChoice::Off => Ok((None, None)),
+                TrackingChoice::Server(uri) => Ok((Some(uri.clone()), None)),
+                TrackingChoice::Child => start_mlflow(&mlflow_dir).await.map(|c| (Some(c.url.clone()), Some(c))),
+            }
+        };
+        let (nats, mlflow) = tokio::join!(nats, mlflow);
+        let mut children = Vec::new();
+        let (nats_url, nats_child) = match nats {
+            Ok(started) => started,
+            Err(error) => {
+                if let Ok((_, Some(child))) = mlflow {
+                    child.stop(Duration::from_secs(5)).await;
+                }
+                return Err(error);
+            }
+        };
+        children.extend(nats_child);
+        let (tracking_uri, mlflow_child) = match mlflow {
+            Ok(started) => started,
+            Err(error) => {
+                for child in children {
+                    child.stop(Duration::from_secs(5)).await;
+                }
+                return Err(error);
+            }
+        };
+        let mlflow_dir = mlflow_child.is_some().then_some(mlflow_dir);
+        children.extend(mlflow_child);
+        Ok(Services { nats_url, tracking_uri, mlflow_dir, children })
+    }
+
+    /// Stops the children this run started.
+    pub async fn stop(self) {
+        for child in self.children {
+            child.stop(Duration::from_secs(10)).await;
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `concurrent validate FILE`: the errors, or the plan (stages in order, shard counts when the
+//! input can be listed now).
+
+use std::path::PathBuf;
+
+use concurrent_mlflow::tracking::MlflowClient;
+
+use super::{DagArgs, EXIT_INVALID, EXIT_OK};
+use crate::dag::{Dag, load_dag};
+use crate::inputs::{StageInput, source_of};
+use crate::plan::plan;
+
+/// Validates a DAG and prints its plan; returns the exit code.
+pub async fn validate(args: DagArgs) -> u8 {
+    let Some((dag, _)) = load_dag_args(&args) else { return EXIT_INVALID };
+    let mlflow = std::env::var("MLFLOW_TRACKING_URI").ok().and_then(|uri| MlflowClient::new(&uri).ok());
+    let needs_mlflow = dag.order().into_iter().any(|stage| {
+        matches!(source_of(&dag, stage), StageInput::Uri(uri) if uri.starts_with("mlflow-artifacts:") || uri.starts_with("runs:"))
+    });
+    let planned = if needs_mlflow && mlflow.is_none() { None } else { Some(plan(&dag, mlflow.as_ref()).await) };
+    let planned = match planned.transpose() {
+        Ok(planned) => planned,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_INVALID;
+        }
+    };
+    println!("DAG {} (experiment {}): valid, {} stages", dag.name, dag.experiment, dag.stages.len());
+    for (index, stage) in dag.order().into_iter().enumerate() {
+        let input = match source_of(&dag, stage) {
+            StageInput::Uri(uri) => format!("input {uri}"),
+            StageInput::Nothing => "no input".to_string(),
+            StageInput::Upstream(upstream) => format!("after {}", upstream.join(", ")),
+        };
+        let shards = match planned.as_ref().and_then(|p| p.get(&stage.name)) {
+            Some(planned) => format!("{} objects -> {} shards", planned.objects, planned.shards.len()),
+            None if matches!(source_of(&dag, stage), StageInput::Upstream(_)) => "shards from upstream outputs".into(),
+            None => "input not listed (needs MLFLOW_TRACKING_URI)".into(),
+        };
+        println!(
+            "  {}. {}: {} ({}), {input}, {shards}, parallelism {}, retries {}",
+            index + 1,
+            stage.name,
+            stage.project_dir.display(),
+            stage.entry_point,
+            stage.parallelism,
+            stage.retries
+        );
+    }
+    EXIT_OK
+}
+
+/// Loads and validates the DAG named on the command line, printing every error to stderr.
+pub(super) fn load_dag_args(args: &DagArgs) -> Option<(Dag, PathBuf)> {
+    let overrides = match args.overrides() {
+        Ok(overrides) => overrides,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return None;
+        }
+    };
+    let path = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
+    match load_dag(&path, &overrides) {
+        Ok(dag) => Some((dag, path)),
+        Err(errors) => {
+            eprintln!("error: {} is not a valid DAG:", args.file.display());
+            for error in &errors.0 {
+                eprintln!("  {error}");
+            }
+            None
+        }
+    }
+}

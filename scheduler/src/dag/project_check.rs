@@ -1,0 +1,134 @@
+//! Resolving each stage's project to a local directory (cloning git projects) and checking
+//! its entry point and parameters against the MLproject.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use concurrent_mlflow::project::{MlProject, ProjectError};
+
+use super::error::Errors;
+use super::model::{ProjectRef, Stage};
+use super::project_ref::fetch_git;
+use super::uri::normalize;
+
+/// Sets `stage.project_dir` and checks the entry point and parameters. `param_places` maps a
+/// parameter name to where it was given when that is not the DAG file (`-P stage.param`).
+pub(crate) fn check_project(
+    errors: &mut Errors,
+    stage: &mut Stage,
+    base_dir: &Path,
+    git_cache: &Path,
+    param_places: &BTreeMap<String, String>,
+) {
+    let place = format!("stages.{}", stage.name);
+    let project_place = format!("{place}.project");
+    let dir = match &stage.project {
+        ProjectRef::Local(path) => normalize(&base_dir.join(path)),
+        ProjectRef::Git { url, subdir, rev } => {
+            match fetch_git(url, rev.as_deref(), git_cache) {
+                Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
+                Err(e) => return errors.push(project_place, e.to_string()),
+            }
+        }
+    };
+    if !dir.is_dir() {
+        return errors.push(
+            project_place,
+            format!("directory {} not found", dir.display()),
+        );
+    }
+    stage.project_dir = dir.canonicalize().unwrap_or(dir);
+    let dir = &stage.project_dir;
+    let project = match MlProject::load(dir) {
+        Ok(p) => p,
+        Err(ProjectError::NotFound { dir }) => {
+            return errors.push(
+                project_place,
+                format!("no MLproject file in {}", dir.display()),
+            );
+        }
+        Err(e) => return errors.push(project_place, e.to_string()),
+    };
+    let entry_place = format!("{place}.entry_point");
+    let entry = match project.entry_point(dir, &stage.entry_point) {
+        Ok(entry) => entry,
+        Err(ProjectError::NoEntryPoint { declared, .. }) => {
+            let declared = if declared.is_empty() {
+                "none".to_string()
+            } else {
+                declared.join(", ")
+            };
+            return errors.push(
+                entry_place,
+                format!(
+                    "no entry point `{}` in the MLproject of {} (declared: {declared})",
+                    stage.entry_point,
+                    dir.display()
+                ),
+            );
+        }
+        Err(e) => return errors.push(entry_place, e.to_string()),
+    };
+
+    let before = errors.0.len();
+    let param_place = |name: &str| {
+        param_places
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| format!("{place}.parameters.{name}"))
+    };
+    let declared = || {
+        let names: Vec<&str> = entry.parameters.keys().map(String::as_str).collect();
+        if names.is_empty() { "none".to_string() } else { names.join(", ") }
+    };
+    for (name, value) in &stage.parameters {
+        match entry.parameters.get(name) {
+            None => errors.push(
+                param_place(name),
+                format!(
+                    "unknown parameter of entry point `{}` (declared: {})",
+                    stage.entry_point,
+                    declared()
+                ),
+            ),
+            Some(param) => {
+                if let Err(e) = param.check_value(name, value) {
+                    errors.push(param_place(name), bad_value_message(&e));
+                }
+            }
+        }
+    }
+    let filled = entry.filled_parameters();
+    for (name, param) in &entry.parameters {
+        let given = stage.parameters.contains_key(name) || param.default.is_some();
+        if !given && !filled.contains(&name.as_str()) {
+            errors.push(
+                format!("{place}.parameters"),
+                format!(
+                    "missing parameter `{name}` (entry point `{}` declares it without a default)",
+                    stage.entry_point
+                ),
+            );
+        }
+    }
+    if errors.0.len() == before
+        && let Err(e) = entry.check_parameters(&stage.parameters, &filled)
+    {
+        errors.push(
+            entry_place,
+            format!("entry point `{}` cannot be used: {e}", stage.entry_point),
+        );
+    }
+}
+
+fn bad_value_message(e: &concurrent_mlflow::project::ParamError) -> String {
+    match e {
+        concurrent_mlflow::project::ParamError::BadValue {
+            kind,
+            value,
+            reason,
+            ..
+        } => format!("expected {}, found {value:?} ({reason})", kind.as_str()),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,226 @@
+//! `project:` values: a local directory or `git: URL#subdir@rev`, and fetching git projects
+//! into a cache directory with the `git` CLI.
+//!
+//! A clone lives in `<cache>/<sha256(url@rev)>` and is reused as is once complete: a branch
+//! is resolved on first use only (use a tag or a commit for reproducible runs).
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::model::ProjectRef;
+
+/// Parses `URL#subdir@rev` (both parts of the fragment optional).
+pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
+    let spec = spec.trim();
+    let (url, fragment) = match spec.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (spec, None),
+    };
+    check_git_url(url)?;
+    let (subdir, rev) = match fragment {
+        None => (None, None),
+        Some(f) => match f.split_once('@') {
+            Some((s, r)) => (Some(s), Some(r)),
+            None => (Some(f), None),
+        },
+    };
+    let subdir = match subdir.map(|s| s.trim_matches('/')) {
+        None | Some("") => None,
+        Some(s) => {
+            let safe = Path::new(s)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            if !safe {
+                return Err(format!(
+                    "the subdirectory {s:?} must be a relative path inside the repository"
+                ));
+            }
+            Some(s.to_string())
+        }
+    };
+    let rev = match rev {
+        None => None,
+        Some("") => return Err("empty revision after `@`".into()),
+        Some(r) if r.starts_with('-') || r.contains(char::is_whitespace) => {
+            return Err(format!("invalid revision {r:?}"));
+        }
+        Some(r) => Some(r.to_string()),
+    };
+    Ok(ProjectRef::Git {
+        url: url.to_string(),
+        subdir,
+        rev,
+    })
+}
+
+/// Accepts `https://`, `http://`, `ssh://`, `git://`, `file://` URLs and `user@host:path`.
+fn check_git_url(url: &str) -> Result<(), String> {
+    let expected = "expected a git URL like https://host/org/repo.git#subdir@ref";
+    if url.is_empty() {
+        return Err(expected.into());
+    }
+    if url.starts_with('-') || url.contains(char::is_whitespace) {
+        return Err(format!("{expected}, found {url:?}"));
+    }
+    if let Ok(parsed) = url::Url::parse(url)
+        && matches!(parsed.scheme(), "https" | "http" | "ssh" | "git" | "file")
+    {
+        return Ok(());
+    }
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(host, path)| host.contains('@') && !host.contains('/') && !path.is_empty());
+    if scp_like {
+        Ok(())
+    } else {
+        Err(format!("{expected}, found {url:?}"))
+    }
+}
+
+/// Why a git project could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The cache directory could not be prepared.
+    #[error("cannot use the git cache {path}: {source}")]
+    Cache {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `git` could not be started.
+    #[error("cannot run git: {source}")]
+    Spawn {
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A git command failed.
+    #[error("`git {args}` failed: {stderr}")]
+    Git {
+        /// The arguments.
+        args: String,
+        /// What git printed.
+        stderr: String,
+    },
+}
+
+/// Clones `url` at `rev` into `cache_dir` (reusing a complete earlier clone) and returns the
+/// clone's root.
+pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<PathBuf, FetchError> {
+    let key = format!("{url}@{}", rev.unwrap_or(""));
+    let hash = Sha256::digest(key.as_bytes());
+    let name: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let dest = cache_dir.join(&name);
+    if dest.join(".git").is_dir() {
+        return Ok(dest);
+    }
+    let cache_err = |source| FetchError::Cache {
+        path: cache_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let work = cache_dir.join(format!("{name}.tmp-{}-{nanos}", std::process::id()));
+    let result = clone_into(url, rev, &work).and_then(|()| {
+        match std::fs::rename(&work, &dest) {
+            Ok(()) => Ok(dest.clone()),
+            // Another process finished the same clone first: use theirs.
+            Err(_) if dest.join(".git").is_dir() => Ok(dest.clone()),
+            Err(source) => Err(cache_err(source)),
+        }
+    });
+    if work.exists() {
+        // Best effort: a leftover partial clone is only wasted space.
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    result
+}
+
+fn clone_into(url: &str, rev: Option<&str>, work: &Path) -> Result<(), FetchError> {
+    git(None, &["clone", "--quiet", "--", url, &path_str(work)])?;
+    if let Some(rev) = rev {
+        git(Some(work), &["checkout", "--quiet", "--detach", rev])?;
+    }
+    Ok(())
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), FetchError> {
+    let mut cmd = Command::new("git");
+    if let Some(dir) = dir {
+        cmd.current_dir(dir);
+    }
+    cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
+    let out = cmd.output().map_err(|source| FetchError::Spawn { source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(FetchError::Git {
+        args: args.join(" "),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}
+
+/// The default cache of git projects: `$XDG_CACHE_HOME/concurrent/git`,
+/// `$HOME/.cache/concurrent/git`, or the temp dir.
+pub fn default_git_cache() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("concurrent").join("git")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git_ref(url: &str, subdir: Option<&str>, rev: Option<&str>) -> ProjectRef {
+        ProjectRef::Git {
+            url: url.into(),
+            subdir: subdir.map(Into::into),
+            rev: rev.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn parses_url_subdir_and_rev() {
+        let url = "https://host/org/repo.git";
+        assert_eq!(parse_git(url), Ok(git_ref(url, None, None)));
+        assert_eq!(
+            parse_git(&format!("{url}#projects/thumb@v1.2")),
+            Ok(git_ref(url, Some("projects/thumb"), Some("v1.2")))
+        );
+        assert_eq!(
+            parse_git(&format!("{url}#@main")),
+            Ok(git_ref(url, None, Some("main")))
+        );
+        assert_eq!(
+            parse_git("git@github.com:org/repo.git#sub"),
+            Ok(git_ref("git@github.com:org/repo.git", Some("sub"), None))
+        );
+    }
+
+    #[test]
+    fn rejects_bad_specs() {
+        assert!(parse_git("").is_err());
+        assert!(parse_git("not a url").is_err());
+        assert!(parse_git("ftp://host/x.git").is_err());
+        assert!(parse_git("https://host/r.git#../up").is_err());
+        assert!(parse_git("https://host/r.git#sub@").is_err());
+        assert!(parse_git("https://host/r.git#sub@--upload-pack=x").is_err());
+        assert_eq!(
+            git_ref("https://h/r.git", Some("s"), Some("v1")).to_string(),
+            "https://h/r.git#s@v1"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Projects, entry points, parameters and `-P` overrides, against real MLproject files;
+//! git projects through a local repository and a `file://` URL.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::*;
+
+#[test]
+fn project_is_required_and_must_exist() {
+    assert_eq!(
+        errors("name: t\ninput: none\nstages:\n  a: {parallelism: 2}\n"),
+        ["stages.a.project: required"]
+    );
+    let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/absent}\n");
+    assert_eq!(
+        e,
+        [format!(
+            "stages.a.project: directory {} not found",
+            data_dir().join("projects/absent").display()
+        )]
+    );
+    let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/empty}\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("stages.a.project: no MLproject file in "), "{e:?}");
+}
+
+#[test]
+fn entry_point_must_exist() {
+    let e = errors(&one_stage("    entry_point: train\n"));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("stages.a.entry_point: no entry point `train` in the MLproject of"));
+    assert!(e[0].ends_with("(declared: main, resize)"), "{e:?}");
+    // A .py file of the project is an entry point, as in MLflow.
+    let dag = ok("name: t\ninput: none\nstages:\n  a: {project: projects/histogram, entry_point: extra.py}\n");
+    assert_eq!(dag.stages["a"].entry_point, "extra.py");
+}
+
+#[test]
+fn parameters_are_checked_against_the_entry_point() {
+    assert_eq!(
+        errors(&one_stage("    parameters: {siz: 3}\n")),
+        ["stages.a.parameters.siz: unknown parameter of entry point `main` (declared: input_dir, \
+          label, output_dir, size)"]
+    );
+    assert_eq!(
+        errors(&one_stage("    parameters: {size: big}\n")),
+        ["stages.a.parameters.size: expected int, found \"big\" (not an integer)"]
+    );
+    assert_eq!(
+        errors(&one_stage("    entry_point: resize\n")),
+        ["stages.a.parameters: missing parameter `width` (entry point `resize` declares it \
+          without a default)"]
+    );
+    assert_eq!(
+        errors(&one_stage("    parameters: {size: [1]}\n")),
+        ["stages.a.parameters.size: expected a string, number or boolean, found a list"]
+    );
+    // input_dir is declared without a default but the worker fills it.
+    let a = &ok(&one_stage("    entry_point: resize\n    parameters: {width: 300}\n")).stages["a"];
+    assert_eq!(a.parameters["width"], "300");
+}
+
+#[test]
+fn yaml_scalars_are_stringified_like_python() {
+    let text = "name: t\ninput: none\nstages:\n  a:\n    project: projects/histogram\n    \
+                parameters: {bins: 8, scale: 2.0}\n";
+    let a = &ok(text).stages["a"];
+    assert_eq!(a.parameters["bins"], "8");
+    assert_eq!(a.parameters["scale"], "2.0");
+    let a = &ok(&one_stage("    parameters: {label: true}\n")).stages["a"];
+    assert_eq!(a.parameters["label"], "True");
+}
+
+#[test]
+fn p_overrides_set_parameters_and_name_their_place() {
+    let set = |params: &[(&str, &str, &str)]| Overrides {
+        input: None,
+        parameters: params
+            .iter()
+            .map(|(s, p, v)| (s.to_string(), p.to_string(), v.to_string()))
+            .collect(),
+    };
+    let dag = parse_with(&one_stage("    parameters: {size: 64}\n"), &set(&[("a", "size", "32")]))
+        .unwrap();
+    assert_eq!(dag.stages["a"].parameters["size"], "32");
+    assert_eq!(
+        errors_with(&one_stage(""), &set(&[("a", "siz", "32")])),
+        ["-P a.siz: unknown parameter of entry point `main` (declared: input_dir, label, \
+          output_dir, size)"]
+    );
+    assert_eq!(
+        errors_with(&one_stage(""), &set(&[("b", "size", "32")])),
+        ["-P b.size: unknown stage `b`"]
+    );
+    assert_eq!(
+        errors_with(&one_stage(""), &set(&[("a", "size", "x")])),
+        ["-P a.size: expected int, found \"x\" (not an integer)"]
+    );
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn git_projects_are_cloned_and_checked_out() {
+    let repo = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let sub = repo.path().join("projects/thumb");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mlproject = |size: u32| {
+        format!(
+            "entry_points:\n  main:\n    parameters:\n      size: {{type: int, default: {size}}}\n    \
+             command: \"echo {{size}}\"\n"
+        )
+    };
+    std::fs::write(sub.join("MLproject"), mlproject(1)).unwrap();
+    git(repo.path(), &["init", "-q"]);
+    git(repo.path(), &["add", "."]);
+    git(repo.path(), &["commit", "-qm", "v1"]);
+    git(repo.path(), &["tag", "v1"]);
+    std::fs::write(sub.join("MLproject"), "entry_points:\n  other:\n    command: x\n").unwrap();
+    git(repo.path(), &["commit", "-qam", "v2"]);
+
+    let url = url::Url::from_directory_path(repo.path()).unwrap().to_string();
+    let text = format!(
+        "name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#projects/thumb@v1\"}}\n"
+    );
+    let opts = LoadOptions { git_cache: cache.path().to_path_buf() };
+    let dag = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let a = &dag.stages["a"];
+    assert_eq!(
+        a.project,
+        ProjectRef::Git { url: url.clone(), subdir: Some("projects/thumb".into()), rev: Some("v1".into()) }
+    );
+    assert!(a.project_dir.starts_with(cache.path().canonicalize().unwrap()));
+    assert_eq!(std::fs::read_to_string(a.project_dir.join("MLproject")).unwrap(), mlproject(1));
+
+    // Without a revision: the default branch, where `main` is gone.
+    let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: \"git:{url}#projects/thumb\"\n");
+    let e = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_err();
+    assert!(e.0[0].place == "stages.a.entry_point", "{e}");
+
+    let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#@nope\"}}\n");
+    let e = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_err();
+    assert!(e.0[0].place == "stages.a.project" && e.0[0].message.contains("checkout"), "{e}");
+}
+
+#[test]
+fn bad_git_specs_name_the_place() {
+    assert_eq!(
+        errors("name: t\ninput: none\nstages:\n  a:\n    project: {git: \"https://h/r.git#../x\"}\n"),
+        ["stages.a.project.git: the subdirectory \"../x\" must be a relative path inside the repository"]
+    );
+    assert_eq!(
+        errors("name: t\ninput: none\nstages:\n  a:\n    project: {git: x, rev: y}\n"),
+        [
+            "stages.a.project.rev: unknown field",
+            "stages.a.project.git: expected a git URL like https://host/org/repo.git#subdir@ref, found \"x\""
+        ]
+    );
+}

@@ -1,0 +1,171 @@
+//! Each field of a stage: defaults, types and the exact messages.
+
+use super::*;
+
+fn stage_errors(extra: &str) -> Vec<String> {
+    errors(&one_stage(extra))
+}
+
+fn stage(extra: &str) -> Stage {
+    ok(&one_stage(extra)).stages.remove("a").expect("stage a")
+}
+
+#[test]
+fn defaults() {
+    let a = stage("");
+    assert_eq!(a.entry_point, "main");
+    assert_eq!((a.parallelism, a.retries, a.timeout), (1, 2, None));
+    assert_eq!(a.partition, Partition::Object { shard_size: None, shards: None });
+    assert_eq!(a.resources, Resources::default());
+    assert!(a.include.is_empty() && a.clusters.is_empty() && a.after.is_empty());
+    assert_eq!(a.input, None);
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    assert_eq!(stage_errors("    paralelism: 3\n"), ["stages.a.paralelism: unknown field"]);
+    assert_eq!(
+        stage_errors("    resources: {cpus: 1}\n"),
+        ["stages.a.resources.cpus: unknown field"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: object, size: 3}\n"),
+        ["stages.a.partition.size: unknown field"]
+    );
+}
+
+#[test]
+fn integers() {
+    assert_eq!(
+        stage_errors("    parallelism: ten\n"),
+        ["stages.a.parallelism: expected a positive integer, found \"ten\""]
+    );
+    assert_eq!(stage_errors("    parallelism: 0\n"), ["stages.a.parallelism: must be at least 1"]);
+    assert_eq!(
+        stage_errors("    parallelism: 2.5\n"),
+        ["stages.a.parallelism: expected a positive integer, found 2.5"]
+    );
+    assert_eq!(stage_errors("    retries: 101\n"), ["stages.a.retries: must be at most 100"]);
+    assert_eq!(stage_errors("    retries: -1\n"), ["stages.a.retries: must be at least 0"]);
+    assert_eq!(stage("    retries: 0\n").retries, 0);
+    assert_eq!(
+        stage_errors("    resources: {gpu: [1]}\n"),
+        ["stages.a.resources.gpu: expected a non-negative integer, found a list"]
+    );
+}
+
+#[test]
+fn timeouts() {
+    assert_eq!(
+        stage("    timeout: 1h30m\n").timeout,
+        Some(std::time::Duration::from_secs(5400))
+    );
+    assert_eq!(stage_errors("    timeout: 0s\n"), ["stages.a.timeout: must be greater than 0"]);
+    assert_eq!(
+        stage_errors("    timeout: 600\n"),
+        ["stages.a.timeout: expected a duration like 10m, 30s, 1h30m or 500ms, found 600"]
+    );
+    assert_eq!(
+        stage_errors("    timeout: soon\n"),
+        ["stages.a.timeout: expected a duration like 10m, 30s, 1h30m or 500ms, found \"soon\""]
+    );
+}
+
+#[test]
+fn resources() {
+    let a = stage("    resources: {cpu: 500m, memory: 512Mi, gpu: 2}\n");
+    assert_eq!(
+        a.resources,
+        Resources { cpu: Some("500m".into()), memory: Some("512Mi".into()), gpu: 2 }
+    );
+    assert_eq!(stage("    resources: {cpu: 1}\n").resources.cpu.as_deref(), Some("1"));
+    assert_eq!(stage("    resources: {cpu: 0.5}\n").resources.cpu.as_deref(), Some("0.5"));
+    assert_eq!(
+        stage_errors("    resources: {memory: 2GB}\n"),
+        ["stages.a.resources.memory: expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, \
+          found \"2GB\""]
+    );
+}
+
+#[test]
+fn partitions() {
+    let p = |extra: &str| stage(extra).partition;
+    assert_eq!(p("    partition: directory\n"), Partition::Directory);
+    assert_eq!(p("    partition: {by: none}\n"), Partition::None);
+    assert_eq!(
+        p("    partition: {shards: 3}\n"),
+        Partition::Object { shard_size: None, shards: Some(3) }
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: object, shard_size: 0}\n"),
+        ["stages.a.partition.shard_size: must be at least 1"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {shard_size: 2, shards: 3}\n"),
+        ["stages.a.partition: shard_size and shards cannot both be set"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: rows}\n"),
+        ["stages.a.partition.by: expected one of object, directory, key, none, found \"rows\""]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: key}\n"),
+        ["stages.a.partition.pattern: required with by: key"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: key, pattern: \"(a)(b)\"}\n"),
+        ["stages.a.partition.pattern: must have exactly one capture group, found 2"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: key, pattern: \"^[^/]+\"}\n"),
+        ["stages.a.partition.pattern: must have exactly one capture group, found 0"]
+    );
+    let e = stage_errors("    partition: {by: key, pattern: \"(a\"}\n");
+    assert!(e[0].starts_with("stages.a.partition.pattern: invalid regex: "), "{e:?}");
+    assert_eq!(
+        stage_errors("    partition: {by: object, pattern: \"(a)\"}\n"),
+        ["stages.a.partition.pattern: only allowed with by: key"]
+    );
+    assert_eq!(
+        stage_errors("    partition: {by: directory, shards: 2}\n"),
+        ["stages.a.partition: shard_size and shards are not allowed with by: directory"]
+    );
+}
+
+#[test]
+fn include_globs_must_compile() {
+    assert_eq!(stage("    include: \"*.jpg\"\n").include, ["*.jpg"]);
+    let e = stage_errors("    include: [\"*.jpg\", \"a[\"]\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("stages.a.include[1]: invalid include glob \"a[\""), "{e:?}");
+    assert_eq!(
+        stage_errors("    include: {a: 1}\n"),
+        ["stages.a.include: expected a list of strings, found a map"]
+    );
+}
+
+#[test]
+fn inputs() {
+    assert_eq!(
+        stage("    input: s3://bucket/x\n").input,
+        Some(InputSource::Uri("s3://bucket/x".into()))
+    );
+    let want = url::Url::from_file_path(data_dir().join("raw")).unwrap().to_string();
+    assert_eq!(stage("    input: file:raw\n").input, Some(InputSource::Uri(want)));
+    assert_eq!(stage("    input: none\n").input, Some(InputSource::None));
+    assert_eq!(
+        stage_errors("    input: s3://\n"),
+        ["stages.a.input: s3 URI needs a bucket or host, found \"s3://\""]
+    );
+}
+
+#[test]
+fn clusters_image_and_after_lists() {
+    let a = stage("    clusters: eks\n    image: reg/x:1\n");
+    assert_eq!(a.clusters, ["eks"]);
+    assert_eq!(
+        stage_errors("    clusters: [\"\"]\n"),
+        ["stages.a.clusters[0]: must not be empty"]
+    );
+    assert_eq!(stage_errors("    image: 3\n"), ["stages.a.image: expected a string, found 3"]);
+}

@@ -1,0 +1,48 @@
+//! What a run tells its watchers while it goes, and how it ended.
+
+use crate::run_state::{RunOutcome, StageStatus};
+
+/// Progress of a run, as it happens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunEvent {
+    /// A stage published its shards.
+    StageStarted { stage: String, shards: u32, objects: u64 },
+    /// An attempt failed and the shard will be tried again.
+    AttemptFailed { stage: String, shard: u32, attempt: u32, reason: String },
+    /// A shard is decided.
+    ShardDecided { stage: String, shard: u32, succeeded: bool },
+    /// Every shard of a stage is decided.
+    StageEnded { stage: String, status: StageStatus },
+    /// A stage will not run because an upstream stage failed.
+    StageSkipped { stage: String },
+    /// The run ended.
+    RunEnded { outcome: RunOutcome },
+}
+
+/// One stage's figures at the end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSummary {
+    pub stage: String,
+    pub status: StageStatus,
+    pub shards_total: u32,
+    pub shards_succeeded: u32,
+    pub shards_failed: u32,
+    /// Attempts whose results arrived, failed ones included.
+    pub attempts: u32,
+    pub objects_in: u64,
+    pub objects_out: u64,
+    pub duration_s: f64,
+    pub mlflow_run_id: Option<String>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    pub run_id: String,
+    /// `None` when the run was cancelled.
+    pub outcome: Option<RunOutcome>,
+    pub stages: Vec<StageSummary>,
+    pub wall_s: f64,
+    /// The DAG run in MLflow and its experiment.
+    pub mlflow: Option<(String, String)>,
+}

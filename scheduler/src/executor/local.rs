@@ -1,0 +1,137 @@
+//! The local executor: workers are child processes of the `concurrent-worker` binary on this
+//! machine, at most `--workers N` at once. Each worker's log goes to a file in the state dir.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+use super::{Executor, ExecutorError, StageRef};
+
+/// How a local worker is started.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The `concurrent-worker` binary.
+    pub worker_binary: PathBuf,
+    pub nats_url: String,
+    /// Most workers alive at once.
+    pub max_workers: u32,
+    /// Workers exit after this long without a shard.
+    pub idle_timeout: Duration,
+    /// Root of the workers' scratch dirs, project cache and logs.
+    pub state_dir: PathBuf,
+}
+
+struct LocalWorker {
+    stage: StageRef,
+    id: String,
+    child: Child,
+    log: PathBuf,
+}
+
+/// Runs workers as local child processes.
+pub struct LocalExecutor {
+    config: LocalConfig,
+    workers: Vec<LocalWorker>,
+    launched: u64,
+}
+
+impl LocalExecutor {
+    /// An executor with no worker running yet.
+    pub fn new(config: LocalConfig) -> LocalExecutor {
+        LocalExecutor { config, workers: Vec::new(), launched: 0 }
+    }
+
+    /// The `concurrent-worker` binary installed beside the running executable.
+    pub fn default_worker_binary() -> PathBuf {
+        if let Some(path) = std::env::var_os("CONCURRENT_WORKER_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().unwrap_or_default();
+        exe.parent().unwrap_or(Path::new(".")).join("concurrent-worker")
+    }
+
+    fn spawn(&mut self, stage: &StageRef) -> Result<LocalWorker, ExecutorError> {
+        self.launched += 1;
+        let id = format!("local-{}-{}", std::process::id(), self.launched);
+        let log_dir = self.config.state_dir.join("logs").join(&stage.run_id);
+        std::fs::create_dir_all(&log_dir)
+            .map_err(|source| ExecutorError::LogDir { dir: log_dir.display().to_string(), source })?;
+        let log = log_dir.join(format!("{}-{id}.log", stage.stage));
+        let log_file = std::fs::File::create(&log)
+            .map_err(|source| ExecutorError::LogDir { dir: log_dir.display().to_string(), source })?;
+        let binary = &self.config.worker_binary;
+        let child = Command::new(binary)
+            .arg("--nats-url")
+            .arg(&self.config.nats_url)
+            .args(["--run", &stage.run_id, "--stage", &stage.stage, "--worker-id", &id, "--cluster", "local"])
+            .arg("--idle-timeout")
+            .arg(format!("{}ms", self.config.idle_timeout.as_millis()))
+            .arg("--work-dir")
+            .arg(self.config.state_dir.join("work"))
+            .arg("--cache-dir")
+            .arg(self.config.state_dir.join("projects"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
+        Ok(LocalWorker { stage: stage.clone(), id, child, log })
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn capacity(&self) -> u32 {
+        self.config.max_workers
+    }
+
+    async fn launch(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
+        for _ in 0..count {
+            let worker = self.spawn(stage)?;
+            tracing::debug!(worker = %worker.id, stage = %stage.stage, "worker launched");
+            self.workers.push(worker);
+        }
+        Ok(())
+    }
+
+    fn alive(&mut self) -> BTreeMap<StageRef, u32> {
+        self.workers.retain_mut(|worker| match worker.child.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) => {
+                if !status.success() {
+                    tracing::warn!(worker = %worker.id, %status, log = %worker.log.display(), "worker exited with an error");
+                }
+                false
+            }
+            Err(error) => {
+                tracing::warn!(worker = %worker.id, %error, "cannot check worker");
+                false
+            }
+        });
+        let mut alive = BTreeMap::new();
+        for worker in &self.workers {
+            *alive.entry(worker.stage.clone()).or_insert(0) += 1;
+        }
+        alive
+    }
+
+    async fn shutdown(&mut self, grace: Duration) {
+        for worker in &self.workers {
+            if let Some(pid) = worker.child.id() {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        for worker in &mut self.workers {
+            if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
+                let _ = worker.child.kill().await;
+            }
+        }
+        self.workers.clear();
+    }
+}

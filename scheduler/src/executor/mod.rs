@@ -1,0 +1,41 @@
+//! The seam between the scheduler and where workers run (DESIGN §6). The scheduler's pure
+//! autoscaler decides how many workers each stage should get; an [`Executor`] launches them
+//! and reports how many are alive.
+
+pub mod local;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+pub use local::LocalExecutor;
+
+/// A stage workers are launched for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StageRef {
+    pub run_id: String,
+    pub stage: String,
+}
+
+/// Launching or watching workers failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorError {
+    #[error("cannot start worker {binary}: {source}")]
+    Spawn { binary: String, source: std::io::Error },
+    #[error("cannot prepare the worker log directory {dir}: {source}")]
+    LogDir { dir: String, source: std::io::Error },
+}
+
+/// Where workers run: local processes, Kubernetes Jobs, or a simulation.
+pub trait Executor: Send {
+    /// Most workers this executor runs at once.
+    fn capacity(&self) -> u32;
+
+    /// Launches `count` more workers for `stage`.
+    fn launch(&mut self, stage: &StageRef, count: u32) -> impl Future<Output = Result<(), ExecutorError>> + Send;
+
+    /// Workers alive now, per stage; forgets those that have exited.
+    fn alive(&mut self) -> BTreeMap<StageRef, u32>;
+
+    /// Stops every worker: a polite signal first, then a kill after `grace`.
+    fn shutdown(&mut self, grace: std::time::Duration) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,18 @@
+//! The Concurrent scheduler: reads a DAG of MLprojects, partitions each stage's input into
+//! shards, publishes them on NATS JetStream, asks an executor for workers, and follows every
+//! shard to the end, recording the run in sled and in MLflow.
+
+pub mod dag;
+pub mod partition;
+pub mod autoscale;
+pub mod cli;
+pub mod driver;
+pub mod executor;
+pub mod inputs;
+pub mod plan;
+pub mod run_tree;
+pub mod services;
+pub mod queue;
+pub mod run_state;
+pub mod run_id;
+pub mod store;

@@ -1,0 +1,364 @@
+//! The run state machine: which stages may start, what a shard result changes, and when stages
+//! and the whole run end. Pure: the driver feeds it events and carries out the [`Effect`]s.
+
+use std::collections::BTreeMap;
+
+/// Where a stage is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StageStatus {
+    /// Some upstream stage has not succeeded yet.
+    Waiting,
+    /// Started: its shards are being published or worked on.
+    Running,
+    Succeeded,
+    Failed,
+    /// Never started because an upstream stage failed.
+    Skipped,
+}
+
+impl StageStatus {
+    /// True once the stage will not change again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, StageStatus::Succeeded | StageStatus::Failed | StageStatus::Skipped)
+    }
+}
+
+/// Where a shard is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ShardOutcome {
+    Pending,
+    Succeeded,
+    Failed,
+}
+
+/// How a whole run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+}
+
+/// Something the driver must do because the state changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// List the stage's inputs, publish its shards, then call [`RunState::stage_published`].
+    StartStage(String),
+    /// Every shard of the stage is decided: end its MLflow run, clean up its consumer.
+    EndStage { stage: String, status: StageStatus },
+    /// A stage that will never run because an upstream stage failed.
+    SkipStage(String),
+    /// Every stage is decided.
+    EndRun(RunOutcome),
+}
+
+/// What a shard result meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A failed attempt with attempts left: the shard stays pending.
+    AttemptFailed,
+    /// The result decided the shard.
+    Decided(ShardOutcome),
+    /// The shard was already decided: this result changes nothing.
+    Duplicate,
+    /// The result names a stage that is not running or a shard it does not have.
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+struct StageProgress {
+    status: StageStatus,
+    after: Vec<String>,
+    shards: Vec<ShardOutcome>,
+    pending: u32,
+    failed: u32,
+}
+
+/// The state of one DAG run's stages and shards.
+#[derive(Debug, Clone)]
+pub struct RunState {
+    stages: BTreeMap<String, StageProgress>,
+    ended: bool,
+}
+
+impl RunState {
+    /// A run whose stages (name, upstream names) are all waiting.
+    pub fn new<'a>(stages: impl IntoIterator<Item = (&'a str, &'a [String])>) -> RunState {
+        let stages = stages
+            .into_iter()
+            .map(|(name, after)| {
+                let progress = StageProgress {
+                    status: StageStatus::Waiting,
+                    after: after.to_vec(),
+                    shards: Vec::new(),
+                    pending: 0,
+                    failed: 0,
+                };
+                (name.to_string(), progress)
+            })
+            .collect();
+        RunState { stages, ended: false }
+    }
+
+    /// Starts the run: the stages with no upstream stage start.
+    pub fn start(&mut self) -> Vec<Effect> {
+        self.advance()
+    }
+
+    /// Records that a started stage published `shards` shards.
+    pub fn stage_published(&mut self, stage: &str, shards: u32) -> Vec<Effect> {
+        let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
+        progress.shards = vec![ShardOutcome::Pending; shards as usize];
+        progress.pending = shards;
+        progress.failed = 0;
+        if shards == 0 {
+            return self.end_stage(stage);
+        }
+        Vec::new()
+    }
+
+    /// Restores a stage's state (when resuming a run from the store).
+    pub fn restore_stage(&mut self, stage: &str, status: StageStatus, shards: Vec<ShardOutcome>) {
+        if let Some(progress) = self.stages.get_mut(stage) {
+            progress.pending = shards.iter().filter(|s| **s == ShardOutcome::Pending).count() as u32;
+            progress.failed = shards.iter().filter(|s| **s == ShardOutcome::Failed).count() as u32;
+            progress.shards = shards;
+            progress.status = status;
+        }
+    }
+
+    /// Fails a started stage that could not publish its shards.
+    pub fn stage_aborted(&mut self, stage: &str) -> Vec<Effect> {
+        let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
+        progress.shards.clear();
+        progress.pending = 0;
+        progress.failed = 1;
+        self.end_stage(stage)
+    }
+
+    /// Applies one shard attempt's result.
+    pub fn apply_result(&mut self, stage: &str, shard: u32, succeeded: bool, last_attempt: bool) -> (Verdict, Vec<Effect>) {
+        let Some(progress) = self.stages.get_mut(stage) else { return (Verdict::Unknown, Vec::new()) };
+        if progress.status == StageStatus::Waiting || progress.status == StageStatus::Skipped {
+            return (Verdict::Unknown, Vec::new());
+        }
+        let Some(slot) = progress.shards.get_mut(shard as usize) else { return (Verdict::Unknown, Vec::new()) };
+        if *slot != ShardOutcome::Pending {
+            return (Verdict::Duplicate, Vec::new());
+        }
+        let outcome = match (succeeded, last_attempt) {
+            (true, _) => ShardOutcome::Succeeded,
+            (false, true) => ShardOutcome::Failed,
+            (false, false) => return (Verdict::AttemptFailed, Vec::new()),
+        };
+        *slot = outcome;
+        progress.pending -= 1;
+        if outcome == ShardOutcome::Failed {
+            progress.failed += 1;
+        }
+        let effects = if progress.pending == 0 { self.end_stage(stage) } else { Vec::new() };
+        (Verdict::Decided(outcome), effects)
+    }
+
+    /// Shards of a stage not decided yet.
+    pub fn backlog(&self, stage: &str) -> u32 {
+        self.stages.get(stage).filter(|p| p.status == StageStatus::Running).map_or(0, |p| p.pending)
+    }
+
+    /// Status of a stage.
+    pub fn status(&self, stage: &str) -> Option<StageStatus> {
+        self.stages.get(stage).map(|p| p.status)
+    }
+
+    /// Outcomes of a stage's shards, by index.
+    pub fn shards(&self, stage: &str) -> &[ShardOutcome] {
+        self.stages.get(stage).map_or(&[], |p| &p.shards)
+    }
+
+    /// Stages currently running.
+    pub fn running_stages(&self) -> impl Iterator<Item = &str> {
+        self.stages.iter().filter(|(_, p)| p.status == StageStatus::Running).map(|(n, _)| n.as_str())
+    }
+
+    /// True once the run has ended.
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    fn end_stage(&mut self, stage: &str) -> Vec<Effect> {
+        let progress = self.stages.get_mut(stage).expect("ending a known stage");
+        progress.status = if progress.failed > 0 { StageStatus::Failed } else { StageStatus::Succeeded };
+        let mut effects = vec![Effect::EndStage { stage: stage.to_string(), status: progress.status }];
+        effects.extend(self.advance());
+        effects
+    }
+
+    /// Skips stages below a failure, starts stages whose upstreams succeeded, ends the run.
+    fn advance(&mut self) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let mut changed = false;
+            let names: Vec<String> = self.stages.keys().cloned().collect();
+            for name in names {
+                if self.stages[&name].status != StageStatus::Waiting {
+                    continue;
+                }
+                let upstream: Vec<StageStatus> = self.stages[&name].after.iter().map(|u| self.stages.get(u).map_or(StageStatus::Failed, |p| p.status)).collect();
+                let progress = self.stages.get_mut(&name).expect("known stage");
+                if upstream.iter().any(|s| matches!(s, StageStatus::Failed | StageStatus::Skipped)) {
+                    progress.status = StageStatus::Skipped;
+                    effects.push(Effect::SkipStage(name));
+                    changed = true;
+                } else if upstream.iter().all(|s| *s == StageStatus::Succeeded) {
+                    progress.status = StageStatus::Running;
+                    effects.push(Effect::StartStage(name));
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        if !self.ended && self.stages.values().all(|p| p.status.is_terminal()) {
+            self.ended = true;
+            let failed = self.stages.values().any(|p| p.status != StageStatus::Succeeded);
+            effects.push(Effect::EndRun(if failed { RunOutcome::Failed } else { RunOutcome::Succeeded }));
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain() -> RunState {
+        let none: Vec<String> = vec![];
+        let a = vec!["a".to_string()];
+        let b = vec!["b".to_string()];
+        RunState::new([("a", none.as_slice()), ("b", a.as_slice()), ("c", b.as_slice())])
+    }
+
+    #[test]
+    fn root_stages_start_first() {
+        let mut run = chain();
+        assert_eq!(run.start(), vec![Effect::StartStage("a".into())]);
+        assert_eq!(run.status("b"), Some(StageStatus::Waiting));
+    }
+
+    #[test]
+    fn a_stage_ends_when_every_shard_is_decided_and_its_successor_starts() {
+        let mut run = chain();
+        run.start();
+        assert!(run.stage_published("a", 2).is_empty());
+        assert_eq!(run.backlog("a"), 2);
+        let (verdict, effects) = run.apply_result("a", 0, true, false);
+        assert_eq!(verdict, Verdict::Decided(ShardOutcome::Succeeded));
+        assert!(effects.is_empty());
+        let (_, effects) = run.apply_result("a", 1, true, false);
+        assert_eq!(effects, vec![Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded }, Effect::StartStage("b".into())]);
+    }
+
+    #[test]
+    fn a_failed_attempt_with_attempts_left_keeps_the_shard_pending() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 1);
+        assert_eq!(run.apply_result("a", 0, false, false).0, Verdict::AttemptFailed);
+        assert_eq!(run.backlog("a"), 1);
+        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Decided(ShardOutcome::Succeeded));
+    }
+
+    #[test]
+    fn a_failed_stage_skips_everything_downstream_and_fails_the_run() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 1);
+        let (verdict, effects) = run.apply_result("a", 0, false, true);
+        assert_eq!(verdict, Verdict::Decided(ShardOutcome::Failed));
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "a".into(), status: StageStatus::Failed },
+                Effect::SkipStage("b".into()),
+                Effect::SkipStage("c".into()),
+                Effect::EndRun(RunOutcome::Failed),
+            ]
+        );
+        assert!(run.is_ended());
+    }
+
+    #[test]
+    fn the_first_decision_wins_and_later_results_are_duplicates() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 2);
+        run.apply_result("a", 0, true, false);
+        assert_eq!(run.apply_result("a", 0, false, true).0, Verdict::Duplicate);
+        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Duplicate);
+        assert_eq!(run.backlog("a"), 1);
+    }
+
+    #[test]
+    fn results_for_unknown_stages_or_shards_are_refused() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 1);
+        assert_eq!(run.apply_result("a", 5, true, true).0, Verdict::Unknown);
+        assert_eq!(run.apply_result("b", 0, true, true).0, Verdict::Unknown);
+        assert_eq!(run.apply_result("zzz", 0, true, true).0, Verdict::Unknown);
+    }
+
+    #[test]
+    fn a_stage_without_shards_succeeds_at_once() {
+        let mut run = chain();
+        run.start();
+        let effects = run.stage_published("a", 0);
+        assert_eq!(effects, vec![Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded }, Effect::StartStage("b".into())]);
+    }
+
+    #[test]
+    fn a_whole_chain_ends_the_run_succeeded() {
+        let mut run = chain();
+        run.start();
+        for stage in ["a", "b", "c"] {
+            run.stage_published(stage, 1);
+            let (_, effects) = run.apply_result(stage, 0, true, true);
+            if stage == "c" {
+                assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Succeeded)));
+            }
+        }
+        assert!(run.is_ended());
+    }
+
+    #[test]
+    fn independent_branches_keep_going_when_one_fails() {
+        let none: Vec<String> = vec![];
+        let x = vec!["x".to_string()];
+        let mut run = RunState::new([("x", none.as_slice()), ("y", none.as_slice()), ("z", x.as_slice())]);
+        assert_eq!(run.start(), vec![Effect::StartStage("x".into()), Effect::StartStage("y".into())]);
+        run.stage_published("x", 1);
+        run.stage_published("y", 1);
+        let (_, effects) = run.apply_result("x", 0, false, true);
+        assert_eq!(effects, vec![Effect::EndStage { stage: "x".into(), status: StageStatus::Failed }, Effect::SkipStage("z".into())]);
+        let (_, effects) = run.apply_result("y", 0, true, true);
+        assert_eq!(effects, vec![Effect::EndStage { stage: "y".into(), status: StageStatus::Succeeded }, Effect::EndRun(RunOutcome::Failed)]);
+    }
+
+    #[test]
+    fn a_diamond_starts_the_join_only_after_both_sides() {
+        let none: Vec<String> = vec![];
+        let a = vec!["a".to_string()];
+        let bc = vec!["b".to_string(), "c".to_string()];
+        let mut run = RunState::new([("a", none.as_slice()), ("b", a.as_slice()), ("c", a.as_slice()), ("d", bc.as_slice())]);
+        run.start();
+        run.stage_published("a", 1);
+        let (_, effects) = run.apply_result("a", 0, true, true);
+        assert!(effects.contains(&Effect::StartStage("b".into())) && effects.contains(&Effect::StartStage("c".into())));
+        run.stage_published("b", 1);
+        run.stage_published("c", 1);
+        let (_, effects) = run.apply_result("b", 0, true, true);
+        assert!(!effects.contains(&Effect::StartStage("d".into())));
+        let (_, effects) = run.apply_result("c", 0, true, true);
+        assert!(effects.contains(&Effect::StartStage("d".into())));
+    }
+}

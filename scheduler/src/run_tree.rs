@@ -1,0 +1,99 @@
+//! The run's tree in MLflow (DESIGN §4): the DAG run, one child run per stage, their tags,
+//! params and end-of-run metrics. Shard runs are created by the workers under the stage runs.
+
+use std::path::Path;
+
+use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
+
+use crate::dag::{Dag, ProjectRef, Stage};
+
+/// What the scheduler writes to MLflow.
+#[derive(Clone)]
+pub struct RunTree {
+    client: MlflowClient,
+}
+
+/// A run the scheduler created.
+#[derive(Debug, Clone)]
+pub struct TrackedRun {
+    pub run_id: String,
+    pub artifact_uri: String,
+}
+
+impl RunTree {
+    /// Writes through `client`.
+    pub fn new(client: MlflowClient) -> RunTree {
+        RunTree { client }
+    }
+
+    /// The client, for listing and fetching artifacts.
+    pub fn client(&self) -> &MlflowClient {
+        &self.client
+    }
+
+    /// Finds or creates the experiment of the DAG.
+    pub async fn experiment(&self, dag: &Dag) -> Result<String, MlflowError> {
+        self.client.get_or_create_experiment(&dag.experiment).await
+    }
+
+    /// Creates the DAG run and attaches the DAG file as `concurrent/dag.yaml`.
+    pub async fn create_dag_run(
+        &self,
+        experiment_id: &str,
+        dag: &Dag,
+        run_id: &str,
+        dag_file: &Path,
+    ) -> Result<TrackedRun, MlflowError> {
+        let tags = vec![
+            ("concurrent.dag".to_string(), dag.name.clone()),
+            ("concurrent.run_id".to_string(), run_id.to_string()),
+        ];
+        let info = self.client.create_run(experiment_id, &format!("{}-{run_id}", dag.name), &tags).await?;
+        self.client.upload_file(&info.artifact_uri, "concurrent/dag.yaml", dag_file).await?;
+        Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
+    }
+
+    /// Creates a stage run under the DAG run, with the stage parameters as params.
+    pub async fn create_stage_run(
+        &self,
+        experiment_id: &str,
+        parent_run_id: &str,
+        run_id: &str,
+        stage: &Stage,
+    ) -> Result<TrackedRun, MlflowError> {
+        let source = match &stage.project {
+            ProjectRef::Local(path) => path.display().to_string(),
+            ProjectRef::Git { url, .. } => url.clone(),
+        };
+        let tags = vec![
+            ("mlflow.parentRunId".to_string(), parent_run_id.to_string()),
+            ("concurrent.run_id".to_string(), run_id.to_string()),
+            ("concurrent.stage".to_string(), stage.name.clone()),
+            ("mlflow.source.name".to_string(), source),
+            ("mlflow.source.type".to_string(), "PROJECT".to_string()),
+            ("mlflow.project.entryPoint".to_string(), stage.entry_point.clone()),
+        ];
+        let info = self.client.create_run(experiment_id, &stage.name, &tags).await?;
+        let params: Vec<Param> =
+            stage.parameters.iter().map(|(key, value)| Param { key: key.clone(), value: value.clone() }).collect();
+        self.client.log_batch(&info.run_id, &[], &params, &[]).await?;
+        Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
+    }
+
+    /// Logs a run's final metrics and ends it.
+    pub async fn end_run(&self, run_id: &str, metrics: &[(&str, f64)], status: RunStatus) -> Result<(), MlflowError> {
+        let timestamp = now_ms();
+        let metrics: Vec<Metric> = metrics
+            .iter()
+            .map(|(key, value)| Metric { key: key.to_string(), value: *value, timestamp, step: 0 })
+            .collect();
+        let tags: Vec<Tag> = Vec::new();
+        self.client.log_batch(run_id, &metrics, &[], &tags).await?;
+        self.client.update_run(run_id, status).await
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,165 @@
+//! The local defaults of DESIGN §7: a `nats-server` with JetStream and an `mlflow server`
+//! started as children when `NATS_URL` / `MLFLOW_TRACKING_URI` are unset, stopped at the end.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+
+/// A child service could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("`{tool}` was not found on PATH (run scripts/setup.sh, or set {env} to use a running server)")]
+    NotFound { tool: &'static str, env: &'static str },
+    #[error("cannot start {tool}: {source}")]
+    Spawn { tool: &'static str, source: std::io::Error },
+    #[error("{tool} did not become ready within {seconds} s; its log: {log}")]
+    NotReady { tool: &'static str, seconds: u64, log: String },
+    #[error("{tool} exited before it was ready ({status}); its log: {log}")]
+    Exited { tool: &'static str, status: std::process::ExitStatus, log: String },
+    #[error("cannot prepare {dir}: {source}")]
+    Dir { dir: String, source: std::io::Error },
+}
+
+/// A service running as a child process group, stopped on [`ChildService::stop`] or drop.
+pub struct ChildService {
+    /// URL clients use.
+    pub url: String,
+    name: &'static str,
+    child: Child,
+}
+
+impl ChildService {
+    /// Stops the whole process group: SIGTERM, then SIGKILL after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        if let Some(pid) = self.child.id() {
+            let group = Pid::from_raw(pid as i32);
+            let _ = killpg(group, Signal::SIGTERM);
+            if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+                let _ = killpg(group, Signal::SIGKILL);
+                let _ = self.child.wait().await;
+            }
+            tracing::debug!(service = self.name, "stopped");
+        }
+    }
+}
+
+impl Drop for ChildService {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait()
+            && let Some(pid) = self.child.id()
+        {
+            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Finds a tool on PATH, then beside this executable, then in `./.venv/bin`.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>());
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf));
+    on_path
+        .chain(beside)
+        .chain(std::env::current_dir().ok().map(|d| d.join(".venv/bin")))
+        .map(|dir| dir.join(name))
+        .find(|path| path.is_file())
+}
+
+fn prepare(dir: &Path) -> Result<(), ServiceError> {
+    std::fs::create_dir_all(dir).map_err(|source| ServiceError::Dir { dir: dir.display().to_string(), source })
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, ServiceError> {
+    std::fs::File::create(path).map_err(|source| ServiceError::Dir { dir: path.display().to_string(), source })
+}
+
+/// Starts `nats-server -js` on a free loopback port, its store under `dir`.
+pub async fn start_nats(dir: &Path) -> Result<ChildService, ServiceError> {
+    const TOOL: &str = "nats-server";
+    let binary = find_tool(TOOL).ok_or(ServiceError::NotFound { tool: TOOL, env: "NATS_URL" })?;
+    let ports = dir.join("ports");
+    let _ = std::fs::remove_dir_all(&ports);
+    prepare(&ports)?;
+    let log = dir.join("nats-server.log");
+    let mut child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+        .arg(dir.join("jetstream"))
+        .arg("--ports_file_dir")
+        .arg(&ports)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(&log)?)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(url) = read_ports_file(&ports) {
+            return Ok(ChildService { url, name: TOOL, child });
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ServiceError::Exited { tool: TOOL, status, log: log.display().to_string() });
+        }
+        if Instant::now() > deadline {
+            return Err(ServiceError::NotReady { tool: TOOL, seconds: 20, log: log.display().to_string() });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn read_ports_file(dir: &Path) -> Option<String> {
+    let entry = std::fs::read_dir(dir).ok()?.flatten().find(|e| e.path().extension().is_some_and(|x| x == "ports"))?;
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(entry.path()).ok()?).ok()?;
+    Some(json.get("nats")?.get(0)?.as_str()?.to_string())
+}
+
+/// Starts `mlflow server` on a free loopback port: sqlite store and artifacts under `dir`.
+pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
+    const TOOL: &str = "mlflow";
+    const READY_WITHIN: u64 = 120;
+    let binary = find_tool(TOOL).ok_or(ServiceError::NotFound { tool: TOOL, env: "MLFLOW_TRACKING_URI" })?;
+    prepare(dir)?;
+    let port = free_port().map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
+    let log = dir.join("mlflow-server.log");
+    let db = dir.join("mlflow.db");
+    let mut child = Command::new(binary)
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
+        .arg("--backend-store-uri")
+        .arg(format!("sqlite:///{}", db.display()))
+        .arg("--artifacts-destination")
+        .arg(dir.join("artifacts"))
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .stdin(Stdio::null())
+        .stdout(log_file(&log)?)
+        .stderr(log_file(&dir.join("mlflow-server.err.log"))?)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
+    let url = format!("http://127.0.0.1:{port}");
+    let health = format!("{url}/health");
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("a plain HTTP client");
+    let deadline = Instant::now() + Duration::from_secs(READY_WITHIN);
+    loop {
+        if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(ChildService { url, name: TOOL, child });
+        }
+        let log = dir.join("mlflow-server.err.log").display().to_string();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(ServiceError::Exited { tool: TOOL, status, log });
+        }
+        if Instant::now() > deadline {
+            return Err(ServiceError::NotReady { tool: TOOL, seconds: READY_WITHIN, log });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}

@@ -1,0 +1,214 @@
+//! Run state on disk, in sled: one record per run, per stage and per decided shard.
+//! Everything the scheduler knows about a run survives its restart.
+
+use std::path::Path;
+
+use concurrent_proto::ShardResult;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::run_state::{ShardOutcome, StageStatus};
+
+/// A store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state store at {path}: {source}")]
+    Open { path: String, source: sled::Error },
+    #[error("state store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("state store record {key} does not decode: {source}")]
+    Decode { key: String, source: rmp_serde::decode::Error },
+}
+
+/// Where a run is tracked in MLflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunTracking {
+    pub uri: String,
+    pub experiment_id: String,
+    /// The DAG run: parent of every stage run.
+    pub parent_run_id: String,
+}
+
+/// How a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// One DAG run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub dag_name: String,
+    /// The DAG file as it was submitted.
+    pub dag_path: String,
+    pub tracking: Option<RunTracking>,
+    pub status: RunStatus,
+    pub created_ms: i64,
+    pub ended_ms: Option<i64>,
+}
+
+/// One stage of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    pub status: StageStatus,
+    pub shards_total: u32,
+    pub objects_in: u64,
+    /// The stage run in MLflow.
+    pub mlflow_run_id: Option<String>,
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+}
+
+/// A shard that has at least one result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardRecord {
+    pub outcome: ShardOutcome,
+    /// Attempts whose results arrived (failed ones and the deciding one).
+    pub attempts: u32,
+    /// The result that decided the shard; its outputs are what downstream stages read.
+    pub decided_by: Option<ShardResult>,
+    /// Results that arrived after the shard was decided.
+    pub duplicates: u32,
+}
+
+/// The sled database of a state dir.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    runs: sled::Tree,
+    stages: sled::Tree,
+    shards: sled::Tree,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::open(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        Ok(Store { runs: db.open_tree("runs")?, stages: db.open_tree("stages")?, shards: db.open_tree("shards")?, db })
+    }
+
+    /// Writes a run record.
+    pub fn put_run(&self, run: &RunRecord) -> Result<(), StoreError> {
+        self.runs.insert(run.run_id.as_bytes(), encode(run))?;
+        Ok(())
+    }
+
+    /// Reads a run record.
+    pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        get(&self.runs, run_id.as_bytes())
+    }
+
+    /// Every run, oldest first.
+    pub fn runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = self.runs.iter().map(|kv| decode_kv(kv?)).collect::<Result<Vec<RunRecord>, _>>()?;
+        runs.sort_by_key(|r| r.created_ms);
+        Ok(runs)
+    }
+
+    /// Writes a stage record.
+    pub fn put_stage(&self, run_id: &str, stage: &str, record: &StageRecord) -> Result<(), StoreError> {
+        self.stages.insert(stage_key(run_id, stage), encode(record))?;
+        Ok(())
+    }
+
+    /// Reads a stage record.
+    pub fn stage(&self, run_id: &str, stage: &str) -> Result<Option<StageRecord>, StoreError> {
+        get(&self.stages, &stage_key(run_id, stage))
+    }
+
+    /// Writes a shard record.
+    pub fn put_shard(&self, run_id: &str, stage: &str, shard: u32, record: &ShardRecord) -> Result<(), StoreError> {
+        self.shards.insert(shard_key(run_id, stage, shard), encode(record))?;
+        Ok(())
+    }
+
+    /// Reads a shard record; `None` while no result arrived.
+    pub fn shard(&self, run_id: &str, stage: &str, shard: u32) -> Result<Option<ShardRecord>, StoreError> {
+        get(&self.shards, &shard_key(run_id, stage, shard))
+    }
+
+    /// Every shard record of a stage, by shard index.
+    pub fn shards(&self, run_id: &str, stage: &str) -> Result<Vec<(u32, ShardRecord)>, StoreError> {
+        let prefix = stage_key(run_id, stage);
+        self.shards
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (key, value) = kv?;
+                let index = key[prefix.len()..].try_into().map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                Ok((index, decode_bytes(&key, &value)?))
+            })
+            .collect()
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+}
+
+fn stage_key(run_id: &str, stage: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(run_id.len() + stage.len() + 2);
+    key.extend_from_slice(run_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(stage.as_bytes());
+    key.push(0);
+    key
+}
+
+fn shard_key(run_id: &str, stage: &str, shard: u32) -> Vec<u8> {
+    let mut key = stage_key(run_id, stage);
+    key.extend_from_slice(&shard.to_be_bytes());
+    key
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(value).expect("records are plain data and always encode")
+}
+
+fn get<T: DeserializeOwned>(tree: &sled::Tree, key: &[u8]) -> Result<Option<T>, StoreError> {
+    tree.get(key)?.map(|value| decode_bytes(key, &value)).transpose()
+}
+
+fn decode_kv<T: DeserializeOwned>((key, value): (sled::IVec, sled::IVec)) -> Result<T, StoreError> {
+    decode_bytes(&key, &value)
+}
+
+fn decode_bytes<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(value).map_err(|source| StoreError::Decode { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage_record() -> StageRecord {
+        StageRecord { status: StageStatus::Running, shards_total: 3, objects_in: 7, mlflow_run_id: Some("m1".into()), started_ms: Some(1), ended_ms: None }
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            let run = RunRecord { run_id: "r1".into(), dag_name: "d".into(), dag_path: "/x/dag.yaml".into(), tracking: None, status: RunStatus::Running, created_ms: 5, ended_ms: None };
+            store.put_run(&run).unwrap();
+            store.put_stage("r1", "a", &stage_record()).unwrap();
+            let shard = ShardRecord { outcome: ShardOutcome::Succeeded, attempts: 2, decided_by: None, duplicates: 0 };
+            store.put_shard("r1", "a", 2, &shard).unwrap();
+            store.put_shard("r1", "a", 300, &shard).unwrap();
+            store.put_shard("r1", "ab", 1, &shard).unwrap();
+            store.flush().await.unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.run("r1").unwrap().unwrap().dag_name, "d");
+        assert_eq!(store.stage("r1", "a").unwrap(), Some(stage_record()));
+        let shards: Vec<u32> = store.shards("r1", "a").unwrap().into_iter().map(|(i, _)| i).collect();
+        assert_eq!(shards, vec![2, 300], "a stage's shards, in order, and not those of a stage whose name extends it");
+        assert_eq!(store.runs().unwrap().len(), 1);
+        assert!(store.run("nope").unwrap().is_none());
+    }
+}

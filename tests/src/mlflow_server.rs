@@ -1,0 +1,204 @@
+//! A real MLflow tracking server (sqlite backend, proxied local artifacts) on a free loopback
+//! port, in a temp dir, whose whole process group dies with the test process.
+//!
+//! `mlflow server` forks uvicorn/gunicorn workers, and a test binary may exit without dropping
+//! statics or may be killed. So the server does not run as our child directly: a small `sh`
+//! watchdog starts it with `setsid` (its own process group) and then blocks reading its stdin,
+//! a pipe whose write end only this process holds. When [`MlflowServer`] is dropped, or when
+//! the test process dies for any reason, the pipe closes, `read` returns, and the watchdog
+//! kills the server's whole group (TERM, then KILL) and removes the temp dir.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{find_tool, workspace_dir};
+
+/// How long [`MlflowServer::start`] waits for `GET /health` to answer.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The watchdog script: `$0` = mlflow binary, `$1` = temp dir, `$2..` = `server` arguments.
+///
+/// It starts the server in its own session (so its process group id is its pid), waits for
+/// stdin to close, then terminates the group, escalates to KILL after 5 s, and removes the dir.
+const WATCHDOG: &str = r#"
+mlflow="$0"; dir="$1"; shift
+setsid "$mlflow" "$@" </dev/null >"$dir/mlflow.log" 2>&1 &
+pid=$!
+echo "$pid" >"$dir/server.pid"
+read _ignored
+kill -TERM -- "-$pid" 2>/dev/null
+i=0
+while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -KILL -- "-$pid" 2>/dev/null
+rm -rf "$dir"
+"#;
+
+/// A running `mlflow server`; stopped (with its children) when dropped or when this process dies.
+pub struct MlflowServer {
+    /// Tracking URI, e.g. `http://127.0.0.1:41234`.
+    pub uri: String,
+    /// Port the server listens on.
+    pub port: u16,
+    dir: PathBuf,
+    watchdog_stdin: Option<ChildStdin>,
+    watchdog: Child,
+}
+
+impl MlflowServer {
+    /// Starts a server on a free port with a sqlite store and proxied artifacts in a temp dir,
+    /// and waits (at most 60 s) until `GET /health` answers.
+    pub fn start() -> anyhow::Result<MlflowServer> {
+        let mlflow = find_mlflow()?;
+        // The watchdog removes the dir itself (statics are never dropped), so keep it.
+        let dir = tempfile::Builder::new()
+            .prefix("concurrent-mlflow-")
+            .tempdir()
+            .context("creating the MLflow server dir")?
+            .keep();
+        let port = free_port()?;
+        let backend = format!("sqlite:///{}", dir.join("mlflow.db").display());
+        let artifacts = dir.join("artifacts");
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG)
+            .arg(&mlflow)
+            .arg(&dir)
+            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--backend-store-uri", &backend, "--artifacts-destination"])
+            .arg(&artifacts)
+            .args(["--workers", "1"])
+            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting the watchdog of {}", mlflow.display()))?;
+        let watchdog_stdin = watchdog.stdin.take();
+        let mut server = MlflowServer {
+            uri: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            watchdog_stdin,
+            watchdog,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// The one server of this test binary, started on first use and stopped when it exits.
+    ///
+    /// Panics if the server cannot be started (tests cannot run without it).
+    pub fn shared() -> &'static MlflowServer {
+        shared()
+    }
+
+    /// The server's combined stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("mlflow.log")).unwrap_or_default()
+    }
+
+    /// Directory holding the sqlite store, the artifacts and the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            if is_healthy(self.port) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "mlflow server on port {} was not healthy within {} s; log tail:\n{}",
+                    self.port,
+                    READY_DEADLINE.as_secs(),
+                    tail(&self.log(), 40)
+                );
+            }
+            if let Some(status) = self.watchdog.try_wait()? {
+                bail!(
+                    "the mlflow watchdog exited ({status}) before the server was healthy; log tail:\n{}",
+                    tail(&self.log(), 40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for MlflowServer {
+    fn drop(&mut self) {
+        // Closing the pipe makes the watchdog stop the server's group and remove the dir.
+        drop(self.watchdog_stdin.take());
+        let _ = self.watchdog.wait();
+    }
+}
+
+/// The server shared by all tests of this test binary (started lazily, once).
+///
+/// Panics if the server cannot be started (tests cannot run without it).
+pub fn shared() -> &'static MlflowServer {
+    static SERVER: OnceLock<MlflowServer> = OnceLock::new();
+    SERVER.get_or_init(|| match MlflowServer::start() {
+        Ok(server) => server,
+        Err(err) => panic!("cannot start the shared MLflow server: {err:#}"),
+    })
+}
+
+/// `mlflow` on PATH, else in the workspace's `.venv/bin`.
+fn find_mlflow() -> anyhow::Result<PathBuf> {
+    find_tool("mlflow").with_context(|| {
+        format!(
+            "MLflow is needed for these tests; run {}",
+            workspace_dir().join("scripts/setup.sh").display()
+        )
+    })
+}
+
+/// Path of `name` in the workspace's `.venv/bin`, if it exists.
+pub fn venv_bin(name: &str) -> Option<PathBuf> {
+    let path = workspace_dir().join(".venv/bin").join(name);
+    path.is_file().then_some(path)
+}
+
+/// Whether `GET /health` on the loopback `port` answers 200.
+///
+/// Plain `std` networking, so that [`shared`] may be called from inside an async runtime
+/// (a blocking HTTP client would panic there).
+fn is_healthy(port: u16) -> bool {
+    let timeout = Duration::from_secs(2);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let request = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok()
+        && head.starts_with(b"HTTP/1.")
+        && head[8..].starts_with(b" 200")
+}
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> anyhow::Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,106 @@
+//! End to end without an MLflow server: `--tracking none`, invalid DAGs, and the local
+//! defaults (a nats-server and an MLflow server started by `concurrent run` itself).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use concurrent_tests::NatsServer;
+
+const DEADLINE: Duration = Duration::from_secs(600);
+
+fn example_dag(dir: &std::path::Path, input: &str, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("dag.yaml");
+    let text = format!(
+        "name: images\ninput: {input}\nstages:\n  thumbnails:\n    project: {p}/thumbnail\n    partition: {{by: object, shard_size: 10}}\n    parallelism: 2\n    parameters: {{size: 16}}\n{extra}  histograms:\n    project: {p}/histogram\n    after: [thumbnails]\n    parallelism: 2\n",
+        p = example_projects().display()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn without_tracking_outputs_pass_between_stages_through_the_state_dir() {
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 40);
+    let dag = example_dag(dir.path(), "file:./raw", "");
+    let output = concurrent(
+        &["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "2", "--state-dir", "state"],
+        &[("NATS_URL", &nats.url)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let outputs = dir.path().join("state/outputs");
+    let run = std::fs::read_dir(&outputs).unwrap().next().unwrap().unwrap().path();
+    let inputs = files_under(&dir.path().join("raw"));
+    let strip_shard = |files: Vec<String>| -> Vec<String> {
+        let mut files: Vec<String> = files.into_iter().map(|f| f.split_once('/').unwrap().1.to_string()).collect();
+        files.sort();
+        files
+    };
+    assert_eq!(strip_shard(files_under(&run.join("thumbnails"))), inputs, "one thumbnail per image");
+    let jsons: Vec<String> = inputs.iter().map(|p| format!("{p}.json")).collect();
+    assert_eq!(strip_shard(files_under(&run.join("histograms"))), jsons, "one histogram per thumbnail");
+}
+
+#[test]
+fn an_invalid_dag_exits_2_names_the_place_and_creates_nothing() {
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("raw")).unwrap();
+    let dag = example_dag(dir.path(), "file:./raw", "");
+    let text = std::fs::read_to_string(&dag).unwrap().replace("shard_size: 10", "shard_size: 0");
+    std::fs::write(&dag, text).unwrap();
+    let output = concurrent(
+        &["run", dag.to_str().unwrap(), "--state-dir", "state"],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stages.thumbnails.partition.shard_size: must be at least 1"), "{stderr}");
+    assert!(!dir.path().join("state").exists(), "no state dir");
+    let streams = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = async_nats::connect(&nats.url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        use futures::StreamExt;
+        js.stream_names().collect::<Vec<_>>().await.len()
+    });
+    assert_eq!(streams, 0, "no stream");
+
+    let output = concurrent(&["validate", dag.to_str().unwrap()], &[], dir.path(), DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+}
+
+#[test]
+fn validate_prints_the_plan_with_shard_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 25);
+    let dag = example_dag(dir.path(), "file:./raw", "");
+    let output = concurrent(&["validate", dag.to_str().unwrap()], &[], dir.path(), DEADLINE);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1. thumbnails"), "{stdout}");
+    assert!(stdout.contains("25 objects -> 3 shards"), "{stdout}");
+    assert!(stdout.contains("2. histograms"), "{stdout}");
+}
+
+#[test]
+fn with_nothing_configured_run_starts_and_stops_its_own_nats_and_mlflow() {
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 10);
+    let dag = example_dag(dir.path(), "file:./raw", "");
+    let output = concurrent(&["run", dag.to_str().unwrap(), "--workers", "2"], &[], dir.path(), DEADLINE);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("mlflow ui --backend-store-uri sqlite:///"), "{stdout}");
+    let state = dir.path().join(".concurrent");
+    assert!(state.join("mlflow/mlflow.db").is_file(), "the default state dir holds MLflow's store");
+    assert!(state.join("nats/jetstream").is_dir(), "and the JetStream store");
+    let leftovers = std::process::Command::new("pgrep").args(["-f", &state.display().to_string()]).output().unwrap();
+    assert!(leftovers.stdout.is_empty(), "children left behind: {}", String::from_utf8_lossy(&leftovers.stdout));
+}

@@ -1,0 +1,195 @@
+//! What the end-to-end tests share: sample images, running the `concurrent` CLI with a
+//! deadline, and reading MLflow through its REST API (independently of our own client).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use concurrent_tests::{find_tool, workspace_bin, workspace_dir};
+use serde_json::{Value, json};
+
+/// Makes `count` sample images under `dir` with the example's generator.
+pub fn make_images(dir: &Path, count: usize) {
+    let python = find_tool("python3").or_else(|_| find_tool("python")).expect("python");
+    let script = workspace_dir().join("examples/images/make_images.py");
+    let status = Command::new(python)
+        .arg(script)
+        .args(["--count", &count.to_string(), "--out"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("running make_images.py");
+    assert!(status.success(), "make_images.py failed");
+}
+
+/// Relative paths of every file under `dir`, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The example projects' directory.
+pub fn example_projects() -> PathBuf {
+    workspace_dir().join("examples/images/projects")
+}
+
+/// Runs `concurrent` with `args`, the venv first on PATH, `env` set, killed after `deadline`.
+pub fn concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, deadline: Duration) -> Output {
+    let venv = workspace_dir().join(".venv/bin");
+    let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new(workspace_bin("concurrent"));
+    command.args(args).current_dir(cwd).env("PATH", path).env("MLFLOW_DISABLE_TELEMETRY", "true");
+    command.env_remove("NATS_URL").env_remove("MLFLOW_TRACKING_URI");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting concurrent");
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog_done = done.clone();
+    let watchdog = std::thread::spawn(move || {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if watchdog_done.load(std::sync::atomic::Ordering::SeqCst) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        true
+    });
+    let output = child.wait_with_output().expect("waiting for concurrent");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let timed_out = watchdog.join().unwrap();
+    assert!(!timed_out, "concurrent did not finish within {deadline:?}:\n{}", describe(&output));
+    output
+}
+
+/// Stdout and stderr of a finished command, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit: {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A read-only view of an MLflow server through its REST API.
+pub struct MlflowRest {
+    base: String,
+    http: reqwest::blocking::Client,
+}
+
+impl MlflowRest {
+    pub fn new(uri: &str) -> MlflowRest {
+        MlflowRest { base: uri.trim_end_matches('/').to_string(), http: reqwest::blocking::Client::new() }
+    }
+
+    fn get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let response = self.http.get(format!("{}{path}", self.base)).query(query).send().expect("MLflow GET");
+        response.json().expect("MLflow JSON")
+    }
+
+    fn post(&self, path: &str, body: Value) -> Value {
+        let response = self.http.post(format!("{}{path}", self.base)).json(&body).send().expect("MLflow POST");
+        response.json().expect("MLflow JSON")
+    }
+
+    /// The id of an experiment, if it exists.
+    pub fn experiment_id(&self, name: &str) -> Option<String> {
+        let reply = self.get("/api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)]);
+        reply["experiment"]["experiment_id"].as_str().map(str::to_string)
+    }
+
+    /// Every run of an experiment.
+    pub fn runs(&self, experiment_id: &str) -> Vec<Value> {
+        let mut runs = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut body = json!({"experiment_ids": [experiment_id], "max_results": 1000});
+            if let Some(token) = &token {
+                body["page_token"] = json!(token);
+            }
+            let reply = self.post("/api/2.0/mlflow/runs/search", body);
+            runs.extend(reply["runs"].as_array().cloned().unwrap_or_default());
+            match reply["next_page_token"].as_str() {
+                Some(next) if !next.is_empty() => token = Some(next.to_string()),
+                _ => return runs,
+            }
+        }
+    }
+
+    /// Files under `path` of a run's artifacts, recursively, relative to `path`.
+    pub fn artifact_files(&self, run_id: &str, path: &str) -> Vec<String> {
+        let mut files = Vec::new();
+        let mut dirs = vec![path.to_string()];
+        while let Some(dir) = dirs.pop() {
+            let reply = self.get("/api/2.0/mlflow/artifacts/list", &[("run_id", run_id), ("path", &dir)]);
+            for file in reply["files"].as_array().cloned().unwrap_or_default() {
+                let file_path = file["path"].as_str().unwrap().to_string();
+                if file["is_dir"].as_bool().unwrap_or(false) {
+                    dirs.push(file_path);
+                } else {
+                    files.push(file_path.strip_prefix(&format!("{path}/")).unwrap_or(&file_path).to_string());
+                }
+            }
+        }
+        files.sort();
+        files
+    }
+
+    /// The bytes of one artifact of a run.
+    pub fn artifact(&self, run: &Value, path: &str) -> Vec<u8> {
+        let artifact_uri = run["info"]["artifact_uri"].as_str().unwrap();
+        let rest = artifact_uri.strip_prefix("mlflow-artifacts:/").expect("proxied artifacts");
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{}/{path}", self.base, rest.trim_start_matches('/'));
+        let response = self.http.get(url).send().expect("artifact GET");
+        assert!(response.status().is_success(), "artifact {path}: {}", response.status());
+        response.bytes().unwrap().to_vec()
+    }
+}
+
+/// A tag of a run from `runs/search`.
+pub fn tag<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
+    run["data"]["tags"].as_array()?.iter().find(|t| t["key"] == key)?["value"].as_str()
+}
+
+/// A param of a run from `runs/search`.
+pub fn param<'a>(run: &'a Value, key: &str) -> Option<&'a str> {
+    run["data"]["params"].as_array()?.iter().find(|t| t["key"] == key)?["value"].as_str()
+}
+
+/// A metric of a run from `runs/search`.
+pub fn metric(run: &Value, key: &str) -> Option<f64> {
+    run["data"]["metrics"].as_array()?.iter().find(|t| t["key"] == key)?["value"].as_f64()
+}
+
+/// The run's name.
+pub fn run_name(run: &Value) -> &str {
+    run["info"]["run_name"].as_str().unwrap_or_default()
+}
+
+/// The run's status.
+pub fn status(run: &Value) -> &str {
+    run["info"]["status"].as_str().unwrap_or_default()
+}
+
+/// The run's id.
+pub fn run_id(run: &Value) -> &str {
+    run["info"]["run_id"].as_str().unwrap_or_default()
+}
+
+/// A unique experiment name for one test.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}

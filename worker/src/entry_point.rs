@@ -1,0 +1,179 @@
+//! Runs an entry point's command: `bash -c <command>` in its own process group, output appended
+//! to the attempt's log, in-progress heartbeats while it runs, and the whole group killed on
+//! timeout, on interruption of the worker, and after the command exits (no orphans).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::env::EntryPointEnv;
+
+/// One run of an entry point command.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// The rendered command, run with `bash -c`.
+    pub command: &'a str,
+    /// Working directory: the unpacked project.
+    pub cwd: &'a Path,
+    /// Environment changes.
+    pub env: &'a EntryPointEnv,
+    /// File that stdout and stderr are appended to.
+    pub log: &'a Path,
+    /// Kill the command after this long.
+    pub timeout: Option<Duration>,
+}
+
+/// How the command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal (not by the worker).
+    Signal(i32),
+    /// The worker killed it when the timeout expired.
+    TimedOut(Duration),
+    /// The worker killed it because the worker was asked to stop.
+    Interrupted,
+}
+
+impl Exit {
+    /// `None` on success, else the failure reason reported in the result.
+    pub fn failure_reason(&self) -> Option<String> {
+        match self {
+            Exit::Code(0) => None,
+            Exit::Code(code) => Some(format!("exit code {code}")),
+            Exit::Signal(signal) => Some(format!("killed by signal {signal}")),
+            Exit::TimedOut(after) => Some(format!("timed out after {}s", after.as_secs())),
+            Exit::Interrupted => Some("worker stopped (SIGTERM/SIGINT) while the entry point ran".into()),
+        }
+    }
+}
+
+/// The command could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryPointError {
+    /// The log file could not be opened.
+    #[error("opening the entry point log {path}")]
+    Log {
+        /// The log file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `bash` could not be started.
+    #[error("starting `bash -c` in {cwd}")]
+    Spawn {
+        /// The working directory.
+        cwd: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for the command failed.
+    #[error("waiting for the entry point")]
+    Wait(#[source] std::io::Error),
+}
+
+/// Runs the command to its end; calls `heartbeat` every `heartbeat_every` while it runs and
+/// kills its process group when `timeout` expires or `cancel` fires.
+pub async fn run<F, Fut>(
+    invocation: Invocation<'_>,
+    heartbeat_every: Duration,
+    mut heartbeat: F,
+    cancel: &CancellationToken,
+) -> Result<Exit, EntryPointError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(invocation.log)
+        .map_err(|source| EntryPointError::Log { path: invocation.log.to_path_buf(), source })?;
+    let log_err =
+        log.try_clone().map_err(|source| EntryPointError::Log { path: invocation.log.to_path_buf(), source })?;
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(invocation.command)
+        .current_dir(invocation.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err))
+        .process_group(0)
+        .kill_on_drop(true);
+    for name in &invocation.env.remove {
+        command.env_remove(name);
+    }
+    command.envs(invocation.env.set.iter().map(|(k, v)| (k, v)));
+    let mut child =
+        command.spawn().map_err(|source| EntryPointError::Spawn { cwd: invocation.cwd.to_path_buf(), source })?;
+    // With process_group(0) the group id is the leader's pid.
+    let pgid = child.id();
+
+    let deadline = invocation.timeout.map(|t| tokio::time::Instant::now() + t);
+    let timeout = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(timeout);
+    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
+    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let exit = loop {
+        tokio::select! {
+            status = child.wait() => break from_status(status.map_err(EntryPointError::Wait)?),
+            () = &mut timeout => {
+                kill_group(pgid).await;
+                child.wait().await.map_err(EntryPointError::Wait)?;
+                break Exit::TimedOut(invocation.timeout.unwrap_or_default());
+            }
+            () = cancel.cancelled() => {
+                kill_group(pgid).await;
+                child.wait().await.map_err(EntryPointError::Wait)?;
+                break Exit::Interrupted;
+            }
+            _ = beats.tick() => heartbeat().await,
+        }
+    };
+    // Whatever the command left running in its group goes with it.
+    kill_group(pgid).await;
+    Ok(exit)
+}
+
+fn from_status(status: ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(-1),
+    }
+}
+
+/// Sends SIGKILL to every process of group `pgid` (through `kill(1)`: this workspace forbids
+/// `unsafe`, so no `killpg`). A group that is already empty is fine.
+pub async fn kill_group(pgid: Option<u32>) {
+    let Some(pgid) = pgid else { return };
+    let result = Command::new("kill")
+        .args(["-s", "KILL", "--", &format!("-{pgid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+    if let Err(error) = result {
+        tracing::warn!(pgid, %error, "could not run kill(1) to stop the entry point's process group");
+    }
+}
+
+#[cfg(test)]
+#[path = "entry_point_tests.rs"]
+mod tests;

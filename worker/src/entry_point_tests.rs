@@ -1,0 +1,129 @@
+//! Unit tests of `entry_point`: real `bash` children, no sockets.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+
+fn no_env() -> EntryPointEnv {
+    EntryPointEnv { set: vec![], remove: vec![] }
+}
+
+async fn run_simple(dir: &Path, command: &str, env: &EntryPointEnv, timeout: Option<Duration>) -> Exit {
+    let log = dir.join("log");
+    let invocation = Invocation { command, cwd: dir, env, log: &log, timeout };
+    run(invocation, Duration::from_secs(10), || async {}, &CancellationToken::new()).await.unwrap()
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut members = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // Fields after the `(comm)`: state ppid pgrp ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string() {
+            members.push(pid);
+        }
+    }
+    members
+}
+
+#[tokio::test]
+async fn exit_codes_and_signals_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(run_simple(dir.path(), "true", &no_env(), None).await, Exit::Code(0));
+    assert_eq!(run_simple(dir.path(), "exit 3", &no_env(), None).await, Exit::Code(3));
+    assert_eq!(run_simple(dir.path(), "kill -TERM $$", &no_env(), None).await, Exit::Signal(15));
+    assert_eq!(Exit::Code(0).failure_reason(), None);
+    assert_eq!(Exit::Code(3).failure_reason().as_deref(), Some("exit code 3"));
+    assert_eq!(Exit::Signal(15).failure_reason().as_deref(), Some("killed by signal 15"));
+    assert_eq!(Exit::TimedOut(Duration::from_secs(7)).failure_reason().as_deref(), Some("timed out after 7s"));
+}
+
+#[tokio::test]
+async fn output_goes_to_the_log_and_env_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = EntryPointEnv { set: vec![("CONCURRENT_SHARD".into(), "4".into())], remove: vec!["HOME".into()] };
+    let exit =
+        run_simple(dir.path(), "echo shard=$CONCURRENT_SHARD home=${HOME-unset}; echo oops >&2; pwd", &env, None).await;
+    assert_eq!(exit, Exit::Code(0));
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("shard=4 home=unset"), "{log}");
+    assert!(log.contains("oops"), "{log}");
+    assert!(log.contains(&dir.path().canonicalize().unwrap().to_string_lossy().into_owned()), "{log}");
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let env = no_env();
+    let pid_file = dir.path().join("pgid");
+    let command = format!("echo $$ > {}; sleep 100 & sleep 100", pid_file.display());
+    let invocation =
+        Invocation { command: &command, cwd: dir.path(), env: &env, log: &log, timeout: Some(Duration::from_secs(1)) };
+    let started = std::time::Instant::now();
+    let exit = run(invocation, Duration::from_secs(10), || async {}, &CancellationToken::new()).await.unwrap();
+    assert_eq!(exit, Exit::TimedOut(Duration::from_secs(1)));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let pgid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    // Killed processes are reaped by init asynchronously: give it a moment, with a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(group_members(pgid), Vec::<u32>::new(), "both sleeps are gone");
+}
+
+#[tokio::test]
+async fn background_children_do_not_outlive_a_successful_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pgid");
+    let command = format!("echo $$ > {}; sleep 100 &", pid_file.display());
+    assert_eq!(run_simple(dir.path(), &command, &no_env(), None).await, Exit::Code(0));
+    let pgid: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(group_members(pgid).is_empty());
+}
+
+#[tokio::test]
+async fn cancellation_kills_the_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let env = no_env();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        trigger.cancel();
+    });
+    let invocation = Invocation { command: "sleep 100", cwd: dir.path(), env: &env, log: &log, timeout: None };
+    let exit = run(invocation, Duration::from_secs(10), || async {}, &cancel).await.unwrap();
+    assert_eq!(exit, Exit::Interrupted);
+}
+
+#[tokio::test]
+async fn heartbeats_are_sent_while_the_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let env = no_env();
+    let beats = Arc::new(AtomicU32::new(0));
+    let counter = beats.clone();
+    let invocation = Invocation { command: "sleep 0.55", cwd: dir.path(), env: &env, log: &log, timeout: None };
+    let heartbeat = move || {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    };
+    let exit = run(invocation, Duration::from_millis(100), heartbeat, &CancellationToken::new()).await.unwrap();
+    assert_eq!(exit, Exit::Code(0));
+    let n = beats.load(Ordering::SeqCst);
+    assert!((3..=6).contains(&n), "{n} heartbeats");
+}

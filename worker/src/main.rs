@@ -1,0 +1,94 @@
+//! `concurrent-worker`: the command-line entry of the Concurrent worker. Parses flags, sets up
+//! logging to stderr (`RUST_LOG`), runs the worker and maps its end to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use concurrent_worker::config::{default_worker_id, parse_duration};
+use concurrent_worker::{Config, report::reason_with_causes};
+
+/// Pulls shards of one stage of a Concurrent run from NATS JetStream and runs the stage's
+/// MLproject entry point on each. Exits 0 when the stage has nothing left for it.
+#[derive(Debug, Parser)]
+#[command(name = "concurrent-worker", version)]
+struct Cli {
+    /// NATS server URL.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: String,
+    /// The DAG run id.
+    #[arg(long = "run")]
+    run_id: String,
+    /// The stage to work on.
+    #[arg(long)]
+    stage: String,
+    /// Name of this worker in results and MLflow tags [default: <hostname>-<pid>].
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Cluster this worker runs in.
+    #[arg(long, default_value = "local")]
+    cluster: String,
+    /// Exit after this long without a shard (e.g. 5s, 500ms).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    idle_timeout: Duration,
+    /// Directory for attempt dirs [default: a fresh temp dir, removed at exit].
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
+    /// Directory of unpacked project snapshots [default: <tmp>/concurrent-projects].
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Keep the attempt dir of failed attempts, for debugging.
+    #[arg(long)]
+    keep_failed: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("concurrent-worker: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), (u8, String)> {
+    let temp_work_dir = match &cli.work_dir {
+        Some(_) => None,
+        None => Some(
+            tempfile::Builder::new()
+                .prefix("concurrent-work-")
+                .tempdir()
+                .map_err(|e| (1, format!("creating a temp work dir: {e}")))?,
+        ),
+    };
+    let work_dir = cli
+        .work_dir
+        .clone()
+        .or_else(|| temp_work_dir.as_ref().map(|d| d.path().to_path_buf()))
+        .ok_or((1, "no work dir".to_string()))?;
+    let config = Config {
+        nats_url: cli.nats_url,
+        run_id: cli.run_id,
+        stage: cli.stage,
+        worker_id: cli.worker_id.unwrap_or_else(default_worker_id),
+        cluster: cli.cluster,
+        idle_timeout: cli.idle_timeout,
+        work_dir,
+        cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),
+        keep_failed: cli.keep_failed,
+    };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| (1, format!("starting the async runtime: {e}")))?;
+    let result = runtime.block_on(concurrent_worker::run(config));
+    drop(temp_work_dir);
+    result.map_err(|e| (e.exit_code() as u8, reason_with_causes(&e)))
+}

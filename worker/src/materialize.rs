@@ -1,0 +1,159 @@
+//! Puts a shard's inputs in place: every `InputObject` fetched to `in/<path>` (paths that would
+//! leave `in/` are refused), then the manifest JSON the entry point reads.
+
+use std::path::{Path, PathBuf};
+
+use concurrent_mlflow::tracking::MlflowClient;
+use concurrent_proto::InputObject;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::layout::{UnsafePath, safe_relative_path};
+
+/// How many inputs are fetched at once.
+const FETCH_CONCURRENCY: usize = 8;
+
+/// One line of the manifest (`CONCURRENT_MANIFEST`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ManifestEntry {
+    /// Relative path under the input directory.
+    pub path: String,
+    /// Where it was fetched from.
+    pub uri: String,
+    /// Size in bytes as fetched.
+    pub size: u64,
+    /// The upstream shard run that produced it, if any.
+    pub upstream_run: Option<String>,
+}
+
+/// The inputs could not be put in place.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    /// An input's path would leave the input directory.
+    #[error("input `{uri}` has an unsafe path")]
+    UnsafePath {
+        /// The input's URI.
+        uri: String,
+        /// Why the path is unsafe.
+        #[source]
+        source: UnsafePath,
+    },
+    /// Two inputs have the same path.
+    #[error("two inputs have the path `{0}`")]
+    Duplicate(String),
+    /// Fetching an input failed.
+    #[error("fetching input `{uri}`")]
+    Fetch {
+        /// The input's URI.
+        uri: String,
+        /// The cause.
+        #[source]
+        source: concurrent_mlflow::artifacts::ArtifactError,
+    },
+    /// A filesystem operation failed.
+    #[error("{what} {path}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Checks every input's path and returns where each goes under `input_dir`. Pure.
+pub fn destinations(inputs: &[InputObject], input_dir: &Path) -> Result<Vec<PathBuf>, MaterializeError> {
+    let mut seen = std::collections::HashSet::new();
+    inputs
+        .iter()
+        .map(|input| {
+            let relative = safe_relative_path(&input.path)
+                .map_err(|source| MaterializeError::UnsafePath { uri: input.uri.clone(), source })?;
+            if !seen.insert(relative.clone()) {
+                return Err(MaterializeError::Duplicate(input.path.clone()));
+            }
+            Ok(input_dir.join(relative))
+        })
+        .collect()
+}
+
+/// Fetches the inputs into `input_dir` and writes the manifest to `manifest`; returns the
+/// manifest entries (their sizes are the bytes fetched).
+pub async fn materialize(
+    inputs: &[InputObject],
+    input_dir: &Path,
+    manifest: &Path,
+    mlflow: Option<&MlflowClient>,
+) -> Result<Vec<ManifestEntry>, MaterializeError> {
+    let dests = destinations(inputs, input_dir)?;
+    let entries: Vec<ManifestEntry> = futures::stream::iter(inputs.iter().zip(dests))
+        .map(|(input, dest)| fetch_one(input, dest, mlflow))
+        .buffered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let json = serde_json::to_vec_pretty(&entries).map_err(|e| MaterializeError::Io {
+        what: "encoding",
+        path: manifest.to_path_buf(),
+        source: e.into(),
+    })?;
+    tokio::fs::write(manifest, json).await.map_err(|source| MaterializeError::Io {
+        what: "writing",
+        path: manifest.to_path_buf(),
+        source,
+    })?;
+    Ok(entries)
+}
+
+async fn fetch_one(
+    input: &InputObject,
+    dest: PathBuf,
+    mlflow: Option<&MlflowClient>,
+) -> Result<ManifestEntry, MaterializeError> {
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent).await.map_err(|source| MaterializeError::Io {
+            what: "creating",
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    concurrent_mlflow::artifacts::fetch(&input.uri, &dest, mlflow)
+        .await
+        .map_err(|source| MaterializeError::Fetch { uri: input.uri.clone(), source })?;
+    let size = tokio::fs::metadata(&dest)
+        .await
+        .map_err(|source| MaterializeError::Io { what: "reading", path: dest.clone(), source })?
+        .len();
+    Ok(ManifestEntry {
+        path: input.path.clone(),
+        uri: input.uri.clone(),
+        size,
+        upstream_run: input.upstream_run.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(path: &str) -> InputObject {
+        InputObject { path: path.into(), uri: format!("file:///src/{path}"), size: None, upstream_run: None }
+    }
+
+    #[test]
+    fn inputs_go_under_the_input_dir() {
+        let dests = destinations(&[input("a/b.jpg"), input("c.jpg")], Path::new("/w/in")).unwrap();
+        assert_eq!(dests, vec![PathBuf::from("/w/in/a/b.jpg"), PathBuf::from("/w/in/c.jpg")]);
+    }
+
+    #[test]
+    fn unsafe_and_duplicate_input_paths_are_refused() {
+        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+            let err = destinations(&[input(bad)], Path::new("/w/in")).unwrap_err();
+            assert!(matches!(err, MaterializeError::UnsafePath { .. }), "{bad}: {err}");
+        }
+        let err = destinations(&[input("a"), input("./a")], Path::new("/w/in")).unwrap_err();
+        assert!(matches!(err, MaterializeError::Duplicate(_)), "{err}");
+    }
+}

@@ -1,0 +1,187 @@
+//! A shard's outputs: the files under `out/` when the entry point exits 0 (symlinks that lead
+//! outside `out/` are refused), and, with tracking off, their atomic move to
+//! `<output_root>/<shard>/`.
+
+use std::path::{Path, PathBuf};
+
+use crate::layout::wire_path;
+
+/// One file the entry point left in its output directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalOutput {
+    /// `/`-separated path under the output directory.
+    pub path: String,
+    /// The file on disk (for a symlink, the file it points to).
+    pub file: PathBuf,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The outputs could not be collected or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Walking the output directory failed.
+    #[error("reading the output directory {dir}")]
+    Walk {
+        /// The output directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: walkdir::Error,
+    },
+    /// An output is a symlink that leads outside the output directory.
+    #[error("output `{path}` is a symlink that leads outside the output directory")]
+    EscapingSymlink {
+        /// The output's relative path.
+        path: String,
+    },
+    /// An output's path is not UTF-8.
+    #[error("output {0} has a path that is not UTF-8")]
+    NotUtf8(PathBuf),
+    /// A filesystem operation failed.
+    #[error("{what} {path}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OutputError {
+    let path = path.to_path_buf();
+    move |source| OutputError::Io { what, path, source }
+}
+
+/// Lists the files under `out_dir`, sorted by path. A symlink must resolve inside `out_dir`; a
+/// symlink to a file counts as that file, a symlink to a directory is skipped (its files are
+/// listed where they really are).
+pub fn collect(out_dir: &Path) -> Result<Vec<LocalOutput>, OutputError> {
+    let root = out_dir.canonicalize().map_err(io("resolving", out_dir))?;
+    let mut outputs = Vec::new();
+    for entry in walkdir::WalkDir::new(out_dir).min_depth(1).follow_links(false).sort_by_file_name() {
+        let entry = entry.map_err(|source| OutputError::Walk { dir: out_dir.to_path_buf(), source })?;
+        let path = wire_path(out_dir, entry.path()).ok_or_else(|| OutputError::NotUtf8(entry.path().into()))?;
+        let file_type = entry.file_type();
+        let file = if file_type.is_symlink() {
+            let target =
+                entry.path().canonicalize().map_err(|_| OutputError::EscapingSymlink { path: path.clone() })?;
+            if !target.starts_with(&root) {
+                return Err(OutputError::EscapingSymlink { path });
+            }
+            if !target.is_file() {
+                continue;
+            }
+            target
+        } else if file_type.is_file() {
+            entry.path().to_path_buf()
+        } else {
+            continue;
+        };
+        let size = std::fs::metadata(&file).map_err(io("reading", &file))?.len();
+        outputs.push(LocalOutput { path, file, size });
+    }
+    Ok(outputs)
+}
+
+/// Copies `outputs` into `<output_root>/<shard>/` atomically: they are written to a temp
+/// directory beside it which then replaces any earlier attempt's directory in one rename.
+/// Returns the final directory.
+pub fn keep_locally(
+    outputs: &[LocalOutput],
+    output_root: &Path,
+    shard: u32,
+    attempt_tag: &str,
+) -> Result<PathBuf, OutputError> {
+    std::fs::create_dir_all(output_root).map_err(io("creating", output_root))?;
+    let target = output_root.join(shard.to_string());
+    let staging = output_root.join(format!(".{shard}.{attempt_tag}.tmp"));
+    remove_dir_if_exists(&staging)?;
+    std::fs::create_dir(&staging).map_err(io("creating", &staging))?;
+    for output in outputs {
+        let dest = staging.join(&output.path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
+        }
+        // A hard link is instant; copy when the work dir is on another filesystem.
+        if std::fs::hard_link(&output.file, &dest).is_err() {
+            std::fs::copy(&output.file, &dest).map_err(io("copying to", &dest))?;
+        }
+    }
+    if target.exists() {
+        let old = output_root.join(format!(".{shard}.{attempt_tag}.old"));
+        remove_dir_if_exists(&old)?;
+        std::fs::rename(&target, &old).map_err(io("moving aside", &target))?;
+        std::fs::rename(&staging, &target).map_err(io("renaming into place", &staging))?;
+        remove_dir_if_exists(&old)?;
+    } else {
+        std::fs::rename(&staging, &target).map_err(io("renaming into place", &staging))?;
+    }
+    Ok(target)
+}
+
+fn remove_dir_if_exists(dir: &Path) -> Result<(), OutputError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn files_are_listed_with_relative_paths_and_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir.path().join("b.txt"), "bb");
+        write(&dir.path().join("a/c.txt"), "ccc");
+        symlink("a/c.txt", dir.path().join("link.txt")).unwrap();
+        symlink("a", dir.path().join("dirlink")).unwrap();
+        let outputs = collect(dir.path()).unwrap();
+        let listed: Vec<(&str, u64)> = outputs.iter().map(|o| (o.path.as_str(), o.size)).collect();
+        assert_eq!(listed, vec![("a/c.txt", 3), ("b.txt", 2), ("link.txt", 3)]);
+    }
+
+    #[test]
+    fn symlinks_leading_outside_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        write(&outside.path().join("secret"), "s");
+        let dir = tempfile::tempdir().unwrap();
+        symlink(outside.path().join("secret"), dir.path().join("x")).unwrap();
+        assert!(matches!(collect(dir.path()), Err(OutputError::EscapingSymlink { path }) if path == "x"));
+
+        let dir = tempfile::tempdir().unwrap();
+        symlink("../../../../../../etc", dir.path().join("etc")).unwrap();
+        assert!(matches!(collect(dir.path()), Err(OutputError::EscapingSymlink { .. })));
+
+        let dir = tempfile::tempdir().unwrap();
+        symlink("does-not-exist", dir.path().join("dangling")).unwrap();
+        assert!(matches!(collect(dir.path()), Err(OutputError::EscapingSymlink { .. })));
+    }
+
+    #[test]
+    fn local_outputs_replace_an_earlier_attempt() {
+        let work = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        write(&root.path().join("2/stale.txt"), "old");
+        write(&work.path().join("out/x/y.txt"), "new");
+        let outputs = collect(&work.path().join("out")).unwrap();
+        let dir = keep_locally(&outputs, root.path(), 2, "a2").unwrap();
+        assert_eq!(dir, root.path().join("2"));
+        assert_eq!(std::fs::read_to_string(dir.join("x/y.txt")).unwrap(), "new");
+        assert!(!dir.join("stale.txt").exists());
+        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("2")], "no temp dirs left behind");
+    }
+}

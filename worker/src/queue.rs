@@ -1,0 +1,211 @@
+//! The JetStream side of a worker: connecting, reading the stage description, binding to the
+//! stage's durable pull consumer, pulling one shard at a time, publishing results and settling
+//! shard messages (ack, nak, term, in-progress).
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, AckKind, ErrorCode};
+use concurrent_proto::{ShardResult, StageSpec, names};
+use futures::StreamExt;
+
+use crate::report::Disposition;
+
+/// Shortest pull worth sending; less remaining idle time counts as idle.
+pub const MIN_PULL: Duration = Duration::from_millis(10);
+
+/// Talking to NATS failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The server could not be reached.
+    #[error("cannot connect to NATS at {url}")]
+    Connect {
+        /// The URL tried.
+        url: String,
+        /// The cause.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The stage description is missing from the KV bucket.
+    #[error("stage description `{key}` is not in KV bucket {bucket}")]
+    NoStageSpec {
+        /// The bucket.
+        bucket: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// The stage description does not decode.
+    #[error("stage description `{key}` does not decode")]
+    BadStageSpec {
+        /// The key.
+        key: String,
+        /// The cause.
+        #[source]
+        source: concurrent_proto::DecodeError,
+    },
+    /// A JetStream request failed.
+    #[error("{what}")]
+    JetStream {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+fn js_err<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -> impl FnOnce(E) -> QueueError {
+    let what = what.into();
+    move |e| QueueError::JetStream { what, source: Box::new(e) }
+}
+
+/// Connects to NATS, failing fast when the server cannot be reached.
+pub async fn connect(url: &str, worker_id: &str) -> Result<jetstream::Context, QueueError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(format!("concurrent-worker {worker_id}"))
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|source| QueueError::Connect { url: url.to_string(), source })?;
+    Ok(jetstream::new(client))
+}
+
+/// Reads the stage description `<run>.<stage>` from KV bucket `CONCURRENT_STAGES`.
+pub async fn read_stage_spec(js: &jetstream::Context, run_id: &str, stage: &str) -> Result<StageSpec, QueueError> {
+    let bucket = names::STAGES_BUCKET;
+    let key = names::stage_key(run_id, stage);
+    let kv = js.get_key_value(bucket).await.map_err(js_err(format!("opening KV bucket {bucket}")))?;
+    let bytes = kv
+        .get(key.as_str())
+        .await
+        .map_err(js_err(format!("reading `{key}` from KV bucket {bucket}")))?
+        .ok_or_else(|| QueueError::NoStageSpec { bucket, key: key.clone() })?;
+    concurrent_proto::decode(&bytes).map_err(|source| QueueError::BadStageSpec { key, source })
+}
+
+/// What one pull brought.
+#[derive(Debug)]
+pub enum Pulled {
+    /// A shard message (not decoded yet).
+    Message(jetstream::Message),
+    /// Nothing arrived in time.
+    Nothing,
+    /// The stage's consumer no longer exists: the stage is over.
+    ConsumerGone,
+}
+
+/// A worker's binding to one stage: its consumer and its result subject.
+pub struct StageQueue {
+    js: jetstream::Context,
+    consumer: PullConsumer,
+    consumer_name: String,
+    result_subject: String,
+}
+
+impl StageQueue {
+    /// Binds to the stage's durable pull consumer; `None` when it does not exist (the stage
+    /// has finished and was cleaned up).
+    pub async fn bind(js: &jetstream::Context, run_id: &str, stage: &str) -> Result<Option<StageQueue>, QueueError> {
+        let consumer_name = names::shard_consumer(run_id, stage);
+        let consumer = match js.get_consumer_from_stream(&consumer_name, names::SHARDS_STREAM).await {
+            Ok(consumer) => consumer,
+            Err(e) if is_not_found(e.kind()) => return Ok(None),
+            Err(e) => return Err(js_err(format!("binding to consumer {consumer_name}"))(e)),
+        };
+        Ok(Some(StageQueue {
+            js: js.clone(),
+            consumer,
+            consumer_name,
+            result_subject: names::result_subject(run_id, stage),
+        }))
+    }
+
+    /// Waits up to `wait` for one shard message.
+    pub async fn pull(&self, wait: Duration) -> Result<Pulled, QueueError> {
+        let mut batch = self
+            .consumer
+            .batch()
+            .max_messages(1)
+            .expires(wait.max(MIN_PULL))
+            .messages()
+            .await
+            .map_err(js_err(format!("pulling from consumer {}", self.consumer_name)))?;
+        match batch.next().await {
+            Some(Ok(message)) => Ok(Pulled::Message(message)),
+            None => Ok(Pulled::Nothing),
+            Some(Err(error)) => {
+                // A deleted consumer ends pulls with an error status; anything else is
+                // logged and the pull is retried by the caller.
+                if !self.consumer_exists().await? {
+                    return Ok(Pulled::ConsumerGone);
+                }
+                tracing::warn!(consumer = %self.consumer_name, %error, "pull ended with an error");
+                Ok(Pulled::Nothing)
+            }
+        }
+    }
+
+    async fn consumer_exists(&self) -> Result<bool, QueueError> {
+        match self
+            .js
+            .get_consumer_from_stream::<jetstream::consumer::pull::Config, _, _>(
+                &self.consumer_name,
+                names::SHARDS_STREAM,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(e.kind()) => Ok(false),
+            Err(e) => Err(js_err(format!("looking up consumer {}", self.consumer_name))(e)),
+        }
+    }
+
+    /// Publishes a shard result with its `Nats-Msg-Id` and waits for JetStream's ack.
+    pub async fn publish_result(&self, result: &ShardResult) -> Result<(), QueueError> {
+        let id = names::result_msg_id(&result.run_id, &result.stage, result.shard, result.attempt);
+        let what = || format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
+        let publish = PublishMessage::build().payload(concurrent_proto::encode(result).into()).message_id(&id);
+        let ack = self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(what()))?;
+        ack.await.map_err(js_err(what()))?;
+        Ok(())
+    }
+}
+
+fn is_not_found(kind: jetstream::stream::ConsumerErrorKind) -> bool {
+    matches!(kind, jetstream::stream::ConsumerErrorKind::JetStream(e)
+        if e.error_code() == ErrorCode::CONSUMER_NOT_FOUND || e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Tells JetStream the shard is still being worked on (resets its ack wait). Best effort.
+pub async fn in_progress(message: &jetstream::Message) {
+    if let Err(error) = message.ack_with(AckKind::Progress).await {
+        tracing::warn!(%error, "could not send an in-progress ack");
+    }
+}
+
+/// Settles a shard message after its result is published, waiting for the server to confirm.
+pub async fn settle(message: &jetstream::Message, disposition: Disposition) -> Result<(), QueueError> {
+    let kind = match disposition {
+        Disposition::Ack => AckKind::Ack,
+        Disposition::Nak => AckKind::Nak(None),
+        Disposition::Term => AckKind::Term,
+    };
+    message.double_ack_with(kind).await.map_err(|source| QueueError::JetStream {
+        what: format!("settling the shard message ({disposition:?})"),
+        source,
+    })
+}
+
+/// Terminates a message that cannot be processed (does not decode, wrong version).
+pub async fn terminate(message: &jetstream::Message) {
+    if let Err(error) = message.ack_with(AckKind::Term).await {
+        tracing::warn!(%error, "could not terminate an undecodable message");
+    }
+}
+
+/// The 1-based delivery count of a message, i.e. the attempt number.
+pub fn attempt(message: &jetstream::Message) -> Option<u32> {
+    let info = message.info().ok()?;
+    u32::try_from(info.delivered).ok().filter(|n| *n >= 1)
+}

@@ -1,0 +1,144 @@
+//! The MLflow side of an attempt: the shard run (child of the stage run) with its tags and
+//! params, then its artifacts (`outputs/…`, `logs/entry_point.log`), metrics and end status.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, join_artifact_uri};
+use concurrent_proto::{OutputObject, ShardMsg, TrackingTarget};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::layout::shard_run_name;
+use crate::outputs::LocalOutput;
+use crate::report::{AttemptStats, WorkerIdentity};
+
+/// Artifact path of the entry point's log in the shard run.
+pub const LOG_ARTIFACT: &str = "logs/entry_point.log";
+/// How many outputs are uploaded at once.
+const UPLOAD_CONCURRENCY: usize = 8;
+/// Artifact directory of the outputs in the shard run.
+pub const OUTPUTS_ARTIFACT_DIR: &str = "outputs";
+
+/// A shard run that has been created and not ended yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRun {
+    /// The MLflow run id.
+    pub run_id: String,
+    /// Root of the run's artifacts.
+    pub artifact_uri: String,
+}
+
+/// The tags of a shard run (DESIGN §4). Pure.
+pub fn shard_run_tags(
+    target: &TrackingTarget,
+    shard: &ShardMsg,
+    attempt: u32,
+    who: &WorkerIdentity,
+) -> Vec<(String, String)> {
+    [
+        ("mlflow.parentRunId", target.stage_run_id.clone()),
+        ("mlflow.runName", shard_run_name(&shard.stage, shard.shard, attempt)),
+        ("concurrent.run_id", shard.run_id.clone()),
+        ("concurrent.stage", shard.stage.clone()),
+        ("concurrent.shard", shard.shard.to_string()),
+        ("concurrent.attempt", attempt.to_string()),
+        ("concurrent.worker", who.worker.clone()),
+        ("concurrent.cluster", who.cluster.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// Creates the shard run and logs its parameters ("as passed", defaults applied).
+pub async fn start(
+    client: &MlflowClient,
+    target: &TrackingTarget,
+    shard: &ShardMsg,
+    attempt: u32,
+    who: &WorkerIdentity,
+    params: &BTreeMap<String, String>,
+) -> Result<ShardRun, MlflowError> {
+    let name = shard_run_name(&shard.stage, shard.shard, attempt);
+    let tags = shard_run_tags(target, shard, attempt, who);
+    let info = client.create_run(&target.experiment_id, &name, &tags).await?;
+    let params: Vec<Param> = params.iter().map(|(k, v)| Param::new(k, v)).collect();
+    if !params.is_empty() {
+        client.log_batch(&info.run_id, &[], &params, &[]).await?;
+    }
+    Ok(ShardRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
+}
+
+/// Uploads the outputs under `outputs/`, a few at a time; returns where each now is.
+pub async fn upload_outputs(
+    client: &MlflowClient,
+    run: &ShardRun,
+    outputs: &[LocalOutput],
+) -> Result<Vec<OutputObject>, MlflowError> {
+    futures::stream::iter(outputs)
+        .map(|output| async move {
+            let artifact_path = format!("{OUTPUTS_ARTIFACT_DIR}/{}", output.path);
+            client.upload_file(&run.artifact_uri, &artifact_path, &output.file).await?;
+            Ok(OutputObject {
+                path: output.path.clone(),
+                uri: join_artifact_uri(&run.artifact_uri, &artifact_path)?,
+                size: output.size,
+            })
+        })
+        .buffered(UPLOAD_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Uploads the log (if there is one), logs the metrics and ends the run.
+pub async fn finish(
+    client: &MlflowClient,
+    run: &ShardRun,
+    log: &Path,
+    stats: &AttemptStats,
+    succeeded: bool,
+) -> Result<(), MlflowError> {
+    if log.is_file() {
+        client.upload_file(&run.artifact_uri, LOG_ARTIFACT, log).await?;
+    }
+    let metrics = [
+        Metric::now("duration_s", stats.duration_s),
+        Metric::now("objects_in", stats.objects_in as f64),
+        Metric::now("bytes_in", stats.bytes_in as f64),
+        Metric::now("bytes_out", stats.bytes_out as f64),
+    ];
+    client.log_batch(&run.run_id, &metrics, &[], &[]).await?;
+    let status = if succeeded { RunStatus::Finished } else { RunStatus::Failed };
+    client.update_run(&run.run_id, status).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use concurrent_proto::WIRE_VERSION;
+
+    use super::*;
+
+    #[test]
+    fn shard_runs_are_tagged_as_the_design_says() {
+        let target = TrackingTarget { uri: "http://m".into(), experiment_id: "1".into(), stage_run_id: "stage".into() };
+        let shard = ShardMsg {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "thumbnails".into(),
+            shard: 3,
+            shards: 5,
+            inputs: vec![],
+        };
+        let who = WorkerIdentity { worker: "host-1".into(), cluster: "eks".into() };
+        let tags: BTreeMap<String, String> = shard_run_tags(&target, &shard, 2, &who).into_iter().collect();
+        assert_eq!(tags["mlflow.parentRunId"], "stage");
+        assert_eq!(tags["mlflow.runName"], "thumbnails-3-a2");
+        assert_eq!(tags["concurrent.shard"], "3");
+        assert_eq!(tags["concurrent.attempt"], "2");
+        assert_eq!(tags["concurrent.worker"], "host-1");
+        assert_eq!(tags["concurrent.cluster"], "eks");
+        assert_eq!(tags["concurrent.run_id"], "r1");
+        assert_eq!(tags["concurrent.stage"], "thumbnails");
+    }
+}

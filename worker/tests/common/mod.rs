@@ -1,0 +1,252 @@
+//! Shared set-up of the worker's integration tests: a real nats-server with the streams, KV
+//! bucket, object store and consumer that the scheduler would create (DESIGN §5), a project
+//! snapshot, and the built `concurrent-worker` binary run as a child with a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use async_nats::jetstream::{self, consumer, stream};
+use concurrent_proto::{InputObject, ShardMsg, ShardResult, StageSpec, TrackingTarget, WIRE_VERSION, names};
+use concurrent_tests::{NatsServer, workspace_bin};
+
+/// A stage ready to be worked on: server, JetStream objects, dirs.
+pub struct Harness {
+    pub nats: NatsServer,
+    pub js: jetstream::Context,
+    pub run_id: String,
+    pub stage: String,
+    pub dirs: tempfile::TempDir,
+}
+
+/// How a test stage looks.
+pub struct StageSetup<'a> {
+    pub command: &'a str,
+    /// Declared parameters `name -> default` (None = no default).
+    pub parameters: &'a [(&'a str, Option<&'a str>)],
+    pub given: BTreeMap<String, String>,
+    pub max_attempts: u32,
+    pub shards: u32,
+    pub timeout_s: Option<u64>,
+    pub tracking: Option<TrackingTarget>,
+}
+
+impl Default for StageSetup<'_> {
+    fn default() -> Self {
+        StageSetup {
+            command: "cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"",
+            parameters: &[],
+            given: BTreeMap::new(),
+            max_attempts: 1,
+            shards: 1,
+            timeout_s: None,
+            tracking: None,
+        }
+    }
+}
+
+impl Harness {
+    /// Starts nats-server and creates everything the scheduler would for one stage.
+    pub async fn start(stage_setup: StageSetup<'_>) -> anyhow::Result<Harness> {
+        let nats = NatsServer::start()?;
+        let client = async_nats::connect(&nats.url).await?;
+        let js = jetstream::new(client);
+        let dirs = tempfile::tempdir()?;
+        let run_id = "r1".to_string();
+        let stage = "copy".to_string();
+        js.create_stream(stream::Config {
+            name: names::SHARDS_STREAM.into(),
+            subjects: vec![names::SHARDS_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+        js.create_stream(stream::Config {
+            name: names::RESULTS_STREAM.into(),
+            subjects: vec![names::RESULTS_SUBJECTS.into()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+        let kv = js
+            .create_key_value(jetstream::kv::Config { bucket: names::STAGES_BUCKET.into(), ..Default::default() })
+            .await?;
+        let store = js
+            .create_object_store(jetstream::object_store::Config {
+                bucket: names::PROJECTS_STORE.into(),
+                ..Default::default()
+            })
+            .await?;
+
+        let project = dirs.path().join("project");
+        std::fs::create_dir_all(&project)?;
+        std::fs::write(project.join("MLproject"), mlproject(stage_setup.command, stage_setup.parameters))?;
+        let snapshot = concurrent_mlflow::project::snapshot::pack(&project)?;
+        store.put(snapshot.hash.as_str(), &mut snapshot.bytes.as_slice()).await?;
+
+        let spec = StageSpec {
+            v: WIRE_VERSION,
+            dag: "test-dag".into(),
+            run_id: run_id.clone(),
+            stage: stage.clone(),
+            project_snapshot: snapshot.hash.clone(),
+            project_source: project.display().to_string(),
+            entry_point: "main".into(),
+            parameters: stage_setup.given,
+            output_root: Some(format!("file://{}", dirs.path().join("outputs").join(&stage).display())),
+            tracking: stage_setup.tracking,
+            timeout_s: stage_setup.timeout_s,
+            max_attempts: stage_setup.max_attempts,
+            shards: stage_setup.shards,
+        };
+        kv.put(names::stage_key(&run_id, &stage), concurrent_proto::encode(&spec).into()).await?;
+
+        js.create_consumer_on_stream(
+            consumer::pull::Config {
+                durable_name: Some(names::shard_consumer(&run_id, &stage)),
+                filter_subject: names::shard_subject(&run_id, &stage),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_deliver: i64::from(stage_setup.max_attempts),
+                ..Default::default()
+            },
+            names::SHARDS_STREAM,
+        )
+        .await?;
+        Ok(Harness { nats, js, run_id, stage, dirs })
+    }
+
+    /// The output root of the stage (tracking off).
+    pub fn output_root(&self) -> PathBuf {
+        self.dirs.path().join("outputs").join(&self.stage)
+    }
+
+    /// Writes input files under `inputs/<shard>/` and returns their `InputObject`s.
+    pub fn inputs(&self, shard: u32, files: &[(&str, &str)]) -> anyhow::Result<Vec<InputObject>> {
+        let base = self.dirs.path().join("inputs").join(shard.to_string());
+        files
+            .iter()
+            .map(|(path, text)| {
+                let file = base.join(path);
+                std::fs::create_dir_all(file.parent().context("parent")?)?;
+                std::fs::write(&file, text)?;
+                Ok(InputObject {
+                    path: path.to_string(),
+                    uri: format!("file://{}", file.display()),
+                    size: Some(text.len() as u64),
+                    upstream_run: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Publishes a shard as the scheduler would.
+    pub async fn publish_shard(&self, shard: u32, shards: u32, inputs: Vec<InputObject>) -> anyhow::Result<()> {
+        let message =
+            ShardMsg { v: WIRE_VERSION, run_id: self.run_id.clone(), stage: self.stage.clone(), shard, shards, inputs };
+        self.publish_raw(concurrent_proto::encode(&message), &names::shard_msg_id(&self.run_id, &self.stage, shard))
+            .await
+    }
+
+    /// Publishes raw bytes on the stage's shard subject.
+    pub async fn publish_raw(&self, bytes: Vec<u8>, msg_id: &str) -> anyhow::Result<()> {
+        let publish = jetstream::message::PublishMessage::build().payload(bytes.into()).message_id(msg_id);
+        self.js.send_publish(names::shard_subject(&self.run_id, &self.stage), publish).await?.await?;
+        Ok(())
+    }
+
+    /// Every result published so far, in order.
+    pub async fn results(&self) -> anyhow::Result<Vec<ShardResult>> {
+        let stream = self.js.get_stream(names::RESULTS_STREAM).await?;
+        let count = stream.get_info().await?.state.messages;
+        let mut results = Vec::new();
+        for seq in 1..=count {
+            let message = stream.get_raw_message(seq).await?;
+            results.push(concurrent_proto::decode(&message.payload)?);
+        }
+        Ok(results)
+    }
+
+    /// Messages still in the shards stream.
+    pub async fn shards_left(&self) -> anyhow::Result<u64> {
+        Ok(self.js.get_stream(names::SHARDS_STREAM).await?.get_info().await?.state.messages)
+    }
+
+    /// The worker command for this stage, with a 1 s idle timeout.
+    pub fn worker(&self) -> Command {
+        let mut command = Command::new(workspace_bin("concurrent-worker"));
+        command
+            .args(["--nats-url", &self.nats.url, "--run", &self.run_id, "--stage", &self.stage])
+            .args(["--idle-timeout", "1s", "--worker-id", "test-worker"])
+            .arg("--work-dir")
+            .arg(self.dirs.path().join("work"))
+            .arg("--cache-dir")
+            .arg(self.dirs.path().join("cache"))
+            .env_remove("NATS_URL")
+            .stdin(Stdio::null());
+        command
+    }
+}
+
+/// An MLproject with one entry point `main`.
+pub fn mlproject(command: &str, parameters: &[(&str, Option<&str>)]) -> String {
+    let mut text = String::from("name: test\nentry_points:\n  main:\n");
+    if !parameters.is_empty() {
+        text.push_str("    parameters:\n");
+        for (name, default) in parameters {
+            match default {
+                Some(d) => text.push_str(&format!("      {name}: {{type: string, default: {d:?}}}\n")),
+                None => text.push_str(&format!("      {name}: string\n")),
+            }
+        }
+    }
+    text.push_str(&format!("    command: {command:?}\n"));
+    text
+}
+
+/// A child that is killed if the test ends before it does.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `command` to its end within `deadline`; returns its status and stderr.
+pub fn run_to_end(mut command: Command, deadline: Duration) -> anyhow::Result<(ExitStatus, String)> {
+    let stderr_file = tempfile::NamedTempFile::new()?;
+    command.stderr(stderr_file.reopen()?).stdout(Stdio::null());
+    let mut child = Running(command.spawn()?);
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.0.try_wait()? {
+            let stderr = std::fs::read_to_string(stderr_file.path())?;
+            return Ok((status, stderr));
+        }
+        if Instant::now() > until {
+            let stderr = std::fs::read_to_string(stderr_file.path()).unwrap_or_default();
+            bail!("the worker did not exit within {deadline:?}; stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Files under `dir` with their contents, by relative path.
+pub fn tree(dir: &Path) -> BTreeMap<String, String> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).map(|p| p.display().to_string()).unwrap_or_default();
+            (rel, std::fs::read_to_string(e.path()).unwrap_or_default())
+        })
+        .collect()
+}

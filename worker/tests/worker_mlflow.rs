@@ -1,0 +1,74 @@
+//! Integration test of `concurrent-worker` with tracking on: a real nats-server and a real
+//! MLflow server; the shard run is a FINISHED child of the stage run, tagged, with the outputs
+//! and the log as artifacts.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, StageSetup, run_to_end};
+use concurrent_mlflow::tracking::{MlflowClient, RunStatus};
+use concurrent_proto::{ShardStatus, TrackingTarget};
+
+#[tokio::test]
+async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow::Result<()> {
+    let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
+    let client = MlflowClient::new(&server.uri)?;
+    let experiment_id = client.get_or_create_experiment("worker-test").await?;
+    let stage_run = client.create_run(&experiment_id, "copy", &[]).await?;
+    let setup = StageSetup {
+        command: "cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"; \
+                  printf '%s' \"$MLFLOW_RUN_ID\" > \"$CONCURRENT_OUTPUT_DIR/run_id.txt\"; echo done",
+        parameters: &[("size", Some("128"))],
+        tracking: Some(TrackingTarget {
+            uri: server.uri.clone(),
+            experiment_id: experiment_id.clone(),
+            stage_run_id: stage_run.run_id.clone(),
+        }),
+        ..Default::default()
+    };
+    let harness = Harness::start(setup).await?;
+    let inputs = harness.inputs(0, &[("pics/a.txt", "hello")])?;
+    harness.publish_shard(0, 1, inputs).await?;
+    let command = harness.worker();
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_end(command, Duration::from_secs(120))).await??;
+    assert!(status.success(), "{stderr}");
+
+    let results = harness.results().await?;
+    assert_eq!(results.len(), 1, "{stderr}");
+    let result = &results[0];
+    assert_eq!(result.status, ShardStatus::Succeeded, "{stderr}");
+    let run_id = result.mlflow_run_id.clone().expect("a shard run");
+
+    let run = client.get_run(&run_id).await?;
+    assert_eq!(run.info.status, RunStatus::Finished);
+    assert_eq!(run.info.run_name, "copy-0");
+    let tags = &run.data.tags;
+    assert_eq!(tags.get("mlflow.parentRunId"), Some(&stage_run.run_id));
+    assert_eq!(tags.get("concurrent.shard").map(String::as_str), Some("0"));
+    assert_eq!(tags.get("concurrent.attempt").map(String::as_str), Some("1"));
+    assert_eq!(tags.get("concurrent.worker").map(String::as_str), Some("test-worker"));
+    assert_eq!(tags.get("concurrent.cluster").map(String::as_str), Some("local"));
+    assert_eq!(run.data.params.get("size").map(String::as_str), Some("128"));
+    assert_eq!(run.data.metrics.get("objects_in"), Some(&1.0));
+    assert_eq!(run.data.metrics.get("bytes_in"), Some(&5.0));
+
+    let paths: Vec<&str> = result.outputs.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, vec!["pics/a.txt", "run_id.txt"]);
+    let dir = tempfile::tempdir()?;
+    for output in &result.outputs {
+        assert!(output.uri.starts_with(&run.info.artifact_uri), "{}", output.uri);
+        assert!(output.uri.contains("/outputs/"), "{}", output.uri);
+    }
+    let fetched = dir.path().join("a.txt");
+    concurrent_mlflow::artifacts::fetch(&result.outputs[0].uri, &fetched, Some(&client)).await?;
+    assert_eq!(std::fs::read_to_string(&fetched)?, "hello");
+    let fetched = dir.path().join("run_id.txt");
+    concurrent_mlflow::artifacts::fetch(&result.outputs[1].uri, &fetched, Some(&client)).await?;
+    assert_eq!(std::fs::read_to_string(&fetched)?, run_id, "MLFLOW_RUN_ID is the shard run");
+    let log_uri = format!("{}/logs/entry_point.log", run.info.artifact_uri);
+    let fetched = dir.path().join("entry_point.log");
+    concurrent_mlflow::artifacts::fetch(&log_uri, &fetched, Some(&client)).await?;
+    assert_eq!(std::fs::read_to_string(&fetched)?, "done\n");
+    Ok(())
+}

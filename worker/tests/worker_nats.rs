@@ -1,0 +1,164 @@
+//! Integration tests of `concurrent-worker` against a real nats-server, tracking off: shards
+//! run and their outputs land under the output root, failures are retried then terminated,
+//! garbage is terminated, and the worker exits on its own.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, StageSetup, run_to_end, tree};
+use concurrent_proto::ShardStatus;
+
+async fn run_worker(harness: &Harness, deadline: Duration) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let command = harness.worker();
+    tokio::task::spawn_blocking(move || run_to_end(command, deadline)).await?
+}
+
+#[tokio::test]
+async fn three_shards_succeed_and_the_worker_exits_when_idle() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup { shards: 3, max_attempts: 3, ..Default::default() }).await?;
+    for shard in 0..3 {
+        let inputs = harness.inputs(shard, &[("a.txt", &format!("a{shard}")), ("sub/b.txt", &format!("b{shard}"))])?;
+        harness.publish_shard(shard, 3, inputs).await?;
+    }
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "worker failed: {status}\n{stderr}");
+
+    let mut results = harness.results().await?;
+    results.sort_by_key(|r| r.shard);
+    assert_eq!(results.len(), 3, "{results:#?}");
+    for (shard, result) in results.iter().enumerate() {
+        assert_eq!(result.status, ShardStatus::Succeeded, "{stderr}");
+        assert_eq!(result.shard, shard as u32);
+        assert_eq!((result.attempt, result.last_attempt), (1, true));
+        assert_eq!(result.worker, "test-worker");
+        assert_eq!(result.cluster, "local");
+        assert_eq!((result.objects_in, result.bytes_in, result.bytes_out), (2, 4, 4));
+        let paths: Vec<&str> = result.outputs.iter().map(|o| o.path.as_str()).collect();
+        assert_eq!(paths, vec!["a.txt", "sub/b.txt"]);
+        for output in &result.outputs {
+            let file = output.uri.strip_prefix("file://").expect("file URI");
+            assert!(std::path::Path::new(file).is_file(), "{}", output.uri);
+        }
+        let on_disk = tree(&harness.output_root().join(shard.to_string()));
+        assert_eq!(on_disk.get("a.txt").map(String::as_str), Some(format!("a{shard}").as_str()));
+        assert_eq!(on_disk.get("sub/b.txt").map(String::as_str), Some(format!("b{shard}").as_str()));
+        let log = harness.output_root().parent().unwrap().join(format!("logs/copy-{shard}-a1.log"));
+        assert!(log.is_file(), "log kept at {}", log.display());
+    }
+    assert_eq!(harness.shards_left().await?, 0);
+    let work = harness.dirs.path().join("work/r1/copy");
+    assert_eq!(std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0), 0, "attempt dirs removed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_entry_point_is_retried_then_terminated() -> anyhow::Result<()> {
+    let setup = StageSetup { command: "echo failing >&2; exit 7", max_attempts: 2, ..Default::default() };
+    let harness = Harness::start(setup).await?;
+    harness.publish_shard(0, 1, vec![]).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    let summary: Vec<(u32, bool, ShardStatus)> =
+        results.iter().map(|r| (r.attempt, r.last_attempt, r.status.clone())).collect();
+    let failed = ShardStatus::Failed { reason: "exit code 7".into() };
+    assert_eq!(summary, vec![(1, false, failed.clone()), (2, true, failed)], "{stderr}");
+    assert!(results.iter().all(|r| r.outputs.is_empty()));
+    assert_eq!(harness.shards_left().await?, 0, "the terminated shard left the stream");
+    let log = harness.output_root().parent().unwrap().join("logs/copy-0-a2.log");
+    assert_eq!(std::fs::read_to_string(log)?, "failing\n");
+    Ok(())
+}
+
+#[tokio::test]
+async fn garbage_is_terminated_and_the_next_shard_runs() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup { shards: 1, ..Default::default() }).await?;
+    harness.publish_raw(b"\xc1 not messagepack".to_vec(), "garbage").await?;
+    let inputs = harness.inputs(0, &[("x.txt", "x")])?;
+    harness.publish_shard(0, 1, inputs).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("does not decode"), "{stderr}");
+    let results = harness.results().await?;
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, ShardStatus::Succeeded);
+    assert_eq!(harness.shards_left().await?, 0, "garbage terminated");
+    Ok(())
+}
+
+#[tokio::test]
+async fn parameters_are_quoted_and_filled() -> anyhow::Result<()> {
+    let setup = StageSetup {
+        command: "printf '%s\\n' {x} > {output_dir}/args.txt",
+        parameters: &[("x", None), ("output_dir", None), ("input_dir", None)],
+        given: [("x".to_string(), "x; rm -rf /nonexistent-concurrent-dir".to_string())].into(),
+        ..Default::default()
+    };
+    let harness = Harness::start(setup).await?;
+    harness.publish_shard(0, 1, vec![]).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    assert_eq!(results[0].status, ShardStatus::Succeeded, "{stderr}");
+    let on_disk = tree(&harness.output_root().join("0"));
+    assert_eq!(
+        on_disk.get("args.txt").map(String::as_str),
+        Some("x; rm -rf /nonexistent-concurrent-dir\n"),
+        "one argument"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_timed_out_attempt_fails_with_its_reason() -> anyhow::Result<()> {
+    let setup = StageSetup { command: "sleep 30", timeout_s: Some(1), ..Default::default() };
+    let harness = Harness::start(setup).await?;
+    harness.publish_shard(0, 1, vec![]).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    assert_eq!(results[0].status, ShardStatus::Failed { reason: "timed out after 1s".into() });
+    assert!(results[0].last_attempt);
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unsafe_input_path_fails_the_attempt() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup::default()).await?;
+    let mut inputs = harness.inputs(0, &[("ok.txt", "ok")])?;
+    inputs[0].path = "../../escape.txt".into();
+    harness.publish_shard(0, 1, inputs).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    let ShardStatus::Failed { reason } = &results[0].status else { panic!("{:?}", results[0]) };
+    assert!(reason.contains("contains `..`"), "{reason}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_missing_consumer_means_nothing_to_do() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup::default()).await?;
+    harness
+        .js
+        .delete_consumer_from_stream(
+            concurrent_proto::names::shard_consumer(&harness.run_id, &harness.stage),
+            concurrent_proto::names::SHARDS_STREAM,
+        )
+        .await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
+    assert!(status.success(), "{stderr}");
+    assert!(harness.results().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_unreachable_nats_exits_3() -> anyhow::Result<()> {
+    let mut harness = Harness::start(StageSetup::default()).await?;
+    harness.nats.kill();
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    Ok(())
+}
