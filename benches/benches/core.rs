@@ -73,7 +73,12 @@ fn core(c: &mut Criterion) {
     let demands: Vec<StageDemand> = names
         .iter()
         .enumerate()
-        .map(|(i, stage)| StageDemand { stage: stage.clone(), parallelism: 1 + (i % 10) as u32, backlog: 50, running: 0 })
+        .map(|(i, stage)| StageDemand {
+            stage: stage.clone(),
+            parallelism: 1 + (i % 10) as u32,
+            backlog: 50,
+            running: 0,
+        })
         .collect();
     c.bench_function("autoscale 1,000 stages", |b| b.iter(|| plan_launches(&demands, 500, 0)));
 }

@@ -7,6 +7,6 @@ pub mod messages;
 pub mod names;
 
 pub use messages::{
-    DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
-    TrackingTarget, WIRE_VERSION, decode, encode,
+    DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec, TrackingTarget,
+    WIRE_VERSION, decode, encode,
 };

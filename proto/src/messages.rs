@@ -85,7 +85,9 @@ pub struct OutputObject {
 pub enum ShardStatus {
     Succeeded,
     /// The entry point failed (exit code, signal, timeout) or the worker could not run it.
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
 }
 
 /// The result of one shard attempt, published on `concurrent.results.<run>.<stage>`

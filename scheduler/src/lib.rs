@@ -2,17 +2,17 @@
 //! shards, publishes them on NATS JetStream, asks an executor for workers, and follows every
 //! shard to the end, recording the run in sled and in MLflow.
 
-pub mod dag;
-pub mod partition;
 pub mod autoscale;
 pub mod cli;
+pub mod dag;
 pub mod driver;
 pub mod executor;
 pub mod inputs;
+pub mod partition;
 pub mod plan;
+pub mod queue;
+pub mod run_id;
+pub mod run_state;
 pub mod run_tree;
 pub mod services;
-pub mod queue;
-pub mod run_state;
-pub mod run_id;
 pub mod store;

@@ -81,14 +81,23 @@ impl Queue {
         let stages = match js.get_key_value(names::STAGES_BUCKET).await {
             Ok(store) => store,
             Err(_) => js
-                .create_key_value(kv::Config { bucket: names::STAGES_BUCKET.into(), history: 1, storage: StorageType::File, ..Default::default() })
+                .create_key_value(kv::Config {
+                    bucket: names::STAGES_BUCKET.into(),
+                    history: 1,
+                    storage: StorageType::File,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| QueueError::js(format!("creating KV bucket {}", names::STAGES_BUCKET), e))?,
         };
         let projects = match js.get_object_store(names::PROJECTS_STORE).await {
             Ok(store) => store,
             Err(_) => js
-                .create_object_store(object_store::Config { bucket: names::PROJECTS_STORE.into(), storage: StorageType::File, ..Default::default() })
+                .create_object_store(object_store::Config {
+                    bucket: names::PROJECTS_STORE.into(),
+                    storage: StorageType::File,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| QueueError::js(format!("creating object store {}", names::PROJECTS_STORE), e))?,
         };
@@ -101,7 +110,10 @@ impl Queue {
             return Ok(());
         }
         let mut reader = bytes;
-        self.projects.put(hash, &mut reader).await.map_err(|e| QueueError::js(format!("storing project snapshot {hash}"), e))?;
+        self.projects
+            .put(hash, &mut reader)
+            .await
+            .map_err(|e| QueueError::js(format!("storing project snapshot {hash}"), e))?;
         Ok(())
     }
 
@@ -124,7 +136,10 @@ impl Queue {
             max_ack_pending: 10_000,
             ..Default::default()
         };
-        self.shards.get_or_create_consumer(&name, config).await.map_err(|e| QueueError::js(format!("creating consumer {name}"), e))?;
+        self.shards
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(|e| QueueError::js(format!("creating consumer {name}"), e))?;
         Ok(())
     }
 
@@ -144,7 +159,11 @@ impl Queue {
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, names::shard_msg_id(&shard.run_id, &shard.stage, shard.shard).as_str());
             let subject = names::shard_subject(&shard.run_id, &shard.stage);
-            let ack = self.js.publish_with_headers(subject, headers, encode(&shard).into()).await.map_err(|e| QueueError::js("publishing a shard", e))?;
+            let ack = self
+                .js
+                .publish_with_headers(subject, headers, encode(&shard).into())
+                .await
+                .map_err(|e| QueueError::js("publishing a shard", e))?;
             pending.push(ack.into_future());
             if pending.len() == PUBLISH_WINDOW {
                 try_join_all(pending.drain(..)).await.map_err(|e| QueueError::js("publishing shards", e))?;
@@ -165,7 +184,10 @@ impl Queue {
             max_ack_pending: 20_000,
             ..Default::default()
         };
-        self.results.get_or_create_consumer(&name, config).await.map_err(|e| QueueError::js(format!("creating consumer {name}"), e))
+        self.results
+            .get_or_create_consumer(&name, config)
+            .await
+            .map_err(|e| QueueError::js(format!("creating consumer {name}"), e))
     }
 
     /// Removes a finished run's results consumer.

@@ -136,7 +136,13 @@ impl RunState {
     }
 
     /// Applies one shard attempt's result.
-    pub fn apply_result(&mut self, stage: &str, shard: u32, succeeded: bool, last_attempt: bool) -> (Verdict, Vec<Effect>) {
+    pub fn apply_result(
+        &mut self,
+        stage: &str,
+        shard: u32,
+        succeeded: bool,
+        last_attempt: bool,
+    ) -> (Verdict, Vec<Effect>) {
         let Some(progress) = self.stages.get_mut(stage) else { return (Verdict::Unknown, Vec::new()) };
         if progress.status == StageStatus::Waiting || progress.status == StageStatus::Skipped {
             return (Verdict::Unknown, Vec::new());
@@ -202,7 +208,11 @@ impl RunState {
                 if self.stages[&name].status != StageStatus::Waiting {
                     continue;
                 }
-                let upstream: Vec<StageStatus> = self.stages[&name].after.iter().map(|u| self.stages.get(u).map_or(StageStatus::Failed, |p| p.status)).collect();
+                let upstream: Vec<StageStatus> = self.stages[&name]
+                    .after
+                    .iter()
+                    .map(|u| self.stages.get(u).map_or(StageStatus::Failed, |p| p.status))
+                    .collect();
                 let progress = self.stages.get_mut(&name).expect("known stage");
                 if upstream.iter().any(|s| matches!(s, StageStatus::Failed | StageStatus::Skipped)) {
                     progress.status = StageStatus::Skipped;
@@ -255,7 +265,13 @@ mod tests {
         assert_eq!(verdict, Verdict::Decided(ShardOutcome::Succeeded));
         assert!(effects.is_empty());
         let (_, effects) = run.apply_result("a", 1, true, false);
-        assert_eq!(effects, vec![Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded }, Effect::StartStage("b".into())]);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Effect::StartStage("b".into())
+            ]
+        );
     }
 
     #[test]
@@ -313,7 +329,13 @@ mod tests {
         let mut run = chain();
         run.start();
         let effects = run.stage_published("a", 0);
-        assert_eq!(effects, vec![Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded }, Effect::StartStage("b".into())]);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Effect::StartStage("b".into())
+            ]
+        );
     }
 
     #[test]
@@ -339,9 +361,18 @@ mod tests {
         run.stage_published("x", 1);
         run.stage_published("y", 1);
         let (_, effects) = run.apply_result("x", 0, false, true);
-        assert_eq!(effects, vec![Effect::EndStage { stage: "x".into(), status: StageStatus::Failed }, Effect::SkipStage("z".into())]);
+        assert_eq!(
+            effects,
+            vec![Effect::EndStage { stage: "x".into(), status: StageStatus::Failed }, Effect::SkipStage("z".into())]
+        );
         let (_, effects) = run.apply_result("y", 0, true, true);
-        assert_eq!(effects, vec![Effect::EndStage { stage: "y".into(), status: StageStatus::Succeeded }, Effect::EndRun(RunOutcome::Failed)]);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "y".into(), status: StageStatus::Succeeded },
+                Effect::EndRun(RunOutcome::Failed)
+            ]
+        );
     }
 
     #[test]
@@ -349,7 +380,8 @@ mod tests {
         let none: Vec<String> = vec![];
         let a = vec!["a".to_string()];
         let bc = vec!["b".to_string(), "c".to_string()];
-        let mut run = RunState::new([("a", none.as_slice()), ("b", a.as_slice()), ("c", a.as_slice()), ("d", bc.as_slice())]);
+        let mut run =
+            RunState::new([("a", none.as_slice()), ("b", a.as_slice()), ("c", a.as_slice()), ("d", bc.as_slice())]);
         run.start();
         run.stage_published("a", 1);
         let (_, effects) = run.apply_result("a", 0, true, true);

@@ -178,7 +178,8 @@ fn decode_kv<T: DeserializeOwned>((key, value): (sled::IVec, sled::IVec)) -> Res
 }
 
 fn decode_bytes<T: DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(value).map_err(|source| StoreError::Decode { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
+    rmp_serde::from_slice(value)
+        .map_err(|source| StoreError::Decode { key: String::from_utf8_lossy(key).replace('\0', "/"), source })
 }
 
 #[cfg(test)]
@@ -186,7 +187,14 @@ mod tests {
     use super::*;
 
     fn stage_record() -> StageRecord {
-        StageRecord { status: StageStatus::Running, shards_total: 3, objects_in: 7, mlflow_run_id: Some("m1".into()), started_ms: Some(1), ended_ms: None }
+        StageRecord {
+            status: StageStatus::Running,
+            shards_total: 3,
+            objects_in: 7,
+            mlflow_run_id: Some("m1".into()),
+            started_ms: Some(1),
+            ended_ms: None,
+        }
     }
 
     #[tokio::test]
@@ -194,7 +202,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = Store::open(dir.path()).unwrap();
-            let run = RunRecord { run_id: "r1".into(), dag_name: "d".into(), dag_path: "/x/dag.yaml".into(), tracking: None, status: RunStatus::Running, created_ms: 5, ended_ms: None };
+            let run = RunRecord {
+                run_id: "r1".into(),
+                dag_name: "d".into(),
+                dag_path: "/x/dag.yaml".into(),
+                tracking: None,
+                status: RunStatus::Running,
+                created_ms: 5,
+                ended_ms: None,
+            };
             store.put_run(&run).unwrap();
             store.put_stage("r1", "a", &stage_record()).unwrap();
             let shard = ShardRecord { outcome: ShardOutcome::Succeeded, attempts: 2, decided_by: None, duplicates: 0 };

@@ -12,11 +12,8 @@ pub use nats_server::{NatsServer, workspace_dir};
 
 /// Finds an external tool on PATH, else in the workspace's `.venv/bin` (made by `scripts/setup.sh`).
 pub fn find_tool(name: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+    if let Some(path) =
+        std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join(name)).find(|p| p.is_file())
     {
         return Ok(path);
     }

@@ -32,10 +32,10 @@ setsid "$mlflow" "$@" </dev/null >"$dir/mlflow.log" 2>&1 &
 pid=$!
 echo "$pid" >"$dir/server.pid"
 read _ignored
-kill -TERM -- "-$pid" 2>/dev/null
+kill -TERM "-$pid" 2>/dev/null
 i=0
-while kill -0 -- "-$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-kill -KILL -- "-$pid" 2>/dev/null
+while kill -0 "-$pid" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -KILL "-$pid" 2>/dev/null
 rm -rf "$dir"
 "#;
 
@@ -81,13 +81,7 @@ impl MlflowServer {
             .spawn()
             .with_context(|| format!("starting the watchdog of {}", mlflow.display()))?;
         let watchdog_stdin = watchdog.stdin.take();
-        let mut server = MlflowServer {
-            uri: format!("http://127.0.0.1:{port}"),
-            port,
-            dir,
-            watchdog_stdin,
-            watchdog,
-        };
+        let mut server = MlflowServer { uri: format!("http://127.0.0.1:{port}"), port, dir, watchdog_stdin, watchdog };
         server.wait_ready()?;
         Ok(server)
     }
@@ -156,10 +150,7 @@ pub fn shared() -> &'static MlflowServer {
 /// `mlflow` on PATH, else in the workspace's `.venv/bin`.
 fn find_mlflow() -> anyhow::Result<PathBuf> {
     find_tool("mlflow").with_context(|| {
-        format!(
-            "MLflow is needed for these tests; run {}",
-            workspace_dir().join("scripts/setup.sh").display()
-        )
+        format!("MLflow is needed for these tests; run {}", workspace_dir().join("scripts/setup.sh").display())
     })
 }
 
@@ -186,9 +177,7 @@ fn is_healthy(port: u16) -> bool {
         return false;
     }
     let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok()
-        && head.starts_with(b"HTTP/1.")
-        && head[8..].starts_with(b" 200")
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[8..].starts_with(b" 200")
 }
 
 /// A loopback port that was free a moment ago.
@@ -201,4 +190,33 @@ fn free_port() -> anyhow::Result<u16> {
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether any process of the process group `pgid` is alive.
+    fn group_alive(pgid: &str) -> bool {
+        Command::new("sh").args(["-c", &format!("kill -0 -{pgid} 2>/dev/null")]).status().is_ok_and(|s| s.success())
+    }
+
+    #[test]
+    fn starts_answers_and_stops_with_its_children() {
+        let server = MlflowServer::start().expect("an MLflow server");
+        assert!(is_healthy(server.port));
+        let dir = server.dir().to_path_buf();
+        let pgid = std::fs::read_to_string(dir.join("server.pid")).expect("the server's pid");
+        let pgid = pgid.trim().to_owned();
+        assert!(group_alive(&pgid));
+        drop(server);
+        assert!(!group_alive(&pgid), "the server's process group outlived the drop");
+        assert!(!dir.exists(), "the server dir was not removed");
+    }
+
+    #[test]
+    fn shared_is_started_once() {
+        assert!(std::ptr::eq(shared(), MlflowServer::shared()));
+        assert!(is_healthy(shared().port));
+    }
 }

@@ -72,10 +72,10 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(Child, u16)> {
         .with_context(|| format!("starting {}", binary.display()))?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(port) = read_port(&ports_dir) {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok((child, port));
-            }
+        if let Some(port) = read_port(&ports_dir)
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return Ok((child, port));
         }
         if let Some(status) = child.try_wait()? {
             bail!("nats-server exited before it was ready: {status}");

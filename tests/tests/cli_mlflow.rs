@@ -71,7 +71,11 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
         assert_eq!(tag(run, "concurrent.stage"), Some(run_name(run)));
         assert_eq!(tag(run, "mlflow.source.type"), Some("PROJECT"));
         assert_eq!(tag(run, "mlflow.project.entryPoint"), Some("main"));
-        assert!(tag(run, "mlflow.source.name").is_some_and(|s| s.ends_with(if run_name(run) == "thumbnails" { "thumbnail" } else { "histogram" })));
+        assert!(tag(run, "mlflow.source.name").is_some_and(|s| s.ends_with(if run_name(run) == "thumbnails" {
+            "thumbnail"
+        } else {
+            "histogram"
+        })));
         assert_eq!(metric(run, "shards_total"), Some(shards));
         assert_eq!(metric(run, "shards_succeeded"), Some(shards));
         assert_eq!(metric(run, "shards_failed"), Some(0.0));

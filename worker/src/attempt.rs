@@ -13,8 +13,9 @@ use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::entry_point::{self, EntryPointError, Exit, Invocation};
+use crate::entry_point::{self, EntryPointError, Invocation};
 use crate::env::{command_parameters, entry_point_env};
+use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
 use crate::outputs::{self, OutputError};
@@ -22,7 +23,7 @@ use crate::queue::{self, QueueError, StageQueue};
 use crate::report::{self, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun};
 
-/// How often an in-progress ack is sent while the entry point runs.
+/// How often an in-progress ack is sent while an attempt runs (inputs, entry point, uploads).
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a worker knows about its stage; read once at start, shared by every attempt.
@@ -103,7 +104,8 @@ async fn process_shard(
     tracing::info!(inputs = shard.inputs.len(), "shard pulled");
 
     let layout = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
-    let outcome = run_attempt(stage, shard, attempt, &layout, message).await;
+    let work = run_attempt(stage, shard, attempt, &layout);
+    let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
     let succeeded = outcome.status == ShardStatus::Succeeded;
     if let ShardStatus::Failed { reason } = &outcome.status {
         tracing::warn!(%reason, "attempt failed");
@@ -123,13 +125,7 @@ async fn process_shard(
 }
 
 /// Runs the attempt; never fails: every failure is an outcome with a reason.
-async fn run_attempt(
-    stage: &Stage,
-    shard: &ShardMsg,
-    attempt: u32,
-    layout: &AttemptLayout,
-    message: &jetstream::Message,
-) -> Outcome {
+async fn run_attempt(stage: &Stage, shard: &ShardMsg, attempt: u32, layout: &AttemptLayout) -> Outcome {
     let started = Instant::now();
     let mut stats = AttemptStats { objects_in: shard.inputs.len() as u64, ..AttemptStats::default() };
     let parameters = command_parameters(&stage.spec, layout, |name| stage.entry_point.parameters.contains_key(name));
@@ -144,11 +140,14 @@ async fn run_attempt(
         _ => None,
     };
     let run = tracked.as_ref().map(|(_, run)| run);
-    let body = run_body(stage, shard, attempt, layout, &parameters, run, message, &mut stats).await;
+    let body = run_body(stage, shard, attempt, layout, &parameters, run, &mut stats).await;
     stats.duration_s = started.elapsed().as_secs_f64();
     let mut status = match &body {
         Ok(_) => ShardStatus::Succeeded,
-        Err(reason) => ShardStatus::Failed { reason: reason.clone() },
+        Err(reason) => {
+            note_in_log(&layout.log, reason);
+            ShardStatus::Failed { reason: reason.clone() }
+        }
     };
     if let Some((client, run)) = &tracked {
         let ok = status == ShardStatus::Succeeded;
@@ -159,6 +158,19 @@ async fn run_attempt(
         keep_log_locally(&stage.spec, shard, attempt, &layout.log);
     }
     Outcome { status, mlflow_run_id: run.map(|r| r.run_id.clone()), outputs: body.unwrap_or_default(), stats }
+}
+
+/// Appends the failure reason to the attempt's log, so the kept log says why it failed.
+fn note_in_log(log: &Path, reason: &str) {
+    use std::io::Write;
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut file| writeln!(file, "concurrent-worker: attempt failed: {reason}"));
+    if let Err(error) = appended {
+        tracing::debug!(%error, "could not note the failure in the log");
+    }
 }
 
 fn failed(error: &AttemptError, mut stats: AttemptStats, started: Instant) -> Outcome {
@@ -172,7 +184,6 @@ fn failed(error: &AttemptError, mut stats: AttemptStats, started: Instant) -> Ou
 }
 
 /// Materialize, run, keep outputs. `Err` is the failure reason.
-#[allow(clippy::too_many_arguments)]
 async fn run_body(
     stage: &Stage,
     shard: &ShardMsg,
@@ -180,7 +191,6 @@ async fn run_body(
     layout: &AttemptLayout,
     parameters: &std::collections::BTreeMap<String, String>,
     run: Option<&ShardRun>,
-    message: &jetstream::Message,
     stats: &mut AttemptStats,
 ) -> Result<Vec<OutputObject>, String> {
     let reason = |e: AttemptError| reason_with_causes(&e);
@@ -198,14 +208,11 @@ async fn run_body(
         log: &layout.log,
         timeout: stage.spec.timeout_s.map(std::time::Duration::from_secs),
     };
-    tracing::debug!(%command, "running the entry point");
-    let exit = entry_point::run(invocation, HEARTBEAT_EVERY, || queue::in_progress(message), &stage.cancel)
-        .await
-        .map_err(|e| reason(e.into()))?;
+    tracing::debug!("running the entry point");
+    let exit = entry_point::run(invocation, &stage.cancel).await.map_err(|e| reason(e.into()))?;
     if let Some(failure) = exit.failure_reason() {
         return Err(failure);
     }
-    debug_assert!(matches!(exit, Exit::Code(0)));
     let local = outputs::collect(&layout.output_dir).map_err(|e| reason(e.into()))?;
     stats.bytes_out = local.iter().map(|o| o.size).sum();
     match (run, &stage.mlflow) {

@@ -1,8 +1,7 @@
 //! Runs an entry point's command: `bash -c <command>` in its own process group, output appended
-//! to the attempt's log, in-progress heartbeats while it runs, and the whole group killed on
-//! timeout, on interruption of the worker, and after the command exits (no orphans).
+//! to the attempt's log, and the whole group killed on timeout, on interruption of the worker,
+//! and after the command exits (no orphans).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -79,18 +78,9 @@ pub enum EntryPointError {
     Wait(#[source] std::io::Error),
 }
 
-/// Runs the command to its end; calls `heartbeat` every `heartbeat_every` while it runs and
-/// kills its process group when `timeout` expires or `cancel` fires.
-pub async fn run<F, Fut>(
-    invocation: Invocation<'_>,
-    heartbeat_every: Duration,
-    mut heartbeat: F,
-    cancel: &CancellationToken,
-) -> Result<Exit, EntryPointError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
+/// Runs the command to its end; kills its process group when `timeout` expires or `cancel`
+/// fires.
+pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Result<Exit, EntryPointError> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -125,23 +115,17 @@ where
         }
     };
     tokio::pin!(timeout);
-    let mut beats = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
-    beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-
-    let exit = loop {
-        tokio::select! {
-            status = child.wait() => break from_status(status.map_err(EntryPointError::Wait)?),
-            () = &mut timeout => {
-                kill_group(pgid).await;
-                child.wait().await.map_err(EntryPointError::Wait)?;
-                break Exit::TimedOut(invocation.timeout.unwrap_or_default());
-            }
-            () = cancel.cancelled() => {
-                kill_group(pgid).await;
-                child.wait().await.map_err(EntryPointError::Wait)?;
-                break Exit::Interrupted;
-            }
-            _ = beats.tick() => heartbeat().await,
+    let exit = tokio::select! {
+        status = child.wait() => from_status(status.map_err(EntryPointError::Wait)?),
+        () = &mut timeout => {
+            kill_group(pgid).await;
+            child.wait().await.map_err(EntryPointError::Wait)?;
+            Exit::TimedOut(invocation.timeout.unwrap_or_default())
+        }
+        () = cancel.cancelled() => {
+            kill_group(pgid).await;
+            child.wait().await.map_err(EntryPointError::Wait)?;
+            Exit::Interrupted
         }
     };
     // Whatever the command left running in its group goes with it.
@@ -158,19 +142,12 @@ fn from_status(status: ExitStatus) -> Exit {
     }
 }
 
-/// Sends SIGKILL to every process of group `pgid` (through `kill(1)`: this workspace forbids
-/// `unsafe`, so no `killpg`). A group that is already empty is fine.
+/// Sends SIGKILL to every process of group `pgid`. A group that is already empty is fine.
 pub async fn kill_group(pgid: Option<u32>) {
     let Some(pgid) = pgid else { return };
-    let result = Command::new("kill")
-        .args(["-s", "KILL", "--", &format!("-{pgid}")])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .await;
-    if let Err(error) = result {
-        tracing::warn!(pgid, %error, "could not run kill(1) to stop the entry point's process group");
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), nix::sys::signal::Signal::SIGKILL) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(error) => tracing::warn!(pgid, %error, "could not stop the entry point's process group"),
     }
 }
 

@@ -4,6 +4,11 @@
 //! attempt as an MLflow run, publishes a `ShardResult` and only then acks. It exits when the
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
 //!
+//! With tracking off (`StageSpec::tracking = None`) a shard's outputs go to
+//! `<output_root>/<shard>/…` (replacing an earlier attempt's in one rename) and the entry
+//! point's log of every attempt to `<output_root>/../logs/<stage>-<shard>-a<attempt>.log`.
+//! With tracking on they are the shard run's `outputs/…` and `logs/entry_point.log` artifacts.
+//!
 //! The pure parts (attempt layout, environment, results, dispositions) do no IO and are
 //! tested without sockets; `queue`, `entry_point`, `materialize`, `outputs`, `shard_run` and
 //! `snapshot_cache` are the adapters; `attempt` glues one attempt together.
@@ -12,6 +17,7 @@ pub mod attempt;
 pub mod config;
 pub mod entry_point;
 pub mod env;
+pub mod heartbeat;
 pub mod layout;
 pub mod materialize;
 pub mod outputs;
@@ -125,7 +131,7 @@ async fn serve(
         };
         match pulled {
             Pulled::Message(message) => {
-                attempt::process(stage, queue, message).await?;
+                attempt::process(stage, queue, *message).await?;
                 shards += 1;
                 idle_since = Instant::now();
             }

@@ -48,7 +48,7 @@ pub enum MaterializeError {
         uri: String,
         /// The cause.
         #[source]
-        source: concurrent_mlflow::artifacts::ArtifactError,
+        source: Box<concurrent_mlflow::artifacts::ArtifactError>,
     },
     /// A filesystem operation failed.
     #[error("{what} {path}")]
@@ -120,7 +120,7 @@ async fn fetch_one(
     }
     concurrent_mlflow::artifacts::fetch(&input.uri, &dest, mlflow)
         .await
-        .map_err(|source| MaterializeError::Fetch { uri: input.uri.clone(), source })?;
+        .map_err(|source| MaterializeError::Fetch { uri: input.uri.clone(), source: Box::new(source) })?;
     let size = tokio::fs::metadata(&dest)
         .await
         .map_err(|source| MaterializeError::Io { what: "reading", path: dest.clone(), source })?

@@ -88,7 +88,7 @@ pub async fn read_stage_spec(js: &jetstream::Context, run_id: &str, stage: &str)
 #[derive(Debug)]
 pub enum Pulled {
     /// A shard message (not decoded yet).
-    Message(jetstream::Message),
+    Message(Box<jetstream::Message>),
     /// Nothing arrived in time.
     Nothing,
     /// The stage's consumer no longer exists: the stage is over.
@@ -132,7 +132,7 @@ impl StageQueue {
             .await
             .map_err(js_err(format!("pulling from consumer {}", self.consumer_name)))?;
         match batch.next().await {
-            Some(Ok(message)) => Ok(Pulled::Message(message)),
+            Some(Ok(message)) => Ok(Pulled::Message(Box::new(message))),
             None => Ok(Pulled::Nothing),
             Some(Err(error)) => {
                 // A deleted consumer ends pulls with an error status; anything else is

@@ -119,3 +119,49 @@ pub fn install(bytes: &[u8], cache_dir: &Path, key: &str) -> Result<PathBuf, Sna
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> concurrent_mlflow::project::snapshot::Snapshot {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(project.path().join("MLproject"), "name: t\nentry_points: {main: {command: 'true'}}\n").unwrap();
+        concurrent_mlflow::project::snapshot::pack(project.path()).unwrap()
+    }
+
+    #[test]
+    fn a_snapshot_is_unpacked_once_and_reused() {
+        let cache = tempfile::tempdir().unwrap();
+        let snapshot = snapshot();
+        let dir = install(&snapshot.bytes, cache.path(), &snapshot.hash).unwrap();
+        assert_eq!(dir, cache.path().join(&snapshot.hash));
+        assert!(dir.join("MLproject").is_file());
+        // A second install (another worker) reuses it; nothing else is left in the cache.
+        assert_eq!(install(b"not even a tar", cache.path(), &snapshot.hash).unwrap(), dir);
+        let entries: Vec<_> = std::fs::read_dir(cache.path()).unwrap().flatten().collect();
+        assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn racing_installs_all_end_with_the_same_dir() {
+        let cache = tempfile::tempdir().unwrap();
+        let snapshot = snapshot();
+        let dirs: Vec<PathBuf> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| install(&snapshot.bytes, cache.path(), &snapshot.hash).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(dirs.iter().all(|d| d == &cache.path().join(&snapshot.hash)));
+        assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1, "no temp dirs left");
+    }
+
+    #[test]
+    fn keys_that_are_not_plain_names_are_refused() {
+        for bad in ["", ".", "..", "../x", "a/b", "/abs"] {
+            assert!(matches!(cached_dir(Path::new("/c"), bad), Err(SnapshotError::BadKey(_))), "{bad}");
+        }
+        assert_eq!(cached_dir(Path::new("/c"), "ab12").unwrap(), Path::new("/c/ab12"));
+    }
+}

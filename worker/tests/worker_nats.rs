@@ -67,7 +67,7 @@ async fn a_failing_entry_point_is_retried_then_terminated() -> anyhow::Result<()
     assert!(results.iter().all(|r| r.outputs.is_empty()));
     assert_eq!(harness.shards_left().await?, 0, "the terminated shard left the stream");
     let log = harness.output_root().parent().unwrap().join("logs/copy-0-a2.log");
-    assert_eq!(std::fs::read_to_string(log)?, "failing\n");
+    assert_eq!(std::fs::read_to_string(log)?, "failing\nconcurrent-worker: attempt failed: exit code 7\n");
     Ok(())
 }
 
@@ -160,5 +160,53 @@ async fn an_unreachable_nats_exits_3() -> anyhow::Result<()> {
     let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn sigterm_kills_the_entry_point_and_hands_the_shard_back() -> anyhow::Result<()> {
+    let marker = tempfile::tempdir()?;
+    let pgid_file = marker.path().join("pgid");
+    let command = format!("echo $$ > {}; sleep 100 & sleep 100", pgid_file.display());
+    let setup = StageSetup { command: &command, max_attempts: 3, ..Default::default() };
+    let harness = Harness::start(setup).await?;
+    harness.publish_shard(0, 1, vec![]).await?;
+    let mut worker = harness.worker();
+    worker.stderr(std::process::Stdio::null());
+    let mut child = common::Running(worker.spawn()?);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let pgid = loop {
+        if let Some(pgid) = std::fs::read_to_string(&pgid_file).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+            break pgid;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "the entry point never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status()?;
+    let status = tokio::task::spawn_blocking(move || -> anyhow::Result<std::process::ExitStatus> {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.0.try_wait()? {
+                return Ok(status);
+            }
+            anyhow::ensure!(std::time::Instant::now() < until, "the worker did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await??;
+    assert!(status.success(), "{status}");
+
+    let results = harness.results().await?;
+    assert_eq!(results.len(), 1);
+    let ShardStatus::Failed { reason } = &results[0].status else { panic!("{:?}", results[0]) };
+    assert!(reason.contains("SIGTERM"), "{reason}");
+    assert!(!results[0].last_attempt);
+    assert_eq!(harness.shards_left().await?, 1, "the shard waits for another worker");
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !common::group_members(pgid).is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(common::group_members(pgid), Vec::<u32>::new(), "the entry point's process group is gone");
     Ok(())
 }

@@ -94,31 +94,18 @@ impl ArtifactError {
     }
 
     pub(crate) fn invalid(uri: &str, problem: impl Into<String>) -> ArtifactError {
-        ArtifactError::InvalidUri {
-            uri: uri.to_owned(),
-            problem: problem.into(),
-        }
+        ArtifactError::InvalidUri { uri: uri.to_owned(), problem: problem.into() }
     }
 
     pub(crate) fn io(uri: &str, path: impl Into<PathBuf>, source: std::io::Error) -> ArtifactError {
-        ArtifactError::Io {
-            uri: uri.to_owned(),
-            path: path.into(),
-            source,
-        }
+        ArtifactError::Io { uri: uri.to_owned(), path: path.into(), source }
     }
 
     pub(crate) fn mlflow(uri: &str, source: MlflowError) -> ArtifactError {
-        ArtifactError::Mlflow {
-            uri: uri.to_owned(),
-            source,
-        }
+        ArtifactError::Mlflow { uri: uri.to_owned(), source }
     }
 
     pub(crate) fn store(uri: &str, source: object_store::Error) -> ArtifactError {
-        ArtifactError::Store {
-            uri: uri.to_owned(),
-            source,
-        }
+        ArtifactError::Store { uri: uri.to_owned(), source }
     }
 }

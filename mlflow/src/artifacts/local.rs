@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use tokio::io::AsyncReadExt;
 use url::Url;
 
+use super::ListedObject;
 use super::error::ArtifactError;
 use super::part_file::PartFile;
-use super::ListedObject;
 
 /// The `file://` URI of `path` (made absolute against the current directory), percent-encoded.
 pub fn file_uri(path: &Path) -> String {
@@ -29,8 +29,7 @@ pub fn file_path(uri: &str) -> Result<PathBuf, ArtifactError> {
     if url.scheme() != "file" {
         return Err(ArtifactError::invalid(uri, "not a file:// URI"));
     }
-    url.to_file_path()
-        .map_err(|()| ArtifactError::invalid(uri, "not a local path (a host other than localhost?)"))
+    url.to_file_path().map_err(|()| ArtifactError::invalid(uri, "not a local path (a host other than localhost?)"))
 }
 
 /// The files under `root` (or `root` itself if it is a file), sorted by relative path.
@@ -41,11 +40,7 @@ pub(crate) fn list(uri: &str, root: &Path) -> Result<Vec<ListedObject>, Artifact
     let meta = std::fs::metadata(root).map_err(|e| ArtifactError::io(uri, root, e))?;
     if meta.is_file() {
         let name = root.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        return Ok(vec![ListedObject {
-            path: name,
-            uri: file_uri(root),
-            size: Some(meta.len()),
-        }]);
+        return Ok(vec![ListedObject { path: name, uri: file_uri(root), size: Some(meta.len()) }]);
     }
     let real_root = root.canonicalize().map_err(|e| ArtifactError::io(uri, root, e))?;
     let mut objects = Vec::new();
@@ -73,11 +68,7 @@ pub(crate) fn list(uri: &str, root: &Path) -> Result<Vec<ListedObject>, Artifact
             let err = std::io::Error::new(std::io::ErrorKind::InvalidData, "file name is not UTF-8");
             return Err(ArtifactError::io(uri, entry.path(), err));
         };
-        objects.push(ListedObject {
-            path: parts.join("/"),
-            uri: file_uri(entry.path()),
-            size: Some(size),
-        });
+        objects.push(ListedObject { path: parts.join("/"), uri: file_uri(entry.path()), size: Some(size) });
     }
     objects.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(objects)
@@ -87,14 +78,12 @@ pub(crate) fn list(uri: &str, root: &Path) -> Result<Vec<ListedObject>, Artifact
 fn symlinked_file_inside(link: &Path, real_root: &Path) -> Option<u64> {
     let target = link.canonicalize().ok()?;
     let meta = std::fs::metadata(&target).ok()?;
-    (meta.is_file() && target.starts_with(real_root)).then(|| meta.len())
+    (meta.is_file() && target.starts_with(real_root)).then_some(meta.len())
 }
 
 /// Copies the file `src` to `dest` through a part file; returns its size.
 pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
-    let mut file = tokio::fs::File::open(src)
-        .await
-        .map_err(|e| ArtifactError::io(uri, src, e))?;
+    let mut file = tokio::fs::File::open(src).await.map_err(|e| ArtifactError::io(uri, src, e))?;
     let mut part = PartFile::create(dest).await.map_err(|e| ArtifactError::io(uri, dest, e))?;
     let mut buf = vec![0u8; 256 * 1024];
     loop {

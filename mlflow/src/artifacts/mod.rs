@@ -59,25 +59,28 @@ fn kind(uri: &str) -> Result<Kind, ArtifactError> {
 
 /// Every object under `uri` (a directory tree, prefix, or one object), sorted by path.
 ///
+/// Object URIs under a `runs:/` URI are given as the run's artifact location (e.g.
+/// `mlflow-artifacts:/…`), so that fetching them needs no further lookup.
+///
 /// `mlflow` is needed for `mlflow-artifacts:` and `runs:/` URIs.
 pub async fn list(uri: &str, mlflow: Option<&MlflowClient>) -> Result<Vec<ListedObject>, ArtifactError> {
     let mut objects = match kind(uri)? {
         Kind::File => {
             let root = file_path(uri)?;
-            let uri = uri.to_owned();
-            tokio::task::spawn_blocking(move || local::list(&uri, &root))
+            let owned = uri.to_owned();
+            tokio::task::spawn_blocking(move || local::list(&owned, &root))
                 .await
-                .map_err(|e| ArtifactError::invalid(&e.to_string(), "listing task failed"))??
+                .map_err(|e| ArtifactError::invalid(uri, format!("listing task failed: {e}")))??
         }
         Kind::Mlflow => {
             let client = mlflow.ok_or_else(|| ArtifactError::NeedsTracking { uri: uri.to_owned() })?;
-            let entries = client
-                .list_artifacts_recursive(uri, "")
-                .await
-                .map_err(|e| ArtifactError::mlflow(uri, e))?;
+            // Resolve `runs:/` once, so fetching each object needs no `runs/get`.
+            let root = client.resolve(uri).await.map_err(|e| ArtifactError::mlflow(uri, e))?;
+            let entries =
+                client.list_artifacts_recursive(&root, "").await.map_err(|e| ArtifactError::mlflow(uri, e))?;
             let mut objects = Vec::with_capacity(entries.len());
             for entry in entries {
-                let object_uri = join_artifact_uri(uri, &entry.path).map_err(|e| ArtifactError::mlflow(uri, e))?;
+                let object_uri = join_artifact_uri(&root, &entry.path).map_err(|e| ArtifactError::mlflow(uri, e))?;
                 objects.push(ListedObject { path: entry.path, uri: object_uri, size: entry.size });
             }
             objects

@@ -21,18 +21,11 @@ impl PartFile {
             _ => PathBuf::from("."),
         };
         tokio::fs::create_dir_all(&parent).await?;
-        let name = dest
-            .file_name()
-            .map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+        let name = dest.file_name().map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
         let suffix: u64 = rand::rng().random();
         let path = parent.join(format!(".{name}.part-{suffix:016x}"));
         let file = tokio::fs::File::create(&path).await?;
-        Ok(PartFile {
-            path,
-            dest: dest.to_path_buf(),
-            file: Some(file),
-            written: 0,
-        })
+        Ok(PartFile { path, dest: dest.to_path_buf(), file: Some(file), written: 0 })
     }
 
     /// Appends `bytes`.

@@ -39,13 +39,11 @@ fn env_options() -> Vec<(String, String)> {
         .filter(|(k, _)| ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-        if let Ok(endpoint) = std::env::var("MLFLOW_S3_ENDPOINT_URL") {
-            if endpoint.starts_with("http://") {
-                options.push(("aws_allow_http".into(), "true".into()));
-            }
-            options.push(("aws_endpoint".into(), endpoint));
+    if let (None, Ok(endpoint)) = (std::env::var_os("AWS_ENDPOINT_URL"), std::env::var("MLFLOW_S3_ENDPOINT_URL")) {
+        if endpoint.starts_with("http://") {
+            options.push(("aws_allow_http".into(), "true".into()));
         }
+        options.push(("aws_endpoint".into(), endpoint));
     }
     options
 }
@@ -56,11 +54,7 @@ pub(crate) fn relative(prefix: &Path, location: &Path) -> String {
         .prefix_match(prefix)
         .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
         .unwrap_or_default();
-    if rel.is_empty() {
-        location.filename().unwrap_or_default().to_owned()
-    } else {
-        rel
-    }
+    if rel.is_empty() { location.filename().unwrap_or_default().to_owned() } else { rel }
 }
 
 /// Every object under `prefix` (at any depth).
@@ -82,11 +76,7 @@ pub(crate) async fn list_level(
 }
 
 /// Streams the object at `path` into `dest` through a part file; returns its size.
-pub(crate) async fn download(
-    store: &dyn ObjectStore,
-    path: &Path,
-    dest: &LocalPath,
-) -> Result<u64, TransferError> {
+pub(crate) async fn download(store: &dyn ObjectStore, path: &Path, dest: &LocalPath) -> Result<u64, TransferError> {
     let mut stream = store.get(path).await?.into_stream();
     let mut part = PartFile::create(dest).await?;
     while let Some(chunk) = stream.try_next().await? {
@@ -96,11 +86,7 @@ pub(crate) async fn download(
 }
 
 /// Streams the local file `local` to `path` (multipart for large files); returns its size.
-pub(crate) async fn upload(
-    store: Arc<dyn ObjectStore>,
-    path: &Path,
-    local: &LocalPath,
-) -> Result<u64, TransferError> {
+pub(crate) async fn upload(store: Arc<dyn ObjectStore>, path: &Path, local: &LocalPath) -> Result<u64, TransferError> {
     let mut file = tokio::fs::File::open(local).await?;
     let mut writer = object_store::buffered::BufWriter::new(store, path.clone());
     let copied = tokio::io::copy(&mut file, &mut writer).await;

@@ -13,25 +13,17 @@ use crate::artifacts::store::{self, TransferError};
 
 impl MlflowClient {
     /// Uploads the local file `local` as `<artifact_uri>/<rel_path>`; returns its size.
-    pub async fn upload_file(
-        &self,
-        artifact_uri: &str,
-        rel_path: &str,
-        local: &Path,
-    ) -> Result<u64, MlflowError> {
+    pub async fn upload_file(&self, artifact_uri: &str, rel_path: &str, local: &Path) -> Result<u64, MlflowError> {
         let root = self.resolve(artifact_uri).await?;
         let rel = clean_path(&root, rel_path)?;
         match parse_artifact_uri(&root)? {
             ArtifactLocation::Proxy { authority, path } => {
-                self.proxy_upload(authority.as_deref(), &join(&path, &rel), local)
-                    .await
+                self.proxy_upload(authority.as_deref(), &join(&path, &rel), local).await
             }
             ArtifactLocation::Store(url) => {
                 let target = join_artifact_uri(&root, &rel)?;
                 let (store, prefix) = store::open(&url).map_err(store_error(&root))?;
-                store::upload(store, &child(&prefix, &rel), local)
-                    .await
-                    .map_err(transfer_error(&target, local))
+                store::upload(store, &child(&prefix, &rel), local).await.map_err(transfer_error(&target, local))
             }
         }
     }
@@ -65,11 +57,7 @@ impl MlflowClient {
     }
 
     /// The entries directly under `<artifact_uri>/<path>`, paths relative to `artifact_uri`.
-    pub async fn list_artifacts(
-        &self,
-        artifact_uri: &str,
-        path: &str,
-    ) -> Result<Vec<ArtifactEntry>, MlflowError> {
+    pub async fn list_artifacts(&self, artifact_uri: &str, path: &str) -> Result<Vec<ArtifactEntry>, MlflowError> {
         let root = self.resolve(artifact_uri).await?;
         let rel = clean_path(&root, path)?;
         let mut entries: Vec<ArtifactEntry> = match parse_artifact_uri(&root)? {
@@ -80,7 +68,8 @@ impl MlflowClient {
                 .map(|e| ArtifactEntry {
                     path: join(&rel, &e.path),
                     is_dir: e.is_dir,
-                    size: if e.is_dir { None } else { e.file_size },
+                    // MLflow omits `file_size` when it is 0.
+                    size: if e.is_dir { None } else { Some(e.file_size.unwrap_or(0)) },
                 })
                 .collect(),
             ArtifactLocation::Store(url) => {
@@ -137,8 +126,7 @@ impl MlflowClient {
                     .buffer_unordered(self.inner.transfer_concurrency)
                     .try_collect()
                     .await?;
-                let (sub, found): (Vec<_>, Vec<_>) =
-                    levels.into_iter().flatten().partition(|e| e.is_dir);
+                let (sub, found): (Vec<_>, Vec<_>) = levels.into_iter().flatten().partition(|e| e.is_dir);
                 files.extend(found);
                 dirs = sub.into_iter().map(|e| e.path).collect();
             }
@@ -152,14 +140,10 @@ impl MlflowClient {
     pub async fn download(&self, uri: &str, dest: &Path) -> Result<u64, MlflowError> {
         let resolved = self.resolve(uri).await?;
         match parse_artifact_uri(&resolved)? {
-            ArtifactLocation::Proxy { authority, path } => {
-                self.proxy_download(authority.as_deref(), &path, dest).await
-            }
+            ArtifactLocation::Proxy { authority, path } => self.proxy_download(authority.as_deref(), &path, dest).await,
             ArtifactLocation::Store(url) => {
                 let (store, path) = store::open(&url).map_err(store_error(&resolved))?;
-                store::download(store.as_ref(), &path, dest)
-                    .await
-                    .map_err(transfer_error(&resolved, dest))
+                store::download(store.as_ref(), &path, dest).await.map_err(transfer_error(&resolved, dest))
             }
         }
     }
@@ -188,9 +172,7 @@ fn join(a: &str, b: &str) -> String {
 }
 
 fn child(prefix: &object_store::path::Path, rel: &str) -> object_store::path::Path {
-    rel.split('/')
-        .filter(|s| !s.is_empty())
-        .fold(prefix.clone(), |p, s| p.join(s))
+    rel.split('/').filter(|s| !s.is_empty()).fold(prefix.clone(), |p, s| p.join(s))
 }
 
 /// Regular files (and links to them) under `dir`, as (`/`-separated relative path, path).
@@ -201,8 +183,7 @@ fn local_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, MlflowError> {
             let path = e.path().unwrap_or(dir).to_path_buf();
             MlflowError::io(path, e.into())
         })?;
-        let is_file = entry.file_type().is_file()
-            || (entry.path_is_symlink() && entry.path().is_file());
+        let is_file = entry.file_type().is_file() || (entry.path_is_symlink() && entry.path().is_file());
         if !is_file {
             continue;
         }
@@ -218,18 +199,44 @@ fn local_files(dir: &Path) -> Result<Vec<(String, PathBuf)>, MlflowError> {
 }
 
 fn store_error(uri: &str) -> impl FnOnce(object_store::Error) -> MlflowError + '_ {
-    move |source| MlflowError::Store {
-        uri: uri.to_owned(),
-        source,
-    }
+    move |source| MlflowError::Store { uri: uri.to_owned(), source }
 }
 
 fn transfer_error<'a>(uri: &'a str, local: &'a Path) -> impl FnOnce(TransferError) -> MlflowError + 'a {
     move |err| match err {
-        TransferError::Store(source) => MlflowError::Store {
-            uri: uri.to_owned(),
-            source,
-        },
+        TransferError::Store(source) => MlflowError::Store { uri: uri.to_owned(), source },
         TransferError::Io(source) => MlflowError::io(local, source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The object-store path (as for `s3://` roots), exercised with a `file://` root.
+    #[tokio::test]
+    async fn store_artifact_roots_upload_list_and_download() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(src.join("a/b")).unwrap();
+        std::fs::write(src.join("a/b/x y.txt"), b"xy").unwrap();
+        std::fs::write(src.join("top.txt"), b"top").unwrap();
+        let store_dir = dir.path().join("store");
+        std::fs::create_dir_all(&store_dir).unwrap();
+        let root = url::Url::from_directory_path(&store_dir).unwrap().to_string();
+        let client = MlflowClient::new("http://127.0.0.1:9").unwrap();
+
+        let up = client.upload_dir(&root, "outputs", &src).await.unwrap();
+        assert_eq!(up, [("a/b/x y.txt".to_owned(), 2), ("top.txt".to_owned(), 3)]);
+        let level = client.list_artifacts(&root, "outputs").await.unwrap();
+        let level: Vec<_> = level.iter().map(|e| (e.path.as_str(), e.is_dir)).collect();
+        assert_eq!(level, [("outputs/a", true), ("outputs/top.txt", false)]);
+        let all = client.list_artifacts_recursive(&root, "").await.unwrap();
+        let all: Vec<_> = all.iter().map(|e| (e.path.as_str(), e.size)).collect();
+        assert_eq!(all, [("outputs/a/b/x y.txt", Some(2)), ("outputs/top.txt", Some(3))]);
+        let dest = dir.path().join("got/x.txt");
+        let uri = join_artifact_uri(&root, "outputs/a/b/x y.txt").unwrap();
+        assert_eq!(client.download(&uri, &dest).await.unwrap(), 2);
+        assert_eq!(std::fs::read(dest).unwrap(), b"xy");
     }
 }

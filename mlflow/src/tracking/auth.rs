@@ -31,14 +31,8 @@ impl Auth {
         if let Some(token) = var("MLFLOW_TRACKING_TOKEN") {
             return Auth::Bearer(token);
         }
-        match (
-            var("MLFLOW_TRACKING_USERNAME"),
-            var("MLFLOW_TRACKING_PASSWORD"),
-        ) {
-            (Some(username), password) => Auth::Basic {
-                username,
-                password: password.unwrap_or_default(),
-            },
+        match (var("MLFLOW_TRACKING_USERNAME"), var("MLFLOW_TRACKING_PASSWORD")) {
+            (Some(username), password) => Auth::Basic { username, password: password.unwrap_or_default() },
             _ => Auth::None,
         }
     }
@@ -58,11 +52,9 @@ impl fmt::Debug for Auth {
         match self {
             Auth::None => f.write_str("None"),
             Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
-            Auth::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
+            Auth::Basic { username, .. } => {
+                f.debug_struct("Basic").field("username", username).field("password", &"<redacted>").finish()
+            }
         }
     }
 }
@@ -76,8 +68,7 @@ mod tests {
     use super::*;
 
     fn lookup(vars: &[(&str, &str)]) -> Auth {
-        let vars: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let vars: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Auth::from_lookup(|name| vars.get(name).cloned())
     }
 
@@ -89,10 +80,7 @@ mod tests {
 
     #[test]
     fn token_wins_over_basic() {
-        let auth = lookup(&[
-            ("MLFLOW_TRACKING_TOKEN", "s3cret-token"),
-            ("MLFLOW_TRACKING_USERNAME", "u"),
-        ]);
+        let auth = lookup(&[("MLFLOW_TRACKING_TOKEN", "s3cret-token"), ("MLFLOW_TRACKING_USERNAME", "u")]);
         assert_eq!(auth, Auth::Bearer("s3cret-token".into()));
         let header = header_of(&auth).expect("an Authorization header");
         assert!(header.is_sensitive());
@@ -102,10 +90,7 @@ mod tests {
 
     #[test]
     fn basic_from_username_and_password() {
-        let auth = lookup(&[
-            ("MLFLOW_TRACKING_USERNAME", "alice"),
-            ("MLFLOW_TRACKING_PASSWORD", "pw-123"),
-        ]);
+        let auth = lookup(&[("MLFLOW_TRACKING_USERNAME", "alice"), ("MLFLOW_TRACKING_PASSWORD", "pw-123")]);
         let header = header_of(&auth).expect("an Authorization header");
         assert!(header.is_sensitive());
         assert!(header.as_bytes().starts_with(b"Basic "));

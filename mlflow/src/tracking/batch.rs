@@ -20,12 +20,7 @@ pub struct BatchLimits {
 impl Default for BatchLimits {
     /// MLflow's documented limits: 1,000 items, 100 params, 100 tags, 1 MB.
     fn default() -> Self {
-        BatchLimits {
-            max_items: 1000,
-            max_params: 100,
-            max_tags: 100,
-            max_bytes: 1_000_000,
-        }
+        BatchLimits { max_items: 1000, max_params: 100, max_tags: 100, max_bytes: 1_000_000 }
     }
 }
 
@@ -60,18 +55,9 @@ pub fn split_batch(
     tags: &[Tag],
     limits: &BatchLimits,
 ) -> Vec<LogBatch> {
-    let empty = LogBatch {
-        run_id: run_id.to_owned(),
-        ..LogBatch::default()
-    };
+    let empty = LogBatch { run_id: run_id.to_owned(), ..LogBatch::default() };
     let envelope = json_len(&empty);
-    let mut cutter = Cutter {
-        limits,
-        envelope,
-        done: Vec::new(),
-        current: empty,
-        bytes: envelope,
-    };
+    let mut cutter = Cutter { limits, envelope, done: Vec::new(), current: empty, bytes: envelope };
     for param in params {
         cutter.push(Item::Param(param));
     }
@@ -127,10 +113,7 @@ impl Cutter<'_> {
     }
 
     fn cut(&mut self) {
-        let next = LogBatch {
-            run_id: self.current.run_id.clone(),
-            ..LogBatch::default()
-        };
+        let next = LogBatch { run_id: self.current.run_id.clone(), ..LogBatch::default() };
         self.done.push(std::mem::replace(&mut self.current, next));
         self.bytes = self.envelope;
     }
@@ -153,9 +136,7 @@ mod tests {
     use super::*;
 
     fn metrics(n: usize) -> Vec<Metric> {
-        (0..n)
-            .map(|i| Metric { key: format!("m{i}"), value: i as f64, timestamp: 1, step: 0 })
-            .collect()
+        (0..n).map(|i| Metric { key: format!("m{i}"), value: i as f64, timestamp: 1, step: 0 }).collect()
     }
     fn params(n: usize, value_len: usize) -> Vec<Param> {
         (0..n).map(|i| Param::new(format!("p{i}"), "v".repeat(value_len))).collect()

@@ -71,6 +71,12 @@ pub enum MlflowError {
         #[source]
         source: object_store::Error,
     },
+    /// The experiment exists but is deleted, so runs cannot be created in it.
+    #[error("experiment '{name}' is deleted; restore it in MLflow or use another name")]
+    DeletedExperiment {
+        /// The experiment's name.
+        name: String,
+    },
     /// A retryable failure persisted through the whole retry budget.
     #[error("{what}: gave up after {attempts} attempts: {source}")]
     GaveUp {
@@ -129,16 +135,10 @@ impl MlflowError {
     }
 
     pub(crate) fn invalid_uri(uri: &str, problem: impl Into<String>) -> MlflowError {
-        MlflowError::InvalidUri {
-            uri: uri.to_owned(),
-            problem: problem.into(),
-        }
+        MlflowError::InvalidUri { uri: uri.to_owned(), problem: problem.into() }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> MlflowError {
-        MlflowError::Io {
-            path: path.into(),
-            source,
-        }
+        MlflowError::Io { path: path.into(), source }
     }
 }

@@ -41,29 +41,21 @@ impl MlflowClient {
         let url = self.api_url(endpoint);
         let what = format!("{method} {url}");
         let body = match body {
-            Some(body) => Some(serde_json::to_vec(body).map_err(|source| MlflowError::Decode {
-                what: what.clone(),
-                source,
-            })?),
+            Some(body) => {
+                Some(serde_json::to_vec(body).map_err(|source| MlflowError::Decode { what: what.clone(), source })?)
+            }
             None => None,
         };
         let text = with_retries(&self.inner.retry, &what, idempotency, || async {
-            let mut request = self
-                .request(method.clone(), url.clone())
-                .timeout(self.inner.request_timeout);
+            let mut request = self.request(method.clone(), url.clone()).timeout(self.inner.request_timeout);
             if !query.is_empty() {
                 request = request.query(query);
             }
             if let Some(body) = &body {
-                request = request
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body.clone());
+                request = request.header(reqwest::header::CONTENT_TYPE, "application/json").body(body.clone());
             }
             let response = send(request, &what).await?;
-            response
-                .text()
-                .await
-                .map_err(|source| transport(&what, source))
+            response.text().await.map_err(|source| transport(&what, source))
         })
         .await?;
         let text = if text.trim().is_empty() { "{}" } else { &text };
@@ -72,23 +64,13 @@ impl MlflowClient {
 }
 
 /// Sends `request`; a non-2xx answer becomes [`MlflowError::Api`].
-pub(crate) async fn send(
-    request: reqwest::RequestBuilder,
-    what: &str,
-) -> Result<Response, MlflowError> {
+pub(crate) async fn send(request: reqwest::RequestBuilder, what: &str) -> Result<Response, MlflowError> {
     let response = request.send().await.map_err(|source| transport(what, source))?;
-    if response.status().is_success() {
-        Ok(response)
-    } else {
-        Err(api_error(what, response).await)
-    }
+    if response.status().is_success() { Ok(response) } else { Err(api_error(what, response).await) }
 }
 
 pub(crate) fn transport(what: &str, source: reqwest::Error) -> MlflowError {
-    MlflowError::Transport {
-        what: what.to_owned(),
-        source: source.without_url(),
-    }
+    MlflowError::Transport { what: what.to_owned(), source: source.without_url() }
 }
 
 /// Reads MLflow's `{"error_code": …, "message": …}` from an error answer.
@@ -102,18 +84,10 @@ async fn api_error(what: &str, response: Response) -> MlflowError {
     let text = response.text().await.unwrap_or_default();
     let parsed: Option<Body> = serde_json::from_str(&text).ok();
     let (error_code, message) = match parsed {
-        Some(Body {
-            error_code: Some(code),
-            message,
-        }) => (code, message.unwrap_or_default()),
+        Some(Body { error_code: Some(code), message }) => (code, message.unwrap_or_default()),
         _ => (format!("HTTP_{status}"), truncate(text.trim(), MAX_ERROR_BODY)),
     };
-    MlflowError::Api {
-        what: what.to_owned(),
-        status,
-        error_code,
-        message,
-    }
+    MlflowError::Api { what: what.to_owned(), status, error_code, message }
 }
 
 fn truncate(text: &str, max: usize) -> String {

@@ -32,9 +32,7 @@ pub struct RunsUri {
 }
 
 /// Schemes of object stores reached through `object_store`.
-pub(crate) const STORE_SCHEMES: [&str; 9] = [
-    "s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "file",
-];
+pub(crate) const STORE_SCHEMES: [&str; 9] = ["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "file"];
 
 /// Parses a run's `artifact_uri` (or any URI under it).
 pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
@@ -51,8 +49,7 @@ pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
         return Ok(ArtifactLocation::Proxy { authority, path });
     }
     if uri.starts_with('/') {
-        let url = Url::from_file_path(uri)
-            .map_err(|()| MlflowError::invalid_uri(uri, "not an absolute local path"))?;
+        let url = Url::from_file_path(uri).map_err(|()| MlflowError::invalid_uri(uri, "not an absolute local path"))?;
         return Ok(ArtifactLocation::Store(url));
     }
     let url = Url::parse(uri).map_err(|e| MlflowError::invalid_uri(uri, e.to_string()))?;
@@ -67,18 +64,14 @@ pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
 
 /// Parses `runs:/<run_id>[/<path>]`.
 pub fn parse_runs_uri(uri: &str) -> Result<RunsUri, MlflowError> {
-    let rest = uri
-        .strip_prefix("runs:/")
-        .ok_or_else(|| MlflowError::invalid_uri(uri, "expected runs:/<run_id>/<path>"))?;
+    let rest =
+        uri.strip_prefix("runs:/").ok_or_else(|| MlflowError::invalid_uri(uri, "expected runs:/<run_id>/<path>"))?;
     let rest = rest.trim_start_matches('/');
     let (run_id, path) = rest.split_once('/').unwrap_or((rest, ""));
     if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(MlflowError::invalid_uri(uri, "missing or malformed run id"));
     }
-    Ok(RunsUri {
-        run_id: run_id.to_owned(),
-        path: clean_path(uri, path)?,
-    })
+    Ok(RunsUri { run_id: run_id.to_owned(), path: clean_path(uri, path)? })
 }
 
 /// `root` + `/` + `rel`, for an artifact URI of any kind (`rel` is a relative, raw path).
@@ -105,19 +98,13 @@ pub(crate) fn clean_path(uri: &str, path: &str) -> Result<String, MlflowError> {
         return Ok(String::new());
     }
     if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err(MlflowError::invalid_uri(
-            uri,
-            format!("artifact path '{path}' has an empty, '.' or '..' segment"),
-        ));
+        return Err(MlflowError::invalid_uri(uri, format!("artifact path '{path}' has an empty, '.' or '..' segment")));
     }
     Ok(path.to_owned())
 }
 
 /// The URL of `segments` (raw, each percent-encoded here) appended to `base`'s path.
-pub(crate) fn url_with_segments<'a>(
-    base: &Url,
-    segments: impl IntoIterator<Item = &'a str>,
-) -> Url {
+pub(crate) fn url_with_segments<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Url {
     let mut url = base.clone();
     url.set_query(None);
     url.set_fragment(None);
@@ -146,7 +133,8 @@ mod tests {
 
     #[test]
     fn store_uris() {
-        for uri in ["s3://b/p/artifacts", "gs://b/p", "az://c/p", "abfss://c@a.dfs.core.windows.net/p", "file:///tmp/a"] {
+        for uri in ["s3://b/p/artifacts", "gs://b/p", "az://c/p", "abfss://c@a.dfs.core.windows.net/p", "file:///tmp/a"]
+        {
             assert!(matches!(parse_artifact_uri(uri).unwrap(), ArtifactLocation::Store(_)), "{uri}");
         }
         let ArtifactLocation::Store(url) = parse_artifact_uri("/tmp/my runs/a").unwrap() else {
@@ -172,7 +160,10 @@ mod tests {
 
     #[test]
     fn joining() {
-        assert_eq!(join_artifact_uri("mlflow-artifacts:/1/r/artifacts", "a/b c").unwrap(), "mlflow-artifacts:/1/r/artifacts/a/b c");
+        assert_eq!(
+            join_artifact_uri("mlflow-artifacts:/1/r/artifacts", "a/b c").unwrap(),
+            "mlflow-artifacts:/1/r/artifacts/a/b c"
+        );
         assert_eq!(join_artifact_uri("s3://b/r/artifacts/", "x/y #1").unwrap(), "s3://b/r/artifacts/x/y%20%231");
         assert_eq!(join_artifact_uri("runs:/r", "").unwrap(), "runs:/r");
         assert!(join_artifact_uri("runs:/r", "../x").is_err());

@@ -88,8 +88,8 @@ impl MlflowClient {
         }
         base.set_query(None);
         base.set_fragment(None);
-        let insecure = std::env::var("MLFLOW_TRACKING_INSECURE_TLS")
-            .is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+        let insecure =
+            std::env::var("MLFLOW_TRACKING_INSECURE_TLS").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
         let http = reqwest::Client::builder()
             .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
             .read_timeout(DEFAULT_READ_TIMEOUT)

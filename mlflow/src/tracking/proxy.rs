@@ -66,9 +66,7 @@ impl MlflowClient {
         let url = self.proxy_url(authority, path)?;
         let what = format!("PUT {url}");
         with_retries(&self.inner.retry, &what, Idempotency::Idempotent, || async {
-            let file = tokio::fs::File::open(local)
-                .await
-                .map_err(|e| MlflowError::io(local, e))?;
+            let file = tokio::fs::File::open(local).await.map_err(|e| MlflowError::io(local, e))?;
             let len = file.metadata().await.map_err(|e| MlflowError::io(local, e))?.len();
             let body = reqwest::Body::wrap_stream(file_chunks(file));
             let request = self
@@ -83,25 +81,18 @@ impl MlflowClient {
     }
 
     /// The entries directly under the proxy path `path` (base names).
-    pub(crate) async fn proxy_list(
-        &self,
-        authority: Option<&str>,
-        path: &str,
-    ) -> Result<Vec<ProxyEntry>, MlflowError> {
+    pub(crate) async fn proxy_list(&self, authority: Option<&str>, path: &str) -> Result<Vec<ProxyEntry>, MlflowError> {
         let url = self.proxy_url(authority, "")?;
         let what = format!("GET {url}?path={path}");
         let text = with_retries(&self.inner.retry, &what, Idempotency::Idempotent, || async {
-            let request = self
-                .request(Method::GET, url.clone())
-                .query(&[("path", path)])
-                .timeout(self.inner.request_timeout);
+            let request =
+                self.request(Method::GET, url.clone()).query(&[("path", path)]).timeout(self.inner.request_timeout);
             let response = send(request, &what).await?;
             response.text().await.map_err(|e| transport(&what, e))
         })
         .await?;
         let text = if text.trim().is_empty() { "{}" } else { &text };
-        let listed: ListResponse =
-            serde_json::from_str(text).map_err(|source| MlflowError::Decode { what, source })?;
+        let listed: ListResponse = serde_json::from_str(text).map_err(|source| MlflowError::Decode { what, source })?;
         Ok(listed.files)
     }
 
@@ -127,9 +118,7 @@ impl MlflowClient {
 }
 
 /// The file's bytes as a stream of chunks.
-fn file_chunks(
-    file: tokio::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+fn file_chunks(file: tokio::fs::File) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     futures::stream::try_unfold(file, |mut file| async move {
         let mut buf = BytesMut::with_capacity(UPLOAD_CHUNK);
         let n = file.read_buf(&mut buf).await?;

@@ -36,10 +36,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// A policy that never retries.
     pub fn none() -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: 1,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
     }
 
     /// The delay after failed attempt number `attempt` (1-based), `elapsed` after the first
@@ -94,9 +91,7 @@ where
             Idempotency::NotIdempotent => err.surely_not_processed(),
         };
         let jitter = rand::rng().random::<f64>();
-        let delay = retryable
-            .then(|| policy.delay_after(number, start.elapsed(), jitter))
-            .flatten();
+        let delay = retryable.then(|| policy.delay_after(number, start.elapsed(), jitter)).flatten();
         match delay {
             Some(delay) => {
                 tracing::debug!(what, attempt = number, ?delay, error = %err, "retrying");
@@ -104,11 +99,7 @@ where
                 number += 1;
             }
             None if number > 1 || retryable => {
-                return Err(MlflowError::GaveUp {
-                    what: what.to_owned(),
-                    attempts: number,
-                    source: Box::new(err),
-                });
+                return Err(MlflowError::GaveUp { what: what.to_owned(), attempts: number, source: Box::new(err) });
             }
             None => return Err(err),
         }
@@ -122,12 +113,7 @@ mod tests {
     use super::*;
 
     fn api(status: u16) -> MlflowError {
-        MlflowError::Api {
-            what: "t".into(),
-            status,
-            error_code: "X".into(),
-            message: String::new(),
-        }
+        MlflowError::Api { what: "t".into(), status, error_code: "X".into(), message: String::new() }
     }
 
     fn quick(max_attempts: u32) -> RetryPolicy {

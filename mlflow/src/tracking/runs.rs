@@ -52,9 +52,8 @@ impl MlflowClient {
         if let Some(id) = self.experiment_id_by_name(name).await? {
             return Ok(id);
         }
-        let created: Result<CreateExperimentResponse, _> = self
-            .call(Method::POST, "experiments/create", &[], Some(&json!({ "name": name })), Idempotent)
-            .await;
+        let created: Result<CreateExperimentResponse, _> =
+            self.call(Method::POST, "experiments/create", &[], Some(&json!({ "name": name })), Idempotent).await;
         match created {
             Ok(created) => Ok(created.experiment_id),
             Err(err) if err.error_code() == Some("RESOURCE_ALREADY_EXISTS") => {
@@ -68,20 +67,11 @@ impl MlflowClient {
     /// The id of the active experiment `name`, `None` if there is none.
     async fn experiment_id_by_name(&self, name: &str) -> Result<Option<String>, MlflowError> {
         let found: Result<ExperimentResponse, _> = self
-            .call::<(), _>(
-                Method::GET,
-                "experiments/get-by-name",
-                &[("experiment_name", name)],
-                None,
-                Idempotent,
-            )
+            .call::<(), _>(Method::GET, "experiments/get-by-name", &[("experiment_name", name)], None, Idempotent)
             .await;
         match found {
             Ok(found) if found.experiment.lifecycle_stage == "deleted" => {
-                Err(MlflowError::invalid_uri(
-                    name,
-                    "this experiment is deleted; restore it in MLflow or use another name",
-                ))
+                Err(MlflowError::DeletedExperiment { name: name.to_owned() })
             }
             Ok(found) => Ok(Some(found.experiment.experiment_id)),
             Err(err) if err.is_not_found() => Ok(None),
@@ -104,26 +94,19 @@ impl MlflowClient {
             "start_time": now_millis(),
             "tags": tags,
         });
-        let created: RunResponse = self
-            .call(Method::POST, "runs/create", &[], Some(&body), NotIdempotent)
-            .await?;
+        let created: RunResponse = self.call(Method::POST, "runs/create", &[], Some(&body), NotIdempotent).await?;
         Ok(Run::from(created.run).info)
     }
 
     /// A run with its latest metrics, params and tags.
     pub async fn get_run(&self, run_id: &str) -> Result<Run, MlflowError> {
-        let found: RunResponse = self
-            .call::<(), _>(Method::GET, "runs/get", &[("run_id", run_id)], None, Idempotent)
-            .await?;
+        let found: RunResponse =
+            self.call::<(), _>(Method::GET, "runs/get", &[("run_id", run_id)], None, Idempotent).await?;
         Ok(found.run.into())
     }
 
     /// All runs of `experiment_ids` matching MLflow's search `filter` (all pages).
-    pub async fn search_runs(
-        &self,
-        experiment_ids: &[String],
-        filter: &str,
-    ) -> Result<Vec<Run>, MlflowError> {
+    pub async fn search_runs(&self, experiment_ids: &[String], filter: &str) -> Result<Vec<Run>, MlflowError> {
         let mut runs = Vec::new();
         let mut page_token: Option<String> = None;
         loop {
@@ -135,9 +118,7 @@ impl MlflowClient {
             if let Some(token) = &page_token {
                 body["page_token"] = json!(token);
             }
-            let page: SearchResponse = self
-                .call(Method::POST, "runs/search", &[], Some(&body), Idempotent)
-                .await?;
+            let page: SearchResponse = self.call(Method::POST, "runs/search", &[], Some(&body), Idempotent).await?;
             runs.extend(page.runs.into_iter().map(Run::from));
             match page.next_page_token.filter(|t| !t.is_empty()) {
                 Some(token) => page_token = Some(token),
@@ -155,9 +136,7 @@ impl MlflowClient {
         tags: &[Tag],
     ) -> Result<(), MlflowError> {
         for batch in split_batch(run_id, metrics, params, tags, &self.inner.limits) {
-            let _: Empty = self
-                .call(Method::POST, "runs/log-batch", &[], Some(&batch), Idempotent)
-                .await?;
+            let _: Empty = self.call(Method::POST, "runs/log-batch", &[], Some(&batch), Idempotent).await?;
         }
         Ok(())
     }
@@ -171,18 +150,14 @@ impl MlflowClient {
             metric: Metric,
         }
         let body = LogMetric { run_id, metric: Metric::now(key, value) };
-        let _: Empty = self
-            .call(Method::POST, "runs/log-metric", &[], Some(&body), Idempotent)
-            .await?;
+        let _: Empty = self.call(Method::POST, "runs/log-metric", &[], Some(&body), Idempotent).await?;
         Ok(())
     }
 
     /// Sets one tag.
     pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<(), MlflowError> {
         let body = json!({ "run_id": run_id, "key": key, "value": value });
-        let _: Empty = self
-            .call(Method::POST, "runs/set-tag", &[], Some(&body), Idempotent)
-            .await?;
+        let _: Empty = self.call(Method::POST, "runs/set-tag", &[], Some(&body), Idempotent).await?;
         Ok(())
     }
 
@@ -192,9 +167,7 @@ impl MlflowClient {
         if status.is_terminal() {
             body["end_time"] = json!(now_millis());
         }
-        let _: Empty = self
-            .call(Method::POST, "runs/update", &[], Some(&body), Idempotent)
-            .await?;
+        let _: Empty = self.call(Method::POST, "runs/update", &[], Some(&body), Idempotent).await?;
         Ok(())
     }
 }

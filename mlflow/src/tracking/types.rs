@@ -28,10 +28,7 @@ pub enum RunStatus {
 impl RunStatus {
     /// Whether the run has ended (FINISHED, FAILED or KILLED).
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Finished | RunStatus::Failed | RunStatus::Killed
-        )
+        matches!(self, RunStatus::Finished | RunStatus::Failed | RunStatus::Killed)
     }
 
     /// MLflow's name of the status, e.g. `FINISHED`.
@@ -128,32 +125,21 @@ pub struct Tag {
 impl Metric {
     /// A metric at step 0, timestamped now.
     pub fn now(key: impl Into<String>, value: f64) -> Metric {
-        Metric {
-            key: key.into(),
-            value,
-            timestamp: now_millis(),
-            step: 0,
-        }
+        Metric { key: key.into(), value, timestamp: now_millis(), step: 0 }
     }
 }
 
 impl Param {
     /// A parameter.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Param {
-        Param {
-            key: key.into(),
-            value: value.into(),
-        }
+        Param { key: key.into(), value: value.into() }
     }
 }
 
 impl Tag {
     /// A tag.
     pub fn new(key: impl Into<String>, value: impl Into<String>) -> Tag {
-        Tag {
-            key: key.into(),
-            value: value.into(),
-        }
+        Tag { key: key.into(), value: value.into() }
     }
 }
 
@@ -253,11 +239,7 @@ fn ser_f64<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
     if value.is_nan() {
         s.serialize_str("NaN")
     } else if value.is_infinite() {
-        s.serialize_str(if *value > 0.0 {
-            "Infinity"
-        } else {
-            "-Infinity"
-        })
+        s.serialize_str(if *value > 0.0 { "Infinity" } else { "-Infinity" })
     } else {
         s.serialize_f64(*value)
     }

@@ -81,7 +81,7 @@ async fn artifacts_module_lists_and_fetches_mlflow_uris() {
 
     let out = tempfile::tempdir().unwrap();
     for object in &listed {
-        assert!(object.uri.starts_with(&format!("runs:/{}/outputs/", run.run_id)), "{}", object.uri);
+        assert!(object.uri.starts_with(&format!("{}/outputs/", run.artifact_uri)), "{}", object.uri);
         let dest = out.path().join(&object.path);
         let n = artifacts::fetch(&object.uri, &dest, Some(&client)).await.unwrap();
         assert_eq!(Some(n), object.size);
@@ -101,10 +101,7 @@ async fn single_file_upload_and_missing_artifact() {
     let run = client.create_run(&exp, "s", &[]).await.unwrap();
     let local = tempfile::tempdir().unwrap();
     write(local.path(), "log.txt", b"line\n");
-    let n = client
-        .upload_file(&run.artifact_uri, "logs/entry_point.log", &local.path().join("log.txt"))
-        .await
-        .unwrap();
+    let n = client.upload_file(&run.artifact_uri, "logs/entry_point.log", &local.path().join("log.txt")).await.unwrap();
     assert_eq!(n, 5);
     let missing = format!("runs:/{}/logs/nope.log", run.run_id);
     let dest = local.path().join("nope");

@@ -31,7 +31,10 @@ pub async fn run(args: RunArgs) -> u8 {
     if tracking == TrackingChoice::Off
         && let Some(stage) = dag.order().into_iter().find(|s| reads_mlflow(&dag, s))
     {
-        eprintln!("error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`", stage.name);
+        eprintln!(
+            "error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`",
+            stage.name
+        );
         return EXIT_INVALID;
     }
     // Inputs that do not need MLflow are listed before anything is created.
@@ -177,8 +180,7 @@ async fn track(
     let tree = RunTree::new(client.clone());
     let experiment_id = tree.experiment(dag).await?;
     let parent = tree.create_dag_run(&experiment_id, dag, run_id, dag_path).await?;
-    let tracking =
-        RunTracking { uri: client.tracking_uri().to_string(), experiment_id, parent_run_id: parent.run_id };
+    let tracking = RunTracking { uri: client.tracking_uri().to_string(), experiment_id, parent_run_id: parent.run_id };
     Ok((tree, tracking))
 }
 

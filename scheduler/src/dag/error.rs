@@ -14,10 +14,7 @@ pub struct SpecError {
 impl SpecError {
     /// An error at `place`.
     pub fn new(place: impl Into<String>, message: impl Into<String>) -> Self {
-        SpecError {
-            place: place.into(),
-            message: message.into(),
-        }
+        SpecError { place: place.into(), message: message.into() }
     }
 }
 
@@ -36,9 +33,7 @@ pub struct SpecErrors(pub Vec<SpecError>);
 impl SpecErrors {
     /// Whether any error has this exact `place` and `message`.
     pub fn contains(&self, place: &str, message: &str) -> bool {
-        self.0
-            .iter()
-            .any(|e| e.place == place && e.message == message)
+        self.0.iter().any(|e| e.place == place && e.message == message)
     }
 
     /// The errors as `place: message` lines.

@@ -41,9 +41,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            git_cache: default_git_cache(),
-        }
+        LoadOptions { git_cache: default_git_cache() }
     }
 }
 
@@ -53,21 +51,13 @@ pub fn load_dag(path: &Path, overrides: &Overrides) -> Result<Dag, SpecErrors> {
 }
 
 /// [`load_dag`] with explicit options.
-pub fn load_dag_with(
-    path: &Path,
-    overrides: &Overrides,
-    options: &LoadOptions,
-) -> Result<Dag, SpecErrors> {
+pub fn load_dag_with(path: &Path, overrides: &Overrides, options: &LoadOptions) -> Result<Dag, SpecErrors> {
     let place = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| SpecError::new(&place, format!("cannot read the DAG file: {e}")))?;
+    let bytes = std::fs::read(path).map_err(|e| SpecError::new(&place, format!("cannot read the DAG file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let (line, column) = line_column(valid);
-        SpecError::new(
-            format!("{place}: line {line}, column {column}"),
-            "the DAG file is not UTF-8 text",
-        )
+        SpecError::new(format!("{place}: line {line}, column {column}"), "the DAG file is not UTF-8 text")
     })?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

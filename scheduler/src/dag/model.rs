@@ -137,10 +137,7 @@ pub enum Partition {
 
 impl Default for Partition {
     fn default() -> Self {
-        Partition::Object {
-            shard_size: None,
-            shards: None,
-        }
+        Partition::Object { shard_size: None, shards: None }
     }
 }
 
@@ -148,26 +145,13 @@ impl PartialEq for Partition {
     fn eq(&self, other: &Self) -> bool {
         use Partition as P;
         match (self, other) {
-            (
-                P::Object { shard_size, shards },
-                P::Object {
-                    shard_size: s2,
-                    shards: n2,
-                },
-            ) => shard_size == s2 && shards == n2,
+            (P::Object { shard_size, shards }, P::Object { shard_size: s2, shards: n2 }) => {
+                shard_size == s2 && shards == n2
+            }
             (P::Directory, P::Directory) | (P::None, P::None) => true,
-            (
-                P::Key {
-                    pattern,
-                    shard_size,
-                    shards,
-                },
-                P::Key {
-                    pattern: p2,
-                    shard_size: s2,
-                    shards: n2,
-                },
-            ) => pattern.as_str() == p2.as_str() && shard_size == s2 && shards == n2,
+            (P::Key { pattern, shard_size, shards }, P::Key { pattern: p2, shard_size: s2, shards: n2 }) => {
+                pattern.as_str() == p2.as_str() && shard_size == s2 && shards == n2
+            }
             _ => false,
         }
     }
@@ -185,16 +169,9 @@ pub struct Overrides {
 impl Dag {
     /// Stages in topological order, ties broken by name.
     pub fn order(&self) -> Vec<&Stage> {
-        let mut waiting: BTreeMap<&str, usize> = self
-            .stages
-            .values()
-            .map(|s| (s.name.as_str(), s.after.len()))
-            .collect();
-        let mut ready: BTreeSet<&str> = waiting
-            .iter()
-            .filter(|(_, n)| **n == 0)
-            .map(|(name, _)| *name)
-            .collect();
+        let mut waiting: BTreeMap<&str, usize> =
+            self.stages.values().map(|s| (s.name.as_str(), s.after.len())).collect();
+        let mut ready: BTreeSet<&str> = waiting.iter().filter(|(_, n)| **n == 0).map(|(name, _)| *name).collect();
         let mut order = Vec::with_capacity(self.stages.len());
         while let Some(name) = ready.pop_first() {
             waiting.remove(name);
@@ -216,18 +193,12 @@ impl Dag {
 
     /// Stages that list `stage` in their `after`, sorted by name.
     pub fn downstream(&self, stage: &str) -> Vec<&Stage> {
-        self.stages
-            .values()
-            .filter(|s| s.after.iter().any(|a| a == stage))
-            .collect()
+        self.stages.values().filter(|s| s.after.iter().any(|a| a == stage)).collect()
     }
 
     /// Stages listed in `stage`'s `after`, sorted by name (empty for an unknown stage).
     pub fn upstream(&self, stage: &str) -> Vec<&Stage> {
-        self.stages
-            .get(stage)
-            .map(|s| s.after.iter().filter_map(|a| self.stages.get(a)).collect())
-            .unwrap_or_default()
+        self.stages.get(stage).map(|s| s.after.iter().filter_map(|a| self.stages.get(a)).collect()).unwrap_or_default()
     }
 
     /// Every stage that depends on `stage`, directly or not, sorted by name.

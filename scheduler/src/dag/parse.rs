@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use regex::Regex;
-use serde_yaml::Value;
 
 use super::LoadOptions;
 use super::error::{Errors, SpecError, SpecErrors};
@@ -18,10 +17,8 @@ use super::syntax::parse_yaml;
 use super::uri::parse_input;
 use super::value::{Fields, nonempty_string};
 
-static DAG_NAME: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9-]{1,63}$").ok());
-static STAGE_NAME: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,62}$").ok());
+static DAG_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{1,63}$").ok());
+static STAGE_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,62}$").ok());
 
 fn matches(re: &LazyLock<Option<Regex>>, s: &str) -> bool {
     re.as_ref().is_some_and(|re| re.is_match(s))
@@ -59,9 +56,7 @@ pub(crate) fn parse(
             None
         }
     };
-    let experiment = f
-        .take("experiment")
-        .and_then(|v| nonempty_string(&mut errors, "experiment", v));
+    let experiment = f.take("experiment").and_then(|v| nonempty_string(&mut errors, "experiment", v));
     let mut input = f.take("input").and_then(|v| {
         let text = nonempty_string(&mut errors, "input", v)?;
         // On error, `none` stands in so root stages are not also reported without input.
@@ -90,10 +85,7 @@ pub(crate) fn parse(
                 for (key, body) in entries {
                     names.insert(key.to_string());
                     if !matches(&STAGE_NAME, key) {
-                        errors.push(
-                            format!("stages.{key}"),
-                            "stage names must match [a-z0-9][a-z0-9_-]{0,62}",
-                        );
+                        errors.push(format!("stages.{key}"), "stage names must match [a-z0-9][a-z0-9_-]{0,62}");
                     }
                     if let Some(stage) = read_stage(&mut errors, key, body, base_dir) {
                         stages.insert(key.to_string(), stage);
@@ -138,10 +130,7 @@ fn apply_parameters(
         match stages.get_mut(stage) {
             Some(s) => {
                 s.parameters.insert(param.clone(), value.clone());
-                places
-                    .entry(stage.clone())
-                    .or_default()
-                    .insert(param.clone(), place);
+                places.entry(stage.clone()).or_default().insert(param.clone(), place);
             }
             None if names.contains(stage) => {} // the stage has errors of its own
             None => errors.push(place, format!("unknown stage `{stage}`")),

@@ -24,28 +24,20 @@ pub(crate) fn check_project(
     let project_place = format!("{place}.project");
     let dir = match &stage.project {
         ProjectRef::Local(path) => normalize(&base_dir.join(path)),
-        ProjectRef::Git { url, subdir, rev } => {
-            match fetch_git(url, rev.as_deref(), git_cache) {
-                Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
-                Err(e) => return errors.push(project_place, e.to_string()),
-            }
-        }
+        ProjectRef::Git { url, subdir, rev } => match fetch_git(url, rev.as_deref(), git_cache) {
+            Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
+            Err(e) => return errors.push(project_place, e.to_string()),
+        },
     };
     if !dir.is_dir() {
-        return errors.push(
-            project_place,
-            format!("directory {} not found", dir.display()),
-        );
+        return errors.push(project_place, format!("directory {} not found", dir.display()));
     }
     stage.project_dir = dir.canonicalize().unwrap_or(dir);
     let dir = &stage.project_dir;
     let project = match MlProject::load(dir) {
         Ok(p) => p,
         Err(ProjectError::NotFound { dir }) => {
-            return errors.push(
-                project_place,
-                format!("no MLproject file in {}", dir.display()),
-            );
+            return errors.push(project_place, format!("no MLproject file in {}", dir.display()));
         }
         Err(e) => return errors.push(project_place, e.to_string()),
     };
@@ -53,11 +45,7 @@ pub(crate) fn check_project(
     let entry = match project.entry_point(dir, &stage.entry_point) {
         Ok(entry) => entry,
         Err(ProjectError::NoEntryPoint { declared, .. }) => {
-            let declared = if declared.is_empty() {
-                "none".to_string()
-            } else {
-                declared.join(", ")
-            };
+            let declared = if declared.is_empty() { "none".to_string() } else { declared.join(", ") };
             return errors.push(
                 entry_place,
                 format!(
@@ -71,12 +59,8 @@ pub(crate) fn check_project(
     };
 
     let before = errors.0.len();
-    let param_place = |name: &str| {
-        param_places
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| format!("{place}.parameters.{name}"))
-    };
+    let param_place =
+        |name: &str| param_places.get(name).cloned().unwrap_or_else(|| format!("{place}.parameters.{name}"));
     let declared = || {
         let names: Vec<&str> = entry.parameters.keys().map(String::as_str).collect();
         if names.is_empty() { "none".to_string() } else { names.join(", ") }
@@ -85,11 +69,7 @@ pub(crate) fn check_project(
         match entry.parameters.get(name) {
             None => errors.push(
                 param_place(name),
-                format!(
-                    "unknown parameter of entry point `{}` (declared: {})",
-                    stage.entry_point,
-                    declared()
-                ),
+                format!("unknown parameter of entry point `{}` (declared: {})", stage.entry_point, declared()),
             ),
             Some(param) => {
                 if let Err(e) = param.check_value(name, value) {
@@ -114,21 +94,15 @@ pub(crate) fn check_project(
     if errors.0.len() == before
         && let Err(e) = entry.check_parameters(&stage.parameters, &filled)
     {
-        errors.push(
-            entry_place,
-            format!("entry point `{}` cannot be used: {e}", stage.entry_point),
-        );
+        errors.push(entry_place, format!("entry point `{}` cannot be used: {e}", stage.entry_point));
     }
 }
 
 fn bad_value_message(e: &concurrent_mlflow::project::ParamError) -> String {
     match e {
-        concurrent_mlflow::project::ParamError::BadValue {
-            kind,
-            value,
-            reason,
-            ..
-        } => format!("expected {}, found {value:?} ({reason})", kind.as_str()),
+        concurrent_mlflow::project::ParamError::BadValue { kind, value, reason, .. } => {
+            format!("expected {}, found {value:?} ({reason})", kind.as_str())
+        }
         other => other.to_string(),
     }
 }

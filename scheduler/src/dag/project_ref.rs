@@ -29,13 +29,9 @@ pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
     let subdir = match subdir.map(|s| s.trim_matches('/')) {
         None | Some("") => None,
         Some(s) => {
-            let safe = Path::new(s)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+            let safe = Path::new(s).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
             if !safe {
-                return Err(format!(
-                    "the subdirectory {s:?} must be a relative path inside the repository"
-                ));
+                return Err(format!("the subdirectory {s:?} must be a relative path inside the repository"));
             }
             Some(s.to_string())
         }
@@ -48,11 +44,7 @@ pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
         }
         Some(r) => Some(r.to_string()),
     };
-    Ok(ProjectRef::Git {
-        url: url.to_string(),
-        subdir,
-        rev,
-    })
+    Ok(ProjectRef::Git { url: url.to_string(), subdir, rev })
 }
 
 /// Accepts `https://`, `http://`, `ssh://`, `git://`, `file://` URLs and `user@host:path`.
@@ -69,14 +61,9 @@ fn check_git_url(url: &str) -> Result<(), String> {
     {
         return Ok(());
     }
-    let scp_like = url
-        .split_once(':')
-        .is_some_and(|(host, path)| host.contains('@') && !host.contains('/') && !path.is_empty());
-    if scp_like {
-        Ok(())
-    } else {
-        Err(format!("{expected}, found {url:?}"))
-    }
+    let scp_like =
+        url.split_once(':').is_some_and(|(host, path)| host.contains('@') && !host.contains('/') && !path.is_empty());
+    if scp_like { Ok(()) } else { Err(format!("{expected}, found {url:?}")) }
 }
 
 /// Why a git project could not be fetched.
@@ -118,14 +105,9 @@ pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<PathB
     if dest.join(".git").is_dir() {
         return Ok(dest);
     }
-    let cache_err = |source| FetchError::Cache {
-        path: cache_dir.to_path_buf(),
-        source,
-    };
+    let cache_err = |source| FetchError::Cache { path: cache_dir.to_path_buf(), source };
     std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let work = cache_dir.join(format!("{name}.tmp-{}-{nanos}", std::process::id()));
     let result = clone_into(url, rev, &work).and_then(|()| {
         match std::fs::rename(&work, &dest) {
@@ -164,10 +146,7 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), FetchError> {
     if out.status.success() {
         return Ok(());
     }
-    Err(FetchError::Git {
-        args: args.join(" "),
-        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
+    Err(FetchError::Git { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
 }
 
 /// The default cache of git projects: `$XDG_CACHE_HOME/concurrent/git`,
@@ -185,11 +164,7 @@ mod tests {
     use super::*;
 
     fn git_ref(url: &str, subdir: Option<&str>, rev: Option<&str>) -> ProjectRef {
-        ProjectRef::Git {
-            url: url.into(),
-            subdir: subdir.map(Into::into),
-            rev: rev.map(Into::into),
-        }
+        ProjectRef::Git { url: url.into(), subdir: subdir.map(Into::into), rev: rev.map(Into::into) }
     }
 
     #[test]
@@ -200,10 +175,7 @@ mod tests {
             parse_git(&format!("{url}#projects/thumb@v1.2")),
             Ok(git_ref(url, Some("projects/thumb"), Some("v1.2")))
         );
-        assert_eq!(
-            parse_git(&format!("{url}#@main")),
-            Ok(git_ref(url, None, Some("main")))
-        );
+        assert_eq!(parse_git(&format!("{url}#@main")), Ok(git_ref(url, None, Some("main"))));
         assert_eq!(
             parse_git("git@github.com:org/repo.git#sub"),
             Ok(git_ref("git@github.com:org/repo.git", Some("sub"), None))
@@ -218,9 +190,6 @@ mod tests {
         assert!(parse_git("https://host/r.git#../up").is_err());
         assert!(parse_git("https://host/r.git#sub@").is_err());
         assert!(parse_git("https://host/r.git#sub@--upload-pack=x").is_err());
-        assert_eq!(
-            git_ref("https://h/r.git", Some("s"), Some("v1")).to_string(),
-            "https://h/r.git#s@v1"
-        );
+        assert_eq!(git_ref("https://h/r.git", Some("s"), Some("v1")).to_string(), "https://h/r.git#s@v1");
     }
 }

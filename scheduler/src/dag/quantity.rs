@@ -28,19 +28,13 @@ pub(crate) fn quantity(errors: &mut Errors, place: &str, v: &Value) -> Option<St
         other => {
             errors.push(
                 place,
-                format!(
-                    "expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {}",
-                    describe(other)
-                ),
+                format!("expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {}", describe(other)),
             );
             return None;
         }
     };
     if !is_quantity(&text) {
-        errors.push(
-            place,
-            format!("expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {text:?}"),
-        );
+        errors.push(place, format!("expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {text:?}"));
         return None;
     }
     Some(text)

@@ -33,10 +33,7 @@ pub(crate) fn check_graph(
         }
     }
     for cycle in cycles(stages) {
-        errors.push(
-            format!("stages.{}.after", cycle[0]),
-            format!("cycle: {}", cycle.join(" -> ")),
-        );
+        errors.push(format!("stages.{}.after", cycle[0]), format!("cycle: {}", cycle.join(" -> ")));
     }
 }
 

@@ -23,12 +23,7 @@ pub const MAX_RETRIES: u32 = 100;
 pub const DEFAULT_ENTRY_POINT: &str = "main";
 
 /// Reads `stages.<name>`; `None` when the stage is unusable (errors are recorded).
-pub(crate) fn read_stage(
-    errors: &mut Errors,
-    name: &str,
-    v: &Value,
-    base_dir: &Path,
-) -> Option<Stage> {
+pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &Path) -> Option<Stage> {
     let place = format!("stages.{name}");
     let mut f = Fields::open(errors, &place, v)?;
     let before = errors.0.len();
@@ -44,18 +39,11 @@ pub(crate) fn read_stage(
         .take("entry_point")
         .and_then(|v| nonempty_string(errors, &f.place_of("entry_point"), v))
         .unwrap_or_else(|| DEFAULT_ENTRY_POINT.to_string());
-    let parameters = f
-        .take("parameters")
-        .map(|v| read_parameters(errors, &f.place_of("parameters"), v))
-        .unwrap_or_default();
-    let include = f
-        .take("include")
-        .map(|v| read_include(errors, &f.place_of("include"), v))
-        .unwrap_or_default();
-    let partition = f
-        .take("partition")
-        .and_then(|v| read_partition(errors, &f.place_of("partition"), v))
-        .unwrap_or_default();
+    let parameters =
+        f.take("parameters").map(|v| read_parameters(errors, &f.place_of("parameters"), v)).unwrap_or_default();
+    let include = f.take("include").map(|v| read_include(errors, &f.place_of("include"), v)).unwrap_or_default();
+    let partition =
+        f.take("partition").and_then(|v| read_partition(errors, &f.place_of("partition"), v)).unwrap_or_default();
     let parallelism = f
         .take("parallelism")
         .and_then(|v| {
@@ -78,29 +66,17 @@ pub(crate) fn read_stage(
         };
         result.map_err(|m| errors.push(p, m)).ok()
     });
-    let resources = f
-        .take("resources")
-        .map(|v| read_resources(errors, &f.place_of("resources"), v))
-        .unwrap_or_default();
-    let clusters = f
-        .take("clusters")
-        .map(|v| string_list(errors, &f.place_of("clusters"), v))
-        .unwrap_or_default();
-    let image = f
-        .take("image")
-        .and_then(|v| nonempty_string(errors, &f.place_of("image"), v));
-    let mut after = f
-        .take("after")
-        .map(|v| string_list(errors, &f.place_of("after"), v))
-        .unwrap_or_default();
+    let resources =
+        f.take("resources").map(|v| read_resources(errors, &f.place_of("resources"), v)).unwrap_or_default();
+    let clusters = f.take("clusters").map(|v| string_list(errors, &f.place_of("clusters"), v)).unwrap_or_default();
+    let image = f.take("image").and_then(|v| nonempty_string(errors, &f.place_of("image"), v));
+    let mut after = f.take("after").map(|v| string_list(errors, &f.place_of("after"), v)).unwrap_or_default();
     after.sort();
     after.dedup();
     let input = f.take("input").and_then(|v| {
         let p = f.place_of("input");
         let text = nonempty_string(errors, &p, v)?;
-        parse_input(&text, base_dir)
-            .map_err(|m| errors.push(&p, m))
-            .ok()
+        parse_input(&text, base_dir).map_err(|m| errors.push(&p, m)).ok()
     });
     f.finish(errors);
 
@@ -126,9 +102,7 @@ pub(crate) fn read_stage(
 
 /// `project: ./dir`, `project: {git: URL#subdir@rev}` or `project: "git: URL…"`.
 fn read_project(errors: &mut Errors, place: &str, v: &Value) -> Option<ProjectRef> {
-    let git = |errors: &mut Errors, place: &str, spec: &str| {
-        parse_git(spec).map_err(|m| errors.push(place, m)).ok()
-    };
+    let git = |errors: &mut Errors, place: &str, spec: &str| parse_git(spec).map_err(|m| errors.push(place, m)).ok();
     match v {
         Value::String(s) => match s.trim().strip_prefix("git:") {
             Some(spec) => git(errors, place, spec),
@@ -155,13 +129,7 @@ fn read_project(errors: &mut Errors, place: &str, v: &Value) -> Option<ProjectRe
             }
         }
         other => {
-            errors.push(
-                place,
-                format!(
-                    "expected a project directory or {{git: URL}}, found {}",
-                    describe(other)
-                ),
-            );
+            errors.push(place, format!("expected a project directory or {{git: URL}}, found {}", describe(other)));
             None
         }
     }
@@ -179,10 +147,7 @@ fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> BTreeMap<Stri
             }
             None => errors.push(
                 format!("{place}.{name}"),
-                format!(
-                    "expected a string, number or boolean, found {}",
-                    describe(value)
-                ),
+                format!("expected a string, number or boolean, found {}", describe(value)),
             ),
         }
     }
@@ -245,10 +210,7 @@ fn read_partition(errors: &mut Errors, place: &str, v: &Value) -> Option<Partiti
             };
             let groups = regex.captures_len() - 1;
             if groups != 1 {
-                errors.push(
-                    &p,
-                    format!("must have exactly one capture group, found {groups}"),
-                );
+                errors.push(&p, format!("must have exactly one capture group, found {groups}"));
                 return None;
             }
             return finish(errors, f, Partition::Key { pattern: regex, shard_size, shards });
@@ -282,9 +244,7 @@ fn read_resources(errors: &mut Errors, place: &str, v: &Value) -> Resources {
         return Resources::default();
     };
     let cpu = f.take("cpu").and_then(|v| quantity(errors, &f.place_of("cpu"), v));
-    let memory = f
-        .take("memory")
-        .and_then(|v| quantity(errors, &f.place_of("memory"), v));
+    let memory = f.take("memory").and_then(|v| quantity(errors, &f.place_of("memory"), v));
     let gpu = f
         .take("gpu")
         .and_then(|v| {

@@ -11,16 +11,7 @@ use url::Url;
 use super::model::InputSource;
 
 /// Schemes an input URI may have.
-pub const INPUT_SCHEMES: &[&str] = &[
-    "file",
-    "s3",
-    "gs",
-    "az",
-    "http",
-    "https",
-    "mlflow-artifacts",
-    "runs",
-];
+pub const INPUT_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "http", "https", "mlflow-artifacts", "runs"];
 
 /// Parses an `input:` value: `none`, a URI, or a path relative to `base_dir`.
 pub fn parse_input(text: &str, base_dir: &Path) -> Result<InputSource, String> {
@@ -70,9 +61,7 @@ pub fn parse_input(text: &str, base_dir: &Path) -> Result<InputSource, String> {
         _ => {
             let url = Url::parse(text).map_err(|e| format!("invalid URI {text:?}: {e}"))?;
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(format!(
-                    "{scheme} URI needs a bucket or host, found {text:?}"
-                ));
+                return Err(format!("{scheme} URI needs a bucket or host, found {text:?}"));
             }
             Ok(InputSource::Uri(text.to_string()))
         }
@@ -98,15 +87,10 @@ fn file_uri(path: &Path, base_dir: &Path) -> Result<String, String> {
     } else if base_dir.is_absolute() {
         base_dir.join(path)
     } else {
-        std::env::current_dir()
-            .map_err(|e| format!("cannot resolve a relative path: {e}"))?
-            .join(base_dir)
-            .join(path)
+        std::env::current_dir().map_err(|e| format!("cannot resolve a relative path: {e}"))?.join(base_dir).join(path)
     };
     let normal = normalize(&joined);
-    Url::from_file_path(&normal)
-        .map(String::from)
-        .map_err(|()| format!("not a valid file path: {}", normal.display()))
+    Url::from_file_path(&normal).map(String::from).map_err(|()| format!("not a valid file path: {}", normal.display()))
 }
 
 /// Removes `.` and resolves `..` lexically.
@@ -155,10 +139,7 @@ mod tests {
         assert_eq!(uri("../data/raw"), Ok(want.clone()));
         assert_eq!(uri("file:../data/raw"), Ok(want));
         assert_eq!(uri("/abs"), Ok(InputSource::Uri("file:///abs".into())));
-        assert_eq!(
-            uri("my data"),
-            Ok(InputSource::Uri("file:///dags/images/my%20data".into()))
-        );
+        assert_eq!(uri("my data"), Ok(InputSource::Uri("file:///dags/images/my%20data".into())));
     }
 
     #[test]

@@ -6,11 +6,7 @@ use super::error::Errors;
 
 /// `parent.child`, or `child` at the top level.
 pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() {
-        child.to_string()
-    } else {
-        format!("{parent}.{child}")
-    }
+    if parent.is_empty() { child.to_string() } else { format!("{parent}.{child}") }
 }
 
 /// How a value is named in "expected …, found …" messages.
@@ -43,16 +39,10 @@ impl<'a> Fields<'a> {
         for (k, v) in map {
             match k {
                 Value::String(k) => entries.push((k.as_str(), v, false)),
-                other => errors.push(
-                    join(place, &describe(other)),
-                    "field names must be strings",
-                ),
+                other => errors.push(join(place, &describe(other)), "field names must be strings"),
             }
         }
-        Some(Fields {
-            place: place.to_string(),
-            entries,
-        })
+        Some(Fields { place: place.to_string(), entries })
     }
 
     /// The place of field `name`.
@@ -108,18 +98,9 @@ pub(crate) fn nonempty_string(errors: &mut Errors, place: &str, v: &Value) -> Op
 }
 
 /// An integer in `min..=max`; `what` names the expected type ("a positive integer").
-pub(crate) fn integer(
-    errors: &mut Errors,
-    place: &str,
-    v: &Value,
-    what: &str,
-    min: u64,
-    max: u64,
-) -> Option<u32> {
+pub(crate) fn integer(errors: &mut Errors, place: &str, v: &Value, what: &str, min: u64, max: u64) -> Option<u32> {
     let n = match v {
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64().map(i128::from).or(n
-            .as_u64()
-            .map(i128::from)),
+        Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)),
         _ => None,
     };
     let Some(n) = n else {
@@ -147,10 +128,7 @@ pub(crate) fn string_list(errors: &mut Errors, place: &str, v: &Value) -> Vec<St
             .filter_map(|(i, item)| nonempty_string(errors, &format!("{place}[{i}]"), item))
             .collect(),
         other => {
-            errors.push(
-                place,
-                format!("expected a list of strings, found {}", describe(other)),
-            );
+            errors.push(place, format!("expected a list of strings, found {}", describe(other)));
             Vec::new()
         }
     }

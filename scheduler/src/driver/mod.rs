@@ -43,6 +43,8 @@ pub enum DriverError {
     Executor(#[from] ExecutorError),
     #[error("MLflow: {0}")]
     Mlflow(#[from] concurrent_mlflow::tracking::MlflowError),
+    #[error("packing the project of stage {stage}: {source}")]
+    Snapshot { stage: String, source: concurrent_mlflow::project::snapshot::SnapshotError },
     #[error("reading results: {0}")]
     Results(String),
 }

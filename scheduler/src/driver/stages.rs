@@ -52,11 +52,11 @@ impl<E: Executor> Driver<E> {
                 stage_run_id: stage_run.run_id,
             });
         }
-        let snapshot = snapshot::pack(&definition.project_dir).map_err(|e| DriverError::Results(e.to_string()))?;
+        let snapshot = snapshot::pack(&definition.project_dir)
+            .map_err(|source| DriverError::Snapshot { stage: stage.to_string(), source })?;
         self.setup.queue.put_project(&snapshot.hash, &snapshot.bytes).await?;
-        let output_root = tracking.is_none().then(|| {
-            file_uri(&self.setup.state_dir.join("outputs").join(&run_id).join(stage))
-        });
+        let output_root =
+            tracking.is_none().then(|| file_uri(&self.setup.state_dir.join("outputs").join(&run_id).join(stage)));
         let spec = StageSpec {
             v: WIRE_VERSION,
             dag: self.setup.dag.name.clone(),
@@ -94,8 +94,10 @@ impl<E: Executor> Driver<E> {
         };
         self.setup.store.put_stage(&run_id, stage, &record)?;
         self.setup.store.flush().await?;
-        self.stage_runs
-            .insert(stage.to_string(), StartedStage { mlflow_run_id, objects_in: planned.objects, started, duration: None });
+        self.stage_runs.insert(
+            stage.to_string(),
+            StartedStage { mlflow_run_id, objects_in: planned.objects, started, duration: None },
+        );
         self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: planned.objects });
         tracing::info!(stage, shards, objects = planned.objects, "stage started");
         Ok(self.state.stage_published(stage, shards))
@@ -110,7 +112,8 @@ impl<E: Executor> Driver<E> {
         let StageInput::Upstream(upstream) = inputs::source_of(&self.setup.dag, definition) else {
             return Err(format!("stage {stage} was not planned"));
         };
-        let objects = inputs::upstream_outputs(&self.setup.store, &self.setup.run_id, upstream).map_err(|e| e.to_string())?;
+        let objects =
+            inputs::upstream_outputs(&self.setup.store, &self.setup.run_id, upstream).map_err(|e| e.to_string())?;
         plan::shard_objects(objects, &definition.include, &definition.partition, definition.parallelism)
             .map_err(|e| format!("stages.{stage}.partition: {e}"))
     }
@@ -132,7 +135,8 @@ impl<E: Executor> Driver<E> {
                 ("objects_out", summary.objects_out as f64),
                 ("duration_s", summary.duration_s),
             ];
-            let mlflow_status = if status == StageStatus::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
+            let mlflow_status =
+                if status == StageStatus::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
             tree.end_run(mlflow_run, &metrics, mlflow_status).await?;
         }
         let mut record = self.setup.store.stage(&run_id, stage)?.unwrap_or(StageRecord {
@@ -174,7 +178,11 @@ impl<E: Executor> Driver<E> {
         if let Some((tree, run)) = &self.setup.tracking {
             let shards: u32 = summary.stages.iter().map(|s| s.shards_total).sum();
             let failed: u32 = summary.stages.iter().map(|s| s.shards_failed).sum();
-            let metrics = [("shards_total", f64::from(shards)), ("shards_failed", f64::from(failed)), ("duration_s", summary.wall_s)];
+            let metrics = [
+                ("shards_total", f64::from(shards)),
+                ("shards_failed", f64::from(failed)),
+                ("duration_s", summary.wall_s),
+            ];
             let status = if outcome == RunOutcome::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
             tree.end_run(&run.parent_run_id, &metrics, status).await?;
         }

@@ -21,34 +21,21 @@ impl Include {
         }
         let mut builder = GlobSetBuilder::new();
         for glob in globs {
-            let err = |source| PartitionError::Glob {
-                glob: glob.clone(),
-                source,
-            };
+            let err = |source| PartitionError::Glob { glob: glob.clone(), source };
             let trimmed = glob.trim_end_matches('/');
             let anchored = trimmed.contains('/');
             let base = trimmed.trim_start_matches('/');
             if base.is_empty() {
                 return Err(PartitionError::EmptyGlob { glob: glob.clone() });
             }
-            let rooted = if anchored {
-                base.to_string()
-            } else {
-                format!("**/{base}")
-            };
+            let rooted = if anchored { base.to_string() } else { format!("**/{base}") };
             for pattern in [rooted.clone(), format!("{rooted}/**")] {
-                let compiled = GlobBuilder::new(&pattern)
-                    .literal_separator(true)
-                    .backslash_escape(true)
-                    .build()
-                    .map_err(err)?;
+                let compiled =
+                    GlobBuilder::new(&pattern).literal_separator(true).backslash_escape(true).build().map_err(err)?;
                 builder.add(compiled);
             }
         }
-        let set = builder.build().map_err(|source| PartitionError::Glob {
-            glob: globs.join(", "),
-            source,
-        })?;
+        let set = builder.build().map_err(|source| PartitionError::Glob { glob: globs.join(", "), source })?;
         Ok(Include { set: Some(set) })
     }
 
@@ -59,16 +46,10 @@ impl Include {
 }
 
 /// Keeps the objects whose path an `include` glob matches (all of them when `include` is empty).
-pub fn select(
-    objects: Vec<InputObject>,
-    include: &[String],
-) -> Result<Vec<InputObject>, PartitionError> {
+pub fn select(objects: Vec<InputObject>, include: &[String]) -> Result<Vec<InputObject>, PartitionError> {
     let include = Include::new(include)?;
     if include.set.is_none() {
         return Ok(objects);
     }
-    Ok(objects
-        .into_iter()
-        .filter(|o| include.matches(&o.path))
-        .collect())
+    Ok(objects.into_iter().filter(|o| include.matches(&o.path)).collect())
 }

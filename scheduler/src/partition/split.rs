@@ -11,19 +11,14 @@ use crate::dag::Partition;
 /// (`4 × parallelism`). Zero objects give zero shards; every shard is non-empty and sorted by
 /// path; shards come in path (or directory, or key) order.
 pub fn partition(
-    mut objects: Vec<InputObject>,
+    objects: Vec<InputObject>,
     how: &Partition,
     parallelism: u32,
 ) -> Result<Vec<Vec<InputObject>>, PartitionError> {
     if parallelism == 0 {
-        return Err(PartitionError::Zero {
-            field: "parallelism",
-        });
+        return Err(PartitionError::Zero { field: "parallelism" });
     }
-    if let Partition::Object { shard_size, shards } | Partition::Key {
-        shard_size, shards, ..
-    } = how
-    {
+    if let Partition::Object { shard_size, shards } | Partition::Key { shard_size, shards, .. } = how {
         check_sizes(*shard_size, *shards)?;
     }
     if objects.is_empty() {
@@ -31,28 +26,18 @@ pub fn partition(
     }
     match how {
         Partition::Object { shard_size, shards } => {
-            objects.sort_unstable_by(by_path);
+            let objects = sort_by_path(objects);
             let sizes = shard_sizes(objects.len(), *shard_size, *shards, parallelism);
             Ok(cut(objects, sizes))
         }
-        Partition::None => {
-            objects.sort_unstable_by(by_path);
-            Ok(vec![objects])
-        }
+        Partition::None => Ok(vec![sort_by_path(objects)]),
         Partition::Directory => {
-            objects.sort_unstable_by(|a, b| {
-                split_dir(&a.path)
-                    .cmp(&split_dir(&b.path))
-                    .then_with(|| a.uri.cmp(&b.uri))
-            });
-            let runs = run_lengths(&objects, |a, b| parent(&a.path) == parent(&b.path));
+            let spans = objects.iter().map(|o| (0, parent(&o.path).len())).collect();
+            let (objects, spans) = sort_by_span(objects, spans);
+            let runs = run_lengths(&objects, &spans);
             Ok(cut(objects, runs))
         }
-        Partition::Key {
-            pattern,
-            shard_size,
-            shards,
-        } => by_key(objects, pattern, *shard_size, *shards, parallelism),
+        Partition::Key { pattern, shard_size, shards } => by_key(objects, pattern, *shard_size, *shards, parallelism),
     }
 }
 
@@ -65,17 +50,18 @@ fn check_sizes(shard_size: Option<u32>, shards: Option<u32>) -> Result<(), Parti
     }
 }
 
+/// The bytes of `o.path` in `span`.
+fn key(o: &InputObject, (start, end): (usize, usize)) -> &[u8] {
+    &o.path.as_bytes()[start..end]
+}
+
 fn by_path(a: &InputObject, b: &InputObject) -> Ordering {
     a.path.cmp(&b.path).then_with(|| a.uri.cmp(&b.uri))
 }
 
-/// `(parent directory, file name)`; objects at the root have the directory `""`.
-fn split_dir(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
-}
-
+/// The parent directory of a relative path; `""` for objects at the root.
 fn parent(path: &str) -> &str {
-    split_dir(path).0
+    path.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 /// Objects by key, keys grouped into shards like objects are by `object`.
@@ -87,43 +73,43 @@ fn by_key(
     parallelism: u32,
 ) -> Result<Vec<Vec<InputObject>>, PartitionError> {
     let mut locations = pattern.capture_locations();
-    let mut keyed = Vec::with_capacity(objects.len());
-    for object in objects {
-        let span = pattern
-            .captures_read(&mut locations, &object.path)
-            .and_then(|_| locations.get(1));
-        let Some((start, end)) = span else {
-            return Err(PartitionError::NoKey {
-                path: object.path,
-                pattern: pattern.as_str().to_string(),
-            });
+    let mut spans = Vec::with_capacity(objects.len());
+    for object in &objects {
+        let span = pattern.captures_read(&mut locations, &object.path).and_then(|_| locations.get(1));
+        let Some(span) = span else {
+            return Err(PartitionError::NoKey { path: object.path.clone(), pattern: pattern.as_str().to_string() });
         };
-        keyed.push((start, end, object));
+        spans.push(span);
     }
-    keyed.sort_unstable_by(|(s1, e1, a), (s2, e2, b)| {
-        a.path[*s1..*e1]
-            .cmp(&b.path[*s2..*e2])
-            .then_with(|| by_path(a, b))
-    });
-    let key_runs = run_lengths(&keyed, |(s1, e1, a), (s2, e2, b)| {
-        a.path[*s1..*e1] == b.path[*s2..*e2]
-    });
+    let (objects, spans) = sort_by_span(objects, spans);
+    let key_runs = run_lengths(&objects, &spans);
     let keys_per_shard = shard_sizes(key_runs.len(), shard_size, shards, parallelism);
     let mut runs = key_runs.into_iter();
-    let sizes = keys_per_shard
-        .into_iter()
-        .map(|keys| runs.by_ref().take(keys).sum())
-        .collect();
-    let objects = keyed.into_iter().map(|(_, _, o)| o).collect();
+    let sizes = keys_per_shard.into_iter().map(|keys| runs.by_ref().take(keys).sum()).collect();
     Ok(cut(objects, sizes))
 }
 
-/// Lengths of the runs of consecutive items that `same` says belong together.
-fn run_lengths<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<usize> {
+/// Objects sorted by path (then URI).
+fn sort_by_path(mut objects: Vec<InputObject>) -> Vec<InputObject> {
+    objects.sort_unstable_by(by_path);
+    objects
+}
+
+/// Sorts objects by the slice `path[start..end]` of each (its span), then by path and URI;
+/// returns the spans in the new order too.
+fn sort_by_span(objects: Vec<InputObject>, spans: Vec<(usize, usize)>) -> (Vec<InputObject>, Vec<(usize, usize)>) {
+    let mut pairs: Vec<((usize, usize), InputObject)> = spans.into_iter().zip(objects).collect();
+    pairs.sort_unstable_by(|(s1, a), (s2, b)| key(a, *s1).cmp(key(b, *s2)).then_with(|| by_path(a, b)));
+    pairs.into_iter().map(|(span, o)| (o, span)).unzip()
+}
+
+/// Lengths of the runs of consecutive objects whose spans hold the same text.
+fn run_lengths(objects: &[InputObject], spans: &[(usize, usize)]) -> Vec<usize> {
+    let text = |i: usize| &objects[i].path[spans[i].0..spans[i].1];
     let mut runs = Vec::new();
     let mut start = 0;
-    for i in 1..=items.len() {
-        if i == items.len() || !same(&items[i - 1], &items[i]) {
+    for i in 1..=objects.len() {
+        if i == objects.len() || text(i - 1) != text(i) {
             runs.push(i - start);
             start = i;
         }
@@ -133,19 +119,14 @@ fn run_lengths<T>(items: &[T], same: impl Fn(&T, &T) -> bool) -> Vec<usize> {
 
 /// Sizes of the shards `n` items are cut into: chunks of `shard_size`, or `shards` (default
 /// `4 × parallelism`, at most `n`) near-equal shards, larger ones first.
-fn shard_sizes(
-    n: usize,
-    shard_size: Option<u32>,
-    shards: Option<u32>,
-    parallelism: u32,
-) -> Vec<usize> {
+fn shard_sizes(n: usize, shard_size: Option<u32>, shards: Option<u32>, parallelism: u32) -> Vec<usize> {
     if n == 0 {
         return Vec::new();
     }
     if let Some(size) = shard_size {
         let size = (size as usize).max(1);
         let mut sizes = vec![size; n / size];
-        if n % size != 0 {
+        if !n.is_multiple_of(size) {
             sizes.push(n % size);
         }
         return sizes;
@@ -157,10 +138,14 @@ fn shard_sizes(
 }
 
 /// Splits sorted `objects` into consecutive shards of the given sizes (which sum to the length).
-fn cut(objects: Vec<InputObject>, sizes: Vec<usize>) -> Vec<Vec<InputObject>> {
-    let mut rest = objects.into_iter();
-    sizes
-        .into_iter()
-        .map(|size| rest.by_ref().take(size).collect())
-        .collect()
+fn cut(mut objects: Vec<InputObject>, sizes: Vec<usize>) -> Vec<Vec<InputObject>> {
+    // From the end, so every split is one `memcpy` of the tail.
+    let mut shards: Vec<Vec<InputObject>> =
+        sizes.iter().rev().map(|size| objects.split_off(objects.len().saturating_sub(*size))).collect();
+    shards.reverse();
+    // The first shard kept the whole input's allocation (`split_off(0)` returns it).
+    if let Some(first) = shards.first_mut() {
+        first.shrink_to_fit();
+    }
+    shards
 }

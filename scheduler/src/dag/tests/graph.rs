@@ -6,9 +6,7 @@ use super::*;
 fn dag_text(input: &str, stages: &[(&str, &str)]) -> String {
     let mut text = format!("name: g\n{input}stages:\n");
     for (name, after) in stages {
-        text.push_str(&format!(
-            "  {name}:\n    project: projects/thumbnail\n    after: [{after}]\n"
-        ));
+        text.push_str(&format!("  {name}:\n    project: projects/thumbnail\n    after: [{after}]\n"));
     }
     text
 }
@@ -19,10 +17,7 @@ fn names(stages: Vec<&Stage>) -> Vec<&str> {
 
 #[test]
 fn order_is_topological_with_ties_by_name() {
-    let dag = ok(&dag_text(
-        "input: none\n",
-        &[("z", ""), ("b", "z"), ("a", "z"), ("c", "a, b"), ("y", "")],
-    ));
+    let dag = ok(&dag_text("input: none\n", &[("z", ""), ("b", "z"), ("a", "z"), ("c", "a, b"), ("y", "")]));
     assert_eq!(names(dag.order()), ["y", "z", "a", "b", "c"]);
     assert_eq!(names(dag.downstream("z")), ["a", "b"]);
     assert_eq!(names(dag.upstream("c")), ["a", "b"]);
@@ -40,12 +35,7 @@ fn after_must_name_existing_stages() {
 
 #[test]
 fn no_self_edges() {
-    assert_eq!(
-        errors(&dag_text("input: none\n", &[("a", "a")])),
-        [
-            "stages.a.after: a stage cannot run after itself",
-        ]
-    );
+    assert_eq!(errors(&dag_text("input: none\n", &[("a", "a")])), ["stages.a.after: a stage cannot run after itself",]);
 }
 
 #[test]
@@ -69,26 +59,17 @@ fn root_stages_need_an_input() {
     // The stage's own input, `none`, or --input are enough.
     ok("name: g\nstages:\n  a: {project: projects/thumbnail, input: none}\n");
     ok("name: g\nstages:\n  a: {project: projects/thumbnail, input: \"s3://b/x\"}\n");
-    let with_input = Overrides {
-        input: Some("gs://bucket/in".into()),
-        ..Overrides::default()
-    };
+    let with_input = Overrides { input: Some("gs://bucket/in".into()), ..Overrides::default() };
     let dag = parse_with(&dag_text("", &[("a", "")]), &with_input).unwrap();
     assert_eq!(dag.input, InputSource::Uri("gs://bucket/in".into()));
 }
 
 #[test]
 fn input_override_replaces_the_dag_input() {
-    let over = Overrides {
-        input: Some("/elsewhere".into()),
-        ..Overrides::default()
-    };
+    let over = Overrides { input: Some("/elsewhere".into()), ..Overrides::default() };
     let dag = parse_with(&dag_text("input: s3://b/x\n", &[("a", "")]), &over).unwrap();
     assert_eq!(dag.input, InputSource::Uri("file:///elsewhere".into()));
-    let bad = Overrides {
-        input: Some("ftp://x/y".into()),
-        ..Overrides::default()
-    };
+    let bad = Overrides { input: Some("ftp://x/y".into()), ..Overrides::default() };
     let e = errors_with(&dag_text("input: none\n", &[("a", "")]), &bad);
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("--input: unsupported URI scheme `ftp`"), "{e:?}");

@@ -8,18 +8,9 @@ use super::*;
 
 #[test]
 fn project_is_required_and_must_exist() {
-    assert_eq!(
-        errors("name: t\ninput: none\nstages:\n  a: {parallelism: 2}\n"),
-        ["stages.a.project: required"]
-    );
+    assert_eq!(errors("name: t\ninput: none\nstages:\n  a: {parallelism: 2}\n"), ["stages.a.project: required"]);
     let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/absent}\n");
-    assert_eq!(
-        e,
-        [format!(
-            "stages.a.project: directory {} not found",
-            data_dir().join("projects/absent").display()
-        )]
-    );
+    assert_eq!(e, [format!("stages.a.project: directory {} not found", data_dir().join("projects/absent").display())]);
     let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/empty}\n");
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("stages.a.project: no MLproject file in "), "{e:?}");
@@ -76,23 +67,16 @@ fn yaml_scalars_are_stringified_like_python() {
 fn p_overrides_set_parameters_and_name_their_place() {
     let set = |params: &[(&str, &str, &str)]| Overrides {
         input: None,
-        parameters: params
-            .iter()
-            .map(|(s, p, v)| (s.to_string(), p.to_string(), v.to_string()))
-            .collect(),
+        parameters: params.iter().map(|(s, p, v)| (s.to_string(), p.to_string(), v.to_string())).collect(),
     };
-    let dag = parse_with(&one_stage("    parameters: {size: 64}\n"), &set(&[("a", "size", "32")]))
-        .unwrap();
+    let dag = parse_with(&one_stage("    parameters: {size: 64}\n"), &set(&[("a", "size", "32")])).unwrap();
     assert_eq!(dag.stages["a"].parameters["size"], "32");
     assert_eq!(
         errors_with(&one_stage(""), &set(&[("a", "siz", "32")])),
         ["-P a.siz: unknown parameter of entry point `main` (declared: input_dir, label, \
           output_dir, size)"]
     );
-    assert_eq!(
-        errors_with(&one_stage(""), &set(&[("b", "size", "32")])),
-        ["-P b.size: unknown stage `b`"]
-    );
+    assert_eq!(errors_with(&one_stage(""), &set(&[("b", "size", "32")])), ["-P b.size: unknown stage `b`"]);
     assert_eq!(
         errors_with(&one_stage(""), &set(&[("a", "size", "x")])),
         ["-P a.size: expected int, found \"x\" (not an integer)"]
@@ -130,12 +114,10 @@ fn git_projects_are_cloned_and_checked_out() {
     git(repo.path(), &["commit", "-qam", "v2"]);
 
     let url = url::Url::from_directory_path(repo.path()).unwrap().to_string();
-    let text = format!(
-        "name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#projects/thumb@v1\"}}\n"
-    );
+    let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#projects/thumb@v1\"}}\n");
     let opts = LoadOptions { git_cache: cache.path().to_path_buf() };
-    let dag = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let dag =
+        parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
     let a = &dag.stages["a"];
     assert_eq!(
         a.project,

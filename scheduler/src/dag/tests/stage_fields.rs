@@ -24,14 +24,8 @@ fn defaults() {
 #[test]
 fn unknown_fields_are_named() {
     assert_eq!(stage_errors("    paralelism: 3\n"), ["stages.a.paralelism: unknown field"]);
-    assert_eq!(
-        stage_errors("    resources: {cpus: 1}\n"),
-        ["stages.a.resources.cpus: unknown field"]
-    );
-    assert_eq!(
-        stage_errors("    partition: {by: object, size: 3}\n"),
-        ["stages.a.partition.size: unknown field"]
-    );
+    assert_eq!(stage_errors("    resources: {cpus: 1}\n"), ["stages.a.resources.cpus: unknown field"]);
+    assert_eq!(stage_errors("    partition: {by: object, size: 3}\n"), ["stages.a.partition.size: unknown field"]);
 }
 
 #[test]
@@ -56,10 +50,7 @@ fn integers() {
 
 #[test]
 fn timeouts() {
-    assert_eq!(
-        stage("    timeout: 1h30m\n").timeout,
-        Some(std::time::Duration::from_secs(5400))
-    );
+    assert_eq!(stage("    timeout: 1h30m\n").timeout, Some(std::time::Duration::from_secs(5400)));
     assert_eq!(stage_errors("    timeout: 0s\n"), ["stages.a.timeout: must be greater than 0"]);
     assert_eq!(
         stage_errors("    timeout: 600\n"),
@@ -74,10 +65,7 @@ fn timeouts() {
 #[test]
 fn resources() {
     let a = stage("    resources: {cpu: 500m, memory: 512Mi, gpu: 2}\n");
-    assert_eq!(
-        a.resources,
-        Resources { cpu: Some("500m".into()), memory: Some("512Mi".into()), gpu: 2 }
-    );
+    assert_eq!(a.resources, Resources { cpu: Some("500m".into()), memory: Some("512Mi".into()), gpu: 2 });
     assert_eq!(stage("    resources: {cpu: 1}\n").resources.cpu.as_deref(), Some("1"));
     assert_eq!(stage("    resources: {cpu: 0.5}\n").resources.cpu.as_deref(), Some("0.5"));
     assert_eq!(
@@ -92,10 +80,7 @@ fn partitions() {
     let p = |extra: &str| stage(extra).partition;
     assert_eq!(p("    partition: directory\n"), Partition::Directory);
     assert_eq!(p("    partition: {by: none}\n"), Partition::None);
-    assert_eq!(
-        p("    partition: {shards: 3}\n"),
-        Partition::Object { shard_size: None, shards: Some(3) }
-    );
+    assert_eq!(p("    partition: {shards: 3}\n"), Partition::Object { shard_size: None, shards: Some(3) });
     assert_eq!(
         stage_errors("    partition: {by: object, shard_size: 0}\n"),
         ["stages.a.partition.shard_size: must be at least 1"]
@@ -108,10 +93,7 @@ fn partitions() {
         stage_errors("    partition: {by: rows}\n"),
         ["stages.a.partition.by: expected one of object, directory, key, none, found \"rows\""]
     );
-    assert_eq!(
-        stage_errors("    partition: {by: key}\n"),
-        ["stages.a.partition.pattern: required with by: key"]
-    );
+    assert_eq!(stage_errors("    partition: {by: key}\n"), ["stages.a.partition.pattern: required with by: key"]);
     assert_eq!(
         stage_errors("    partition: {by: key, pattern: \"(a)(b)\"}\n"),
         ["stages.a.partition.pattern: must have exactly one capture group, found 2"]
@@ -138,34 +120,22 @@ fn include_globs_must_compile() {
     let e = stage_errors("    include: [\"*.jpg\", \"a[\"]\n");
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("stages.a.include[1]: invalid include glob \"a[\""), "{e:?}");
-    assert_eq!(
-        stage_errors("    include: {a: 1}\n"),
-        ["stages.a.include: expected a list of strings, found a map"]
-    );
+    assert_eq!(stage_errors("    include: {a: 1}\n"), ["stages.a.include: expected a list of strings, found a map"]);
 }
 
 #[test]
 fn inputs() {
-    assert_eq!(
-        stage("    input: s3://bucket/x\n").input,
-        Some(InputSource::Uri("s3://bucket/x".into()))
-    );
+    assert_eq!(stage("    input: s3://bucket/x\n").input, Some(InputSource::Uri("s3://bucket/x".into())));
     let want = url::Url::from_file_path(data_dir().join("raw")).unwrap().to_string();
     assert_eq!(stage("    input: file:raw\n").input, Some(InputSource::Uri(want)));
     assert_eq!(stage("    input: none\n").input, Some(InputSource::None));
-    assert_eq!(
-        stage_errors("    input: s3://\n"),
-        ["stages.a.input: s3 URI needs a bucket or host, found \"s3://\""]
-    );
+    assert_eq!(stage_errors("    input: s3://\n"), ["stages.a.input: s3 URI needs a bucket or host, found \"s3://\""]);
 }
 
 #[test]
 fn clusters_image_and_after_lists() {
     let a = stage("    clusters: eks\n    image: reg/x:1\n");
     assert_eq!(a.clusters, ["eks"]);
-    assert_eq!(
-        stage_errors("    clusters: [\"\"]\n"),
-        ["stages.a.clusters[0]: must not be empty"]
-    );
+    assert_eq!(stage_errors("    clusters: [\"\"]\n"), ["stages.a.clusters[0]: must not be empty"]);
     assert_eq!(stage_errors("    image: 3\n"), ["stages.a.image: expected a string, found 3"]);
 }
