@@ -29,6 +29,11 @@ pub fn run_results_filter(run_id: &str) -> String {
     format!("concurrent.results.{run_id}.>")
 }
 
+/// Core NATS subject a running scheduler listens on for requests about a run (cancel).
+pub fn control_subject(run_id: &str) -> String {
+    format!("concurrent.control.{run_id}")
+}
+
 /// Durable pull consumer that hands a stage's shards to workers.
 pub fn shard_consumer(run_id: &str, stage: &str) -> String {
     format!("shards-{run_id}-{stage}")

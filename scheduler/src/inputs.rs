@@ -88,7 +88,7 @@ mod tests {
         let status = if ok { ShardStatus::Succeeded } else { ShardStatus::Failed { reason: "exit code 1".into() } };
         ShardRecord {
             outcome: if ok { ShardOutcome::Succeeded } else { ShardOutcome::Failed },
-            attempts: 1,
+            attempts: vec![1],
             duplicates: 0,
             decided_by: Some(ShardResult {
                 v: WIRE_VERSION,

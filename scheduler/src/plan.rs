@@ -42,8 +42,18 @@ pub enum PlanErrorKind {
 
 /// Lists and partitions the input of every stage that does not wait for upstream outputs.
 pub async fn plan(dag: &Dag, mlflow: Option<&MlflowClient>) -> Result<Plan, PlanError> {
+    let all = dag.stages.keys().cloned().collect();
+    plan_stages(dag, mlflow, &all).await
+}
+
+/// [`plan`] for the named stages only.
+pub async fn plan_stages(
+    dag: &Dag,
+    mlflow: Option<&MlflowClient>,
+    stages: &std::collections::BTreeSet<String>,
+) -> Result<Plan, PlanError> {
     let mut plan = Plan::new();
-    for stage in dag.order() {
+    for stage in dag.order().into_iter().filter(|s| stages.contains(&s.name)) {
         let fail = |field: &'static str, source: PlanErrorKind| PlanError { stage: stage.name.clone(), field, source };
         let objects = match inputs::source_of(dag, stage) {
             StageInput::Upstream(_) => continue,

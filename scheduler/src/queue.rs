@@ -13,6 +13,9 @@ use futures::future::try_join_all;
 
 /// Publish acks awaited together: JetStream's throughput without unbounded memory.
 const PUBLISH_WINDOW: usize = 512;
+/// How long JetStream remembers a shard's `Nats-Msg-Id`: a scheduler restarted within this
+/// window never publishes a shard twice.
+const SHARD_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
 /// How long a worker may hold a shard between in-progress acks.
 pub const SHARD_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -26,14 +29,39 @@ pub enum QueueError {
 }
 
 impl QueueError {
-    fn js(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> QueueError {
+    pub(crate) fn js(what: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> QueueError {
         QueueError::JetStream { what: what.into(), source: Box::new(source) }
+    }
+}
+
+/// How long a JetStream operation is retried while NATS is unreachable (a restart, say).
+const RETRY_FOR: Duration = Duration::from_secs(120);
+
+/// Runs `op` until it succeeds or [`RETRY_FOR`] has passed, with capped exponential backoff.
+async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, QueueError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, QueueError>>,
+{
+    let deadline = tokio::time::Instant::now() + RETRY_FOR;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match op().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::warn!(%error, what, "JetStream operation failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => return Err(error),
+        }
     }
 }
 
 /// Handles to the JetStream objects the scheduler uses.
 #[derive(Clone)]
 pub struct Queue {
+    client: async_nats::Client,
     js: jetstream::Context,
     shards: stream::Stream,
     results: stream::Stream,
@@ -54,14 +82,14 @@ impl Queue {
             .await
             .unwrap_or_else(|_| Err(async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut)))
             .map_err(|source| QueueError::Connect { url: url.to_string(), source })?;
-        let js = jetstream::new(client);
+        let js = jetstream::new(client.clone());
         let shards = js
             .get_or_create_stream(stream::Config {
                 name: names::SHARDS_STREAM.into(),
                 subjects: vec![names::SHARDS_SUBJECTS.into()],
                 retention: RetentionPolicy::WorkQueue,
                 storage: StorageType::File,
-                duplicate_window: Duration::from_secs(120),
+                duplicate_window: SHARD_DEDUPE_WINDOW,
                 ..Default::default()
             })
             .await
@@ -101,7 +129,7 @@ impl Queue {
                 .await
                 .map_err(|e| QueueError::js(format!("creating object store {}", names::PROJECTS_STORE), e))?,
         };
-        Ok(Queue { js, shards, results, stages, projects })
+        Ok(Queue { client, js, shards, results, stages, projects })
     }
 
     /// Stores a project snapshot under its content hash, unless it is there already.
@@ -120,8 +148,12 @@ impl Queue {
     /// Stores what workers need to run a stage.
     pub async fn put_stage_spec(&self, spec: &StageSpec) -> Result<(), QueueError> {
         let key = names::stage_key(&spec.run_id, &spec.stage);
-        self.stages.put(&key, encode(spec).into()).await.map_err(|e| QueueError::js(format!("writing KV {key}"), e))?;
-        Ok(())
+        let value = bytes::Bytes::from(encode(spec));
+        retrying("writing a stage description", || async {
+            self.stages.put(&key, value.clone()).await.map_err(|e| QueueError::js(format!("writing KV {key}"), e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Creates (or finds) the durable consumer workers pull a stage's shards from.
@@ -143,31 +175,89 @@ impl Queue {
         Ok(())
     }
 
-    /// Removes a finished stage's consumer (its idle workers then exit) and its KV entry.
-    pub async fn delete_shard_consumer(&self, run_id: &str, stage: &str) -> Result<(), QueueError> {
+    /// Removes a finished stage's consumer (its idle workers then exit), the shards left in
+    /// the stream (those whose attempts were used up), and its KV description.
+    pub async fn remove_stage(&self, run_id: &str, stage: &str) -> Result<(), QueueError> {
         let name = names::shard_consumer(run_id, stage);
         if let Err(e) = self.shards.delete_consumer(&name).await {
             tracing::debug!(consumer = %name, error = %e, "deleting consumer");
         }
+        retrying("purging a stage's shards", || async {
+            self.shards
+                .purge()
+                .filter(names::shard_subject(run_id, stage))
+                .await
+                .map_err(|e| QueueError::js(format!("purging the shards of {stage}"), e))?;
+            Ok(())
+        })
+        .await?;
+        if let Err(e) = self.stages.delete(names::stage_key(run_id, stage)).await {
+            tracing::debug!(stage, error = %e, "deleting the stage description");
+        }
         Ok(())
     }
 
-    /// Publishes shards, awaiting the acks in windows; JetStream drops duplicates by `Nats-Msg-Id`.
-    pub async fn publish_shards(&self, shards: impl IntoIterator<Item = ShardMsg>) -> Result<(), QueueError> {
-        let mut pending = Vec::with_capacity(PUBLISH_WINDOW);
-        for shard in shards {
+    /// True when a stage's consumer has no shard waiting and none in flight.
+    pub async fn shards_idle(&self, run_id: &str, stage: &str) -> Result<bool, QueueError> {
+        match self.shards.consumer_info(names::shard_consumer(run_id, stage)).await {
+            Ok(info) => Ok(info.num_pending == 0 && info.num_ack_pending == 0),
+            Err(error) => {
+                tracing::debug!(%error, stage, "shard consumer info");
+                Ok(false)
+            }
+        }
+    }
+
+    /// True when no result of the run waits to be read or acked.
+    pub async fn results_idle(&self, run_id: &str) -> Result<bool, QueueError> {
+        match self.results.consumer_info(names::results_consumer(run_id)).await {
+            Ok(info) => Ok(info.num_pending == 0 && info.num_ack_pending == 0),
+            Err(error) => {
+                tracing::debug!(%error, "results consumer info");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Requests about a run (cancel) sent to its scheduler.
+    pub async fn control(&self, run_id: &str) -> Result<async_nats::Subscriber, QueueError> {
+        self.client
+            .subscribe(names::control_subject(run_id))
+            .await
+            .map_err(|e| QueueError::js("listening for control requests", e))
+    }
+
+    /// Answers a cancel request.
+    pub async fn reply_cancelled(&self, request: &async_nats::Message) {
+        if let Some(reply) = &request.reply
+            && let Err(error) = self.client.publish(reply.clone(), "cancelled".into()).await
+        {
+            tracing::warn!(%error, "answering a cancel request");
+        }
+        let _ = self.client.flush().await;
+    }
+
+    /// Publishes shards, awaiting the acks in windows; a window that fails is published again
+    /// (JetStream drops the duplicates by `Nats-Msg-Id`).
+    pub async fn publish_shards(&self, shards: Vec<ShardMsg>) -> Result<(), QueueError> {
+        for window in shards.chunks(PUBLISH_WINDOW) {
+            retrying("publishing shards", || self.publish_window(window)).await?;
+        }
+        Ok(())
+    }
+
+    async fn publish_window(&self, window: &[ShardMsg]) -> Result<(), QueueError> {
+        let mut pending = Vec::with_capacity(window.len());
+        for shard in window {
             let mut headers = HeaderMap::new();
             headers.insert(NATS_MESSAGE_ID, names::shard_msg_id(&shard.run_id, &shard.stage, shard.shard).as_str());
             let subject = names::shard_subject(&shard.run_id, &shard.stage);
             let ack = self
                 .js
-                .publish_with_headers(subject, headers, encode(&shard).into())
+                .publish_with_headers(subject, headers, encode(shard).into())
                 .await
                 .map_err(|e| QueueError::js("publishing a shard", e))?;
             pending.push(ack.into_future());
-            if pending.len() == PUBLISH_WINDOW {
-                try_join_all(pending.drain(..)).await.map_err(|e| QueueError::js("publishing shards", e))?;
-            }
         }
         try_join_all(pending).await.map_err(|e| QueueError::js("publishing shards", e))?;
         Ok(())

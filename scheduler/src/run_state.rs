@@ -104,16 +104,40 @@ impl RunState {
         self.advance()
     }
 
-    /// Records that a started stage published `shards` shards.
+    /// Records that a started stage published `shards` shards. A stage restored with its
+    /// shards keeps their outcomes.
     pub fn stage_published(&mut self, stage: &str, shards: u32) -> Vec<Effect> {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
-        progress.shards = vec![ShardOutcome::Pending; shards as usize];
-        progress.pending = shards;
-        progress.failed = 0;
-        if shards == 0 {
+        if progress.status != StageStatus::Running {
+            return Vec::new();
+        }
+        if progress.shards.len() != shards as usize {
+            progress.shards = vec![ShardOutcome::Pending; shards as usize];
+            progress.pending = shards;
+            progress.failed = 0;
+        }
+        if progress.pending == 0 {
             return self.end_stage(stage);
         }
         Vec::new()
+    }
+
+    /// After restoring: ends running stages with no shard left, starts or skips what follows.
+    pub fn resume(&mut self) -> Vec<Effect> {
+        let done: Vec<String> = self
+            .stages
+            .iter()
+            .filter(|(_, p)| p.status == StageStatus::Running && p.pending == 0)
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut effects = Vec::new();
+        for stage in done {
+            if self.stages[&stage].status == StageStatus::Running {
+                effects.extend(self.end_stage(&stage));
+            }
+        }
+        effects.extend(self.advance());
+        effects
     }
 
     /// Restores a stage's state (when resuming a run from the store).

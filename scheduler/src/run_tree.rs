@@ -80,6 +80,24 @@ impl RunTree {
         Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
     }
 
+    /// Marks KILLED the child runs of `parent` still RUNNING (attempts of workers that died);
+    /// returns how many.
+    pub async fn kill_running_children(&self, parent: &str) -> Result<usize, MlflowError> {
+        let parent_run = self.client.get_run(parent).await?;
+        let filter = format!("tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'");
+        let running = self.client.search_runs(&[parent_run.info.experiment_id.clone()], &filter).await?;
+        for run in &running {
+            self.client.set_tag(&run.info.run_id, "concurrent.lost", "true").await?;
+            self.client.update_run(&run.info.run_id, RunStatus::Killed).await?;
+        }
+        Ok(running.len())
+    }
+
+    /// Tags a shard run whose result came after its shard was decided.
+    pub async fn mark_duplicate(&self, run_id: &str) -> Result<(), MlflowError> {
+        self.client.set_tag(run_id, "concurrent.duplicate", "true").await
+    }
+
     /// Logs a run's final metrics and ends it.
     pub async fn end_run(&self, run_id: &str, metrics: &[(&str, f64)], status: RunStatus) -> Result<(), MlflowError> {
         let timestamp = now_ms();

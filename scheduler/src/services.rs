@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 /// A child service could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -24,36 +24,64 @@ pub enum ServiceError {
     Dir { dir: String, source: std::io::Error },
 }
 
-/// A service running as a child process group, stopped on [`ChildService::stop`] or drop.
+/// Runs a command and, when this script's standard input closes (this process ended, even by
+/// SIGKILL), stops the command's whole process group: SIGTERM, then SIGKILL after 5 s. The
+/// script exits when the command does, so an early exit is seen at once.
+const WATCHDOG: &str = r#"exec 3<&0
+"$@" 3<&- &
+child=$!
+trap '' TERM INT HUP
+(
+  read _ <&3
+  kill -TERM 0 2>/dev/null
+  i=0
+  while kill -0 "$child" 2>/dev/null && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL 0
+) &
+wait "$child""#;
+
+/// A service running as a child process group under a watchdog: it goes when this process
+/// goes, however it ends.
 pub struct ChildService {
     /// URL clients use.
     pub url: String,
     name: &'static str,
     child: Child,
+    watchdog: Option<ChildStdin>,
 }
 
 impl ChildService {
-    /// Stops the whole process group: SIGTERM, then SIGKILL after `grace`.
-    pub async fn stop(mut self, grace: Duration) {
-        if let Some(pid) = self.child.id() {
-            let group = Pid::from_raw(pid as i32);
-            let _ = killpg(group, Signal::SIGTERM);
-            if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
-                let _ = killpg(group, Signal::SIGKILL);
-                let _ = self.child.wait().await;
-            }
-            tracing::debug!(service = self.name, "stopped");
+    fn spawn(name: &'static str, command: std::process::Command, log: &Path) -> Result<Child, ServiceError> {
+        let program = command.get_program().to_owned();
+        let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+        let envs: Vec<_> = command.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
+        let mut watched = Command::new("sh");
+        watched.arg("-c").arg(WATCHDOG).arg("sh").arg(program).args(args);
+        for (key, value) in envs {
+            match value {
+                Some(value) => watched.env(key, value),
+                None => watched.env_remove(key),
+            };
         }
+        watched
+            .stdin(Stdio::piped())
+            .stdout(log_file(log)?)
+            .stderr(log_file(log)?)
+            .process_group(0)
+            .spawn()
+            .map_err(|source| ServiceError::Spawn { tool: name, source })
     }
-}
 
-impl Drop for ChildService {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait()
+    /// Stops the whole process group and waits for it.
+    pub async fn stop(mut self) {
+        drop(self.watchdog.take());
+        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err()
             && let Some(pid) = self.child.id()
         {
             let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = self.child.wait().await;
         }
+        tracing::debug!(service = self.name, "stopped");
     }
 }
 
@@ -84,22 +112,18 @@ pub async fn start_nats(dir: &Path) -> Result<ChildService, ServiceError> {
     let _ = std::fs::remove_dir_all(&ports);
     prepare(&ports)?;
     let log = dir.join("nats-server.log");
-    let mut child = Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    command
         .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
         .arg(dir.join("jetstream"))
         .arg("--ports_file_dir")
-        .arg(&ports)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log_file(&log)?)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
+        .arg(&ports);
+    let mut child = ChildService::spawn(TOOL, command, &log)?;
+    let watchdog = child.stdin.take();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(url) = read_ports_file(&ports) {
-            return Ok(ChildService { url, name: TOOL, child });
+            return Ok(ChildService { url, name: TOOL, child, watchdog });
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(ServiceError::Exited { tool: TOOL, status, log: log.display().to_string() });
@@ -126,30 +150,26 @@ pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
     let port = free_port().map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
     let log = dir.join("mlflow-server.log");
     let db = dir.join("mlflow.db");
-    let mut child = Command::new(binary)
+    let mut command = std::process::Command::new(binary);
+    command
         .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
         .arg("--backend-store-uri")
         .arg(format!("sqlite:///{}", db.display()))
         .arg("--artifacts-destination")
         .arg(dir.join("artifacts"))
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-        .env("MLFLOW_DISABLE_TELEMETRY", "true")
-        .stdin(Stdio::null())
-        .stdout(log_file(&log)?)
-        .stderr(log_file(&dir.join("mlflow-server.err.log"))?)
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
+        .env("MLFLOW_DISABLE_TELEMETRY", "true");
+    let mut child = ChildService::spawn(TOOL, command, &log)?;
+    let watchdog = child.stdin.take();
     let url = format!("http://127.0.0.1:{port}");
     let health = format!("{url}/health");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("a plain HTTP client");
     let deadline = Instant::now() + Duration::from_secs(READY_WITHIN);
     loop {
         if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(ChildService { url, name: TOOL, child });
+            return Ok(ChildService { url, name: TOOL, child, watchdog });
         }
-        let log = dir.join("mlflow-server.err.log").display().to_string();
+        let log = log.display().to_string();
         if let Ok(Some(status)) = child.try_wait() {
             return Err(ServiceError::Exited { tool: TOOL, status, log });
         }

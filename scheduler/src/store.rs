@@ -37,13 +37,21 @@ pub enum RunStatus {
     Cancelled,
 }
 
-/// One DAG run.
+/// One DAG run, with what it takes to resume it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
     pub dag_name: String,
     /// The DAG file as it was submitted.
     pub dag_path: String,
+    /// The DAG file's text at submission.
+    pub dag_text: String,
+    /// The directory relative paths of the DAG are resolved against.
+    pub base_dir: String,
+    /// The DAG `input` after `--input` (resolved), when it was replaced.
+    pub input_override: Option<String>,
+    /// `-P STAGE.PARAM=VALUE` overrides, in order.
+    pub parameter_overrides: Vec<(String, String, String)>,
     pub tracking: Option<RunTracking>,
     pub status: RunStatus,
     pub created_ms: i64,
@@ -55,6 +63,8 @@ pub struct RunRecord {
 pub struct StageRecord {
     pub status: StageStatus,
     pub shards_total: u32,
+    /// Shards published so far, in index order; resuming publishes the rest.
+    pub published: u32,
     pub objects_in: u64,
     /// The stage run in MLflow.
     pub mlflow_run_id: Option<String>,
@@ -62,16 +72,48 @@ pub struct StageRecord {
     pub ended_ms: Option<i64>,
 }
 
+impl StageRecord {
+    /// A stage starting now.
+    pub fn new(status: StageStatus, shards_total: u32, objects_in: u64) -> StageRecord {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        StageRecord {
+            status,
+            shards_total,
+            published: 0,
+            objects_in,
+            mlflow_run_id: None,
+            started_ms: Some(now),
+            ended_ms: None,
+        }
+    }
+
+    /// Seconds from start to end (or to now while it runs).
+    pub fn duration_s(&self) -> f64 {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        self.started_ms.map_or(0.0, |start| (self.ended_ms.unwrap_or(now) - start).max(0) as f64 / 1000.0)
+    }
+}
+
 /// A shard that has at least one result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ShardRecord {
     pub outcome: ShardOutcome,
-    /// Attempts whose results arrived (failed ones and the deciding one).
-    pub attempts: u32,
+    /// Attempt numbers whose results arrived, in arrival order; a result redelivered to the
+    /// scheduler (same attempt) is applied once.
+    pub attempts: Vec<u32>,
     /// The result that decided the shard; its outputs are what downstream stages read.
     pub decided_by: Option<ShardResult>,
     /// Results that arrived after the shard was decided.
     pub duplicates: u32,
+}
+
+impl ShardRecord {
+    /// A shard with no result yet.
+    pub fn pending() -> ShardRecord {
+        ShardRecord { outcome: ShardOutcome::Pending, attempts: Vec::new(), decided_by: None, duplicates: 0 }
+    }
 }
 
 /// The sled database of a state dir.
@@ -213,7 +255,8 @@ mod tests {
             };
             store.put_run(&run).unwrap();
             store.put_stage("r1", "a", &stage_record()).unwrap();
-            let shard = ShardRecord { outcome: ShardOutcome::Succeeded, attempts: 2, decided_by: None, duplicates: 0 };
+            let shard =
+                ShardRecord { outcome: ShardOutcome::Succeeded, attempts: vec![1, 2], decided_by: None, duplicates: 0 };
             store.put_shard("r1", "a", 2, &shard).unwrap();
             store.put_shard("r1", "a", 300, &shard).unwrap();
             store.put_shard("r1", "ab", 1, &shard).unwrap();

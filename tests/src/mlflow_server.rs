@@ -48,6 +48,9 @@ pub struct MlflowServer {
     dir: PathBuf,
     watchdog_stdin: Option<ChildStdin>,
     watchdog: Child,
+    mlflow: PathBuf,
+    /// Watchdogs of servers started by [`MlflowServer::restart`], stopped on drop like the first.
+    restarted: Vec<(Option<ChildStdin>, Child)>,
 }
 
 impl MlflowServer {
@@ -62,28 +65,52 @@ impl MlflowServer {
             .context("creating the MLflow server dir")?
             .keep();
         let port = free_port()?;
-        let backend = format!("sqlite:///{}", dir.join("mlflow.db").display());
-        let artifacts = dir.join("artifacts");
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg(&mlflow)
-            .arg(&dir)
-            .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--backend-store-uri", &backend, "--artifacts-destination"])
-            .arg(&artifacts)
-            .args(["--workers", "1"])
-            .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
-            .env("MLFLOW_DISABLE_TELEMETRY", "true")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .with_context(|| format!("starting the watchdog of {}", mlflow.display()))?;
+        let mut watchdog = spawn_watchdog(&mlflow, &dir, port)?;
         let watchdog_stdin = watchdog.stdin.take();
-        let mut server = MlflowServer { uri: format!("http://127.0.0.1:{port}"), port, dir, watchdog_stdin, watchdog };
+        let mut server = MlflowServer {
+            uri: format!("http://127.0.0.1:{port}"),
+            port,
+            dir,
+            watchdog_stdin,
+            watchdog,
+            mlflow,
+            restarted: Vec::new(),
+        };
         server.wait_ready()?;
         Ok(server)
+    }
+
+    /// Kills the server's whole process group with SIGKILL (an outage), keeping its store and
+    /// artifacts, and waits (at most 20 s) until its port refuses connections.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        let pid = std::fs::read_to_string(self.dir.join("server.pid")).context("reading the server's pid")?;
+        let group = format!("-{}", pid.trim());
+        let _ = Command::new("kill").args(["-KILL", &group]).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            let group_gone =
+                !Command::new("kill").args(["-0", &group]).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+            if group_gone && TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("the mlflow server (group {group}) did not die within 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same port, store and artifacts (killing it first if it
+    /// runs), and waits (at most 60 s) until it is healthy.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if is_healthy(self.port) {
+            self.kill()?;
+        }
+        let mut watchdog = spawn_watchdog(&self.mlflow, &self.dir, self.port)?;
+        let stdin = watchdog.stdin.take();
+        self.restarted.push((stdin, watchdog));
+        self.wait_ready()
     }
 
     /// The one server of this test binary, started on first use and stopped when it exits.
@@ -133,7 +160,33 @@ impl Drop for MlflowServer {
         // Closing the pipe makes the watchdog stop the server's group and remove the dir.
         drop(self.watchdog_stdin.take());
         let _ = self.watchdog.wait();
+        for (stdin, mut watchdog) in self.restarted.drain(..) {
+            drop(stdin);
+            let _ = watchdog.wait();
+        }
     }
+}
+
+/// Starts a watchdog that runs `mlflow server` on `port` with its store and artifacts in `dir`.
+fn spawn_watchdog(mlflow: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+    let backend = format!("sqlite:///{}", dir.join("mlflow.db").display());
+    let artifacts = dir.join("artifacts");
+    Command::new("sh")
+        .arg("-c")
+        .arg(WATCHDOG)
+        .arg(mlflow)
+        .arg(dir)
+        .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--backend-store-uri", &backend, "--artifacts-destination"])
+        .arg(&artifacts)
+        .args(["--workers", "1"])
+        .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        .env("MLFLOW_DISABLE_TELEMETRY", "true")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting the watchdog of {}", mlflow.display()))
 }
 
 /// The server shared by all tests of this test binary (started lazily, once).

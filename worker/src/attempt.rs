@@ -1,30 +1,74 @@
 //! One attempt of one shard, from the pulled message to the settled one: decode, prepare the
-//! attempt dir, track, materialize, run the entry point, keep or upload the outputs, publish
-//! the result, then ack / nak / term. Every failure of the attempt itself becomes a failed
-//! result; only a result that cannot be published stops the worker.
+//! attempt dir, create the shard run, materialize, run the entry point, keep or upload the
+//! outputs, end the shard run, publish the result, then ack / nak / term, with in-progress
+//! acks all along. Every failure of the attempt itself becomes a failed result; an attempt
+//! that cannot be recorded in MLflow, or that a stop signal cuts short, is handed back
+//! (nak); only a result that cannot be published stops the worker.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use async_nats::jetstream;
 use concurrent_mlflow::project::{EntryPoint, ParamError};
-use concurrent_mlflow::tracking::{MlflowClient, MlflowError};
+use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RetryPolicy, RunStatus};
 use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::entry_point::{self, EntryPointError, Invocation};
+use crate::entry_point::{self, EntryPointError, Exit, Invocation};
 use crate::env::{command_parameters, entry_point_env};
 use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
 use crate::outputs::{self, OutputError};
 use crate::queue::{self, QueueError, StageQueue};
-use crate::report::{self, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
-use crate::shard_run::{self, ShardRun};
+use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
+use crate::shard_run::{self, ShardRun, mlflow_unreachable};
 
-/// How often an in-progress ack is sent while an attempt runs (inputs, entry point, uploads).
+/// How often an in-progress ack is sent while an attempt runs (inputs, entry point, uploads,
+/// MLflow retries, result publishing).
 pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The worker's MLflow retries: long enough to ride out a tracking server restart or a few
+/// minutes of outage while heartbeats keep the shard (connect errors, timeouts, 429, 5xx).
+pub fn tracking_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: u32::MAX,
+        initial_backoff: std::time::Duration::from_millis(250),
+        max_backoff: std::time::Duration::from_secs(5),
+        max_elapsed: std::time::Duration::from_secs(300),
+    }
+}
+
+/// The MLflow retries used once the worker is stopping: ending a shard run KILLED must not
+/// hold the exit for long.
+pub fn stopping_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        initial_backoff: std::time::Duration::from_millis(100),
+        max_backoff: std::time::Duration::from_millis(500),
+        max_elapsed: std::time::Duration::from_secs(2),
+    }
+}
+
+/// The MLflow clients of a stage with tracking on.
+#[derive(Clone)]
+pub struct Tracking {
+    /// For the attempt's work, with [`tracking_retry`].
+    pub client: MlflowClient,
+    /// For ending a shard run once the worker is stopping, with [`stopping_retry`].
+    pub stopping: MlflowClient,
+}
+
+impl Tracking {
+    /// Both clients of the server at `uri`.
+    pub fn new(uri: &str) -> Result<Tracking, MlflowError> {
+        let client = MlflowClient::new(uri)?.with_retry(tracking_retry());
+        let stopping =
+            client.clone().with_retry(stopping_retry()).with_request_timeout(std::time::Duration::from_secs(2));
+        Ok(Tracking { client, stopping })
+    }
+}
 
 /// What a worker knows about its stage; read once at start, shared by every attempt.
 pub struct Stage {
@@ -34,8 +78,8 @@ pub struct Stage {
     pub project_dir: PathBuf,
     /// The entry point to run.
     pub entry_point: EntryPoint,
-    /// The MLflow client, when tracking is on.
-    pub mlflow: Option<MlflowClient>,
+    /// The MLflow clients, when tracking is on.
+    pub tracking: Option<Tracking>,
     /// Who this worker is.
     pub who: WorkerIdentity,
     /// Parent of the attempt dirs.
@@ -44,6 +88,12 @@ pub struct Stage {
     pub keep_failed: bool,
     /// Fires when the worker is asked to stop.
     pub cancel: CancellationToken,
+}
+
+impl Stage {
+    fn mlflow(&self) -> Option<&MlflowClient> {
+        self.tracking.as_ref().map(|t| &t.client)
+    }
 }
 
 /// Why an attempt failed before or after its entry point ran.
@@ -71,6 +121,44 @@ enum AttemptError {
     FinishRun(#[source] MlflowError),
     #[error("the stage has tracking off and no usable output_root ({0:?})")]
     NoOutputRoot(Option<String>),
+}
+
+/// How the body of an attempt ended short of success.
+#[derive(Debug)]
+enum Cut {
+    /// A failure of the attempt, with its reason.
+    Failed(String),
+    /// The worker was told to stop.
+    Stopped,
+    /// MLflow could not be reached, with the reason.
+    Unrecorded(String),
+}
+
+impl From<AttemptError> for Cut {
+    /// The one place that decides whether a failure is the attempt's or MLflow's outage.
+    fn from(error: AttemptError) -> Cut {
+        let reason = reason_with_causes(&error);
+        if mlflow_unreachable(&error) { Cut::Unrecorded(reason) } else { Cut::Failed(reason) }
+    }
+}
+
+impl Cut {
+    fn into_end(self) -> AttemptEnd {
+        match self {
+            Cut::Failed(reason) => AttemptEnd::Recorded(ShardStatus::Failed { reason }),
+            Cut::Stopped => AttemptEnd::Stopped,
+            Cut::Unrecorded(reason) => AttemptEnd::Unrecorded { reason },
+        }
+    }
+}
+
+/// Runs `work` unless the worker is told to stop first (`None` then; `work` is dropped).
+async fn until_stopped<T>(cancel: &CancellationToken, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        output = work => Some(output),
+        () = cancel.cancelled() => None,
+    }
 }
 
 /// Processes one pulled message. Returns an error only when the result could not be
@@ -106,17 +194,30 @@ async fn process_shard(
     let layout = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
     let work = run_attempt(stage, shard, attempt, &layout);
     let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
-    let succeeded = outcome.status == ShardStatus::Succeeded;
-    if let ShardStatus::Failed { reason } = &outcome.status {
-        tracing::warn!(%reason, "attempt failed");
+    let succeeded = outcome.end.succeeded();
+    match &outcome.end {
+        AttemptEnd::Recorded(ShardStatus::Succeeded) => {}
+        AttemptEnd::Recorded(ShardStatus::Failed { reason }) => tracing::warn!(%reason, "attempt failed"),
+        AttemptEnd::Stopped => tracing::warn!("attempt stopped by SIGTERM/SIGINT"),
+        AttemptEnd::Unrecorded { reason } => tracing::error!(
+            %reason,
+            "MLflow could not be reached to record the attempt; it is not counted as a failure of the \
+             entry point and the shard is handed back for later unless this was its last attempt"
+        ),
     }
+    let disposition = report::disposition(&outcome.end, attempt, stage.spec.max_attempts);
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
-    queue.publish_result(&result).await?;
-    let disposition = report::disposition(&result.status, attempt, stage.spec.max_attempts);
-    if let Err(error) = queue::settle(message, disposition).await {
-        // The result is out; the worst case is a redelivery and a duplicate result.
-        tracing::warn!(error = %reason_with_causes(&error), "shard message not settled");
-    }
+    // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
+    let report = async {
+        queue.publish_result(&result, queue::PUBLISH_BUDGET).await?;
+        if let Err(error) = queue::settle(message, disposition).await {
+            // The result is out; the worst case is a redelivery and a duplicate result,
+            // which the scheduler ignores.
+            tracing::warn!(error = %reason_with_causes(&error), "result published but the shard message not settled");
+        }
+        Ok::<(), QueueError>(())
+    };
+    with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
     if succeeded || !stage.keep_failed {
         let _ = tokio::fs::remove_dir_all(&layout.root).await;
@@ -129,35 +230,83 @@ async fn run_attempt(stage: &Stage, shard: &ShardMsg, attempt: u32, layout: &Att
     let started = Instant::now();
     let mut stats = AttemptStats { objects_in: shard.inputs.len() as u64, ..AttemptStats::default() };
     let parameters = command_parameters(&stage.spec, layout, |name| stage.entry_point.parameters.contains_key(name));
-    let tracked = match (&stage.mlflow, &stage.spec.tracking) {
-        (Some(client), Some(target)) => {
+    // The shard run exists before the entry point starts: what cannot be recorded never runs.
+    let run = match (&stage.tracking, &stage.spec.tracking) {
+        (Some(tracking), Some(target)) => {
             let logged = stage.entry_point.check_parameters(&parameters, &[]).unwrap_or_else(|_| parameters.clone());
-            match shard_run::start(client, target, shard, attempt, &stage.who, &logged).await {
-                Ok(run) => Some((client, run)),
-                Err(e) => return failed(&AttemptError::StartRun(e), stats, started),
+            let start = shard_run::start(&tracking.client, target, shard, attempt, &stage.who, &logged);
+            match until_stopped(&stage.cancel, start).await {
+                Some(Ok(run)) => Some(run),
+                Some(Err(e)) => return cut_short(Cut::from(AttemptError::StartRun(e)), stats, started),
+                None => return cut_short(Cut::Stopped, stats, started),
             }
         }
         _ => None,
     };
-    let run = tracked.as_ref().map(|(_, run)| run);
-    let body = run_body(stage, shard, attempt, layout, &parameters, run, &mut stats).await;
+    let body = run_body(stage, shard, attempt, layout, &parameters, run.as_ref(), &mut stats).await;
     stats.duration_s = started.elapsed().as_secs_f64();
-    let mut status = match &body {
-        Ok(_) => ShardStatus::Succeeded,
-        Err(reason) => {
-            note_in_log(&layout.log, reason);
-            ShardStatus::Failed { reason: reason.clone() }
+    let (mut end, outputs) = match body {
+        Ok(outputs) => (AttemptEnd::Recorded(ShardStatus::Succeeded), outputs),
+        Err(cut) => (cut.into_end(), Vec::new()),
+    };
+    if let ShardStatus::Failed { reason } = end.status() {
+        note_in_log(&layout.log, &reason);
+    }
+    match (&stage.tracking, &run) {
+        (Some(tracking), Some(run)) => end = end_run(stage, tracking, run, &layout.log, &stats, end).await,
+        _ => keep_log_locally(&stage.spec, shard, attempt, &layout.log),
+    }
+    let outputs = if end.succeeded() { outputs } else { Vec::new() };
+    Outcome { end, mlflow_run_id: run.map(|r| r.run_id), outputs, stats }
+}
+
+/// Ends the shard run as the attempt ended: FINISHED, FAILED, or KILLED when the worker is
+/// stopping; returns the attempt's end, changed when the run could not be ended.
+async fn end_run(
+    stage: &Stage,
+    tracking: &Tracking,
+    run: &ShardRun,
+    log: &Path,
+    stats: &AttemptStats,
+    end: AttemptEnd,
+) -> AttemptEnd {
+    let status = match &end {
+        AttemptEnd::Recorded(ShardStatus::Succeeded) => RunStatus::Finished,
+        AttemptEnd::Recorded(ShardStatus::Failed { .. }) => RunStatus::Failed,
+        AttemptEnd::Stopped => {
+            end_quickly(tracking, run, log, stats, RunStatus::Killed).await;
+            return AttemptEnd::Stopped;
+        }
+        AttemptEnd::Unrecorded { .. } => {
+            // MLflow was out for the client's whole retry budget; one short try to say so.
+            end_quickly(tracking, run, log, stats, RunStatus::Failed).await;
+            return end;
         }
     };
-    if let Some((client, run)) = &tracked {
-        let ok = status == ShardStatus::Succeeded;
-        if let Err(e) = shard_run::finish(client, run, &layout.log, &stats, ok).await {
-            status = ShardStatus::Failed { reason: reason_with_causes(&AttemptError::FinishRun(e)) };
+    let finish = shard_run::finish(&tracking.client, run, log, stats, status);
+    match until_stopped(&stage.cancel, finish).await {
+        Some(Ok(())) => end,
+        Some(Err(e)) => match Cut::from(AttemptError::FinishRun(e)) {
+            Cut::Failed(reason) => AttemptEnd::Recorded(ShardStatus::Failed { reason }),
+            cut => cut.into_end(),
+        },
+        None => {
+            end_quickly(tracking, run, log, stats, RunStatus::Killed).await;
+            AttemptEnd::Stopped
         }
-    } else {
-        keep_log_locally(&stage.spec, shard, attempt, &layout.log);
     }
-    Outcome { status, mlflow_run_id: run.map(|r| r.run_id.clone()), outputs: body.unwrap_or_default(), stats }
+}
+
+/// Ends the run with the short retry policy; a failure is only logged.
+async fn end_quickly(tracking: &Tracking, run: &ShardRun, log: &Path, stats: &AttemptStats, status: RunStatus) {
+    if let Err(error) = shard_run::finish(&tracking.stopping, run, log, stats, status).await {
+        tracing::warn!(run = %run.run_id, ?status, error = %reason_with_causes(&error), "could not end the shard run");
+    }
+}
+
+fn cut_short(cut: Cut, mut stats: AttemptStats, started: Instant) -> Outcome {
+    stats.duration_s = started.elapsed().as_secs_f64();
+    Outcome { end: cut.into_end(), mlflow_run_id: None, outputs: Vec::new(), stats }
 }
 
 /// Appends the failure reason to the attempt's log, so the kept log says why it failed.
@@ -173,17 +322,8 @@ fn note_in_log(log: &Path, reason: &str) {
     }
 }
 
-fn failed(error: &AttemptError, mut stats: AttemptStats, started: Instant) -> Outcome {
-    stats.duration_s = started.elapsed().as_secs_f64();
-    Outcome {
-        status: ShardStatus::Failed { reason: reason_with_causes(error) },
-        mlflow_run_id: None,
-        outputs: Vec::new(),
-        stats,
-    }
-}
-
-/// Materialize, run, keep outputs. `Err` is the failure reason.
+/// Materialize, run, keep outputs; each step gives way to a stop signal (the entry point
+/// itself is killed as a group and reports [`Exit::Interrupted`]).
 async fn run_body(
     stage: &Stage,
     shard: &ShardMsg,
@@ -192,14 +332,13 @@ async fn run_body(
     parameters: &std::collections::BTreeMap<String, String>,
     run: Option<&ShardRun>,
     stats: &mut AttemptStats,
-) -> Result<Vec<OutputObject>, String> {
-    let reason = |e: AttemptError| reason_with_causes(&e);
-    prepare_dirs(layout).await.map_err(reason)?;
-    let entries = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow.as_ref())
-        .await
-        .map_err(|e| reason(e.into()))?;
+) -> Result<Vec<OutputObject>, Cut> {
+    let cancel = &stage.cancel;
+    prepare_dirs(layout).await?;
+    let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
+    let entries = until_stopped(cancel, fetch).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
     stats.bytes_in = entries.iter().map(|e| e.size).sum();
-    let command = stage.entry_point.render_command(parameters).map_err(|e| reason(e.into()))?;
+    let command = stage.entry_point.render_command(parameters).map_err(AttemptError::from)?;
     let env = entry_point_env(&stage.spec, shard, attempt, layout, run.map(|r| r.run_id.as_str()));
     let invocation = Invocation {
         command: &command,
@@ -209,17 +348,21 @@ async fn run_body(
         timeout: stage.spec.timeout_s.map(std::time::Duration::from_secs),
     };
     tracing::debug!("running the entry point");
-    let exit = entry_point::run(invocation, &stage.cancel).await.map_err(|e| reason(e.into()))?;
-    if let Some(failure) = exit.failure_reason() {
-        return Err(failure);
+    let exit = entry_point::run(invocation, cancel).await.map_err(AttemptError::from)?;
+    if exit == Exit::Interrupted {
+        return Err(Cut::Stopped);
     }
-    let local = outputs::collect(&layout.output_dir).map_err(|e| reason(e.into()))?;
+    if let Some(failure) = exit.failure_reason() {
+        return Err(Cut::Failed(failure));
+    }
+    let local = outputs::collect(&layout.output_dir).map_err(AttemptError::from)?;
     stats.bytes_out = local.iter().map(|o| o.size).sum();
-    match (run, &stage.mlflow) {
+    match (run, stage.mlflow()) {
         (Some(run), Some(client)) => {
-            shard_run::upload_outputs(client, run, &local).await.map_err(|e| reason(AttemptError::Upload(e)))
+            let upload = shard_run::upload_outputs(client, run, &local);
+            Ok(until_stopped(cancel, upload).await.ok_or(Cut::Stopped)?.map_err(AttemptError::Upload)?)
         }
-        _ => keep_outputs_locally(&stage.spec, shard, attempt, &stage.who, &local).map_err(reason),
+        _ => Ok(keep_outputs_locally(&stage.spec, shard, attempt, &stage.who, &local)?),
     }
 }
 

@@ -17,8 +17,10 @@ pub struct Config {
     pub worker_id: String,
     /// Name of the cluster this worker runs in (`local` for the local executor).
     pub cluster: String,
-    /// Exit when no shard arrives for this long.
+    /// Exit when no shard arrives for this long (time while NATS is unreachable not counted).
     pub idle_timeout: Duration,
+    /// Exit 3 when NATS cannot be reached for this long at start.
+    pub connect_timeout: Duration,
     /// Parent of every attempt directory.
     pub work_dir: PathBuf,
     /// Where unpacked project snapshots are kept, one directory per content hash.

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use tokio::process::Command;
@@ -106,6 +107,8 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
         command.spawn().map_err(|source| EntryPointError::Spawn { cwd: invocation.cwd.to_path_buf(), source })?;
     // With process_group(0) the group id is the leader's pid.
     let pgid = child.id();
+    // Kills the group however this function ends, even when its future is dropped.
+    let _group = RunningGroup::register(pgid);
 
     let deadline = invocation.timeout.map(|t| tokio::time::Instant::now() + t);
     let timeout = async {
@@ -128,8 +131,7 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
             Exit::Interrupted
         }
     };
-    // Whatever the command left running in its group goes with it.
-    kill_group(pgid).await;
+    // Whatever the command left running in its group goes with it (`_group` kills it).
     Ok(exit)
 }
 
@@ -145,6 +147,43 @@ fn from_status(status: ExitStatus) -> Exit {
 /// Sends SIGKILL to every process of group `pgid`. A group that is already empty is fine.
 pub async fn kill_group(pgid: Option<u32>) {
     let Some(pgid) = pgid else { return };
+    killpg(pgid);
+}
+
+/// The process group of the entry point running now (0: none). A worker runs one at a time.
+static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
+
+/// Kills the process group of the entry point running now, if any: for a worker about to
+/// exit at once (second SIGTERM/SIGINT) without unwinding.
+pub fn kill_running_group() {
+    let pgid = RUNNING_GROUP.load(Ordering::SeqCst);
+    if let Ok(pgid @ 1..) = u32::try_from(pgid) {
+        killpg(pgid);
+    }
+}
+
+/// Registers the running entry point's group; kills the group and clears it when dropped.
+struct RunningGroup(Option<u32>);
+
+impl RunningGroup {
+    fn register(pgid: Option<u32>) -> RunningGroup {
+        if let Some(id) = pgid.and_then(|p| i32::try_from(p).ok()) {
+            RUNNING_GROUP.store(id, Ordering::SeqCst);
+        }
+        RunningGroup(pgid)
+    }
+}
+
+impl Drop for RunningGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            RUNNING_GROUP.store(0, Ordering::SeqCst);
+            killpg(pgid);
+        }
+    }
+}
+
+fn killpg(pgid: u32) {
     match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), nix::sys::signal::Signal::SIGKILL) {
         Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
         Err(error) => tracing::warn!(pgid, %error, "could not stop the entry point's process group"),

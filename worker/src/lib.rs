@@ -9,9 +9,50 @@
 //! point's log of every attempt to `<output_root>/../logs/<stage>-<shard>-a<attempt>.log`.
 //! With tracking on they are the shard run's `outputs/…` and `logs/entry_point.log` artifacts.
 //!
-//! The pure parts (attempt layout, environment, results, dispositions) do no IO and are
-//! tested without sockets; `queue`, `entry_point`, `materialize`, `outputs`, `shard_run` and
-//! `snapshot_cache` are the adapters; `attempt` glues one attempt together.
+//! # What the worker guarantees under faults
+//!
+//! The rule behind all of them (DESIGN §1): a shard is acked only after its result is stored
+//! in JetStream, and a success is reported only after its shard run is FINISHED in MLflow.
+//! In-progress acks go out every 10 s from the pull to the settling of the shard, through
+//! every retry below, so the shard stays with this worker while it waits.
+//!
+//! - **NATS restarts or is unreachable for a while.** The client reconnects without limit
+//!   (at once, then 100 ms doubling to 2 s); at start the worker waits `--connect-timeout`
+//!   (default 30 s) for a first connection, then exits 3. A running entry point is not
+//!   disturbed. While the connection is down the worker does not pull; a pull in flight when
+//!   the connection drops or comes back is abandoned (its request may have died with the
+//!   server) and sent again; a pull that fails is retried with backoff (100 ms to 5 s). Time
+//!   while NATS is unreachable is not idle time: the idle clock restarts when the connection
+//!   comes back, so an outage never makes a worker exit. A result is published again, with
+//!   the same `Nats-Msg-Id` (JetStream keeps one copy), until JetStream acks it, for up to
+//!   2 minutes; then the worker exits 1 and the unacked shard is redelivered. An ack, nak or
+//!   term that fails after the result is stored is logged at warn: the shard comes back and
+//!   the scheduler ignores the duplicate result.
+//! - **MLflow is unreachable** (connection errors, timeouts, 429, 5xx). Every MLflow request
+//!   is retried with backoff (250 ms doubling to 5 s) for up to 5 minutes. The shard run is
+//!   created before the entry point starts, so an attempt that cannot be recorded never runs
+//!   it. If MLflow stays out of reach through that budget (creating the run, fetching inputs
+//!   from it, uploading outputs, ending the run), the attempt is *unrecorded*: no success is
+//!   reported, a Failed result saying so is published with `last_attempt = false`, and the
+//!   shard is nak'ed with a 10 s delay to be tried again; it is not the entry point's
+//!   failure. Creating a run is not idempotent, so it is retried only on connect errors and
+//!   429; a run whose creation answer was lost stays RUNNING, unused.
+//! - **SIGTERM or SIGINT.** The entry point's process group is killed, the shard run ends
+//!   KILLED (with short retries, at most about 2 s), a Failed result "worker stopped
+//!   (SIGTERM/SIGINT)" with `last_attempt = false` is published, the shard is nak'ed so another
+//!   worker takes it at once, and the worker exits 0. A stop while idle exits 0 at once. A
+//!   second SIGTERM/SIGINT kills the entry point's group and exits 128 + signal at once.
+//! - **The last attempt.** JetStream does not redeliver a shard past `max_deliver`, so an
+//!   attempt that is stopped or unrecorded on the shard's last attempt is terminated with a
+//!   Failed result, `last_attempt = true`, rather than left undecided forever.
+//! - **SIGKILL or a crash.** Nothing is acked: JetStream redelivers the shard after its ack
+//!   wait (30 s); the entry point's group may outlive the worker, and its shard run stays
+//!   RUNNING.
+//!
+//! The pure parts (attempt layout, environment, results, dispositions, backoff, idle clock) do
+//! no IO and are tested without sockets; `link`, `queue`, `entry_point`, `materialize`,
+//! `outputs`, `shard_run` and `snapshot_cache` are the adapters; `attempt` glues one attempt
+//! together.
 
 pub mod attempt;
 pub mod config;
@@ -19,23 +60,28 @@ pub mod entry_point;
 pub mod env;
 pub mod heartbeat;
 pub mod layout;
+pub mod link;
 pub mod materialize;
 pub mod outputs;
 pub mod queue;
 pub mod report;
+pub mod retry;
 pub mod shard_run;
 pub mod snapshot_cache;
 
+use std::time::Duration;
+
 use concurrent_mlflow::project::{MlProject, ProjectError};
-use concurrent_mlflow::tracking::{MlflowClient, MlflowError};
-use tokio::time::Instant;
+use concurrent_mlflow::tracking::MlflowError;
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::attempt::Stage;
+use crate::attempt::{Stage, Tracking};
+use crate::link::Link;
 use crate::queue::{Pulled, QueueError, StageQueue};
 use crate::report::WorkerIdentity;
+use crate::retry::{Backoff, IdleClock};
 use crate::snapshot_cache::SnapshotError;
 
 /// Why a worker stopped before its stage was done.
@@ -63,7 +109,7 @@ impl WorkerError {
     /// description or project, 1 otherwise (DESIGN §7).
     pub fn exit_code(&self) -> i32 {
         match self {
-            WorkerError::Queue(QueueError::Connect { .. }) => 3,
+            WorkerError::Queue(QueueError::Connect(_)) => 3,
             WorkerError::Queue(QueueError::NoStageSpec { .. } | QueueError::BadStageSpec { .. })
             | WorkerError::Project(_)
             | WorkerError::Snapshot(SnapshotError::BadKey(_)) => 2,
@@ -76,7 +122,9 @@ impl WorkerError {
 pub async fn run(config: Config) -> Result<(), WorkerError> {
     let cancel = CancellationToken::new();
     stop_on_signals(cancel.clone())?;
-    let js = queue::connect(&config.nats_url, &config.worker_id).await?;
+    let link =
+        Link::connect(&config.nats_url, &config.worker_id, config.connect_timeout).await.map_err(QueueError::from)?;
+    let js = async_nats::jetstream::new(link.client().clone());
     let Some(queue) = StageQueue::bind(&js, &config.run_id, &config.stage).await? else {
         tracing::info!(run = %config.run_id, stage = %config.stage, "the stage's consumer does not exist: nothing to do");
         return Ok(());
@@ -85,7 +133,7 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     let project_dir = snapshot_cache::ensure(&js, &spec.project_snapshot, &config.cache_dir).await?;
     let project = MlProject::load(&project_dir)?;
     let entry_point = project.entry_point(&project_dir, &spec.entry_point)?;
-    let mlflow = spec.tracking.as_ref().map(|t| MlflowClient::new(&t.uri)).transpose()?;
+    let tracking = spec.tracking.as_ref().map(|t| Tracking::new(&t.uri)).transpose()?;
     tracing::info!(
         run = %spec.run_id, stage = %spec.stage, entry_point = %entry_point.name,
         tracking = spec.tracking.is_some(), worker = %config.worker_id, "worker ready"
@@ -94,15 +142,15 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         spec,
         project_dir,
         entry_point,
-        mlflow,
+        tracking,
         who: WorkerIdentity { worker: config.worker_id.clone(), cluster: config.cluster.clone() },
         work_dir: config.work_dir.clone(),
         keep_failed: config.keep_failed,
         cancel: cancel.clone(),
     };
-    let served = serve(&stage, &queue, config.idle_timeout, &cancel).await;
-    // Make sure the last acks leave the socket before the process exits.
-    let _ = js.client().flush().await;
+    let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel).await;
+    // Make sure the last acks leave the socket before the process exits (NATS may be down).
+    let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
     served
 }
 
@@ -110,51 +158,85 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
 async fn serve(
     stage: &Stage,
     queue: &StageQueue,
-    idle_timeout: std::time::Duration,
+    link: &Link,
+    idle_timeout: Duration,
     cancel: &CancellationToken,
 ) -> Result<(), WorkerError> {
-    let mut idle_since = Instant::now();
+    let mut idle = IdleClock::start(idle_timeout);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut shards = 0u64;
     loop {
         if cancel.is_cancelled() {
             tracing::info!(shards, "stopping on signal");
             return Ok(());
         }
-        let remaining = idle_timeout.saturating_sub(idle_since.elapsed());
+        if !link.is_up() {
+            tracing::info!("waiting for NATS to come back; the idle clock is paused");
+            tokio::select! {
+                () = link.up() => tracing::info!("NATS is back; pulling again"),
+                () = cancel.cancelled() => continue,
+            }
+            idle.restart();
+        }
+        let remaining = idle.remaining();
         if remaining < queue::MIN_PULL {
             tracing::info!(shards, ?idle_timeout, "no shard within the idle timeout: exiting");
             return Ok(());
         }
+        let seen = link.changes();
         let pulled = tokio::select! {
-            pulled = queue.pull(remaining) => pulled?,
+            pulled = queue.pull(remaining) => pulled,
+            () = link.changed_since(seen) => {
+                // The pull request may have died with the connection (or the server).
+                tracing::info!("the NATS connection changed during a pull; pulling again");
+                continue;
+            }
             () = cancel.cancelled() => continue,
         };
         match pulled {
-            Pulled::Message(message) => {
+            Ok(Pulled::Message(message)) => {
+                backoff.reset();
                 attempt::process(stage, queue, *message).await?;
                 shards += 1;
-                idle_since = Instant::now();
+                idle.restart();
             }
-            Pulled::Nothing => {}
-            Pulled::ConsumerGone => {
+            Ok(Pulled::Nothing) => backoff.reset(),
+            Ok(Pulled::ConsumerGone) => {
                 tracing::info!(shards, "the stage's consumer is gone: exiting");
                 return Ok(());
+            }
+            Err(error) => {
+                // Bounded by the idle clock (paused only while NATS is unreachable).
+                let delay = backoff.next_delay().min(idle.remaining());
+                tracing::warn!(error = %report::reason_with_causes(&error), ?delay, "pull failed; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.cancelled() => {}
+                }
             }
         }
     }
 }
 
-/// Cancels `cancel` on SIGTERM or SIGINT: a running entry point is killed and reported failed.
+/// Cancels `cancel` on SIGTERM or SIGINT: a running entry point is killed and reported
+/// stopped. A second signal kills the entry point's group and exits at once.
 fn stop_on_signals(cancel: CancellationToken) -> Result<(), WorkerError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).map_err(WorkerError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(WorkerError::Signals)?;
     tokio::spawn(async move {
         tokio::select! {
-            _ = term.recv() => tracing::warn!("SIGTERM received"),
-            _ = int.recv() => tracing::warn!("SIGINT received"),
+            _ = term.recv() => tracing::warn!("SIGTERM received: stopping (send it again to exit at once)"),
+            _ = int.recv() => tracing::warn!("SIGINT received: stopping (send it again to exit at once)"),
         }
         cancel.cancel();
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = int.recv() => 128 + 2,
+        };
+        tracing::warn!("second stop signal: exiting now");
+        entry_point::kill_running_group();
+        std::process::exit(code);
     });
     Ok(())
 }

@@ -29,9 +29,13 @@ struct Cli {
     /// Cluster this worker runs in.
     #[arg(long, default_value = "local")]
     cluster: String,
-    /// Exit after this long without a shard (e.g. 5s, 500ms).
+    /// Exit after this long without a shard (e.g. 5s, 500ms); time while NATS is
+    /// unreachable does not count.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     idle_timeout: Duration,
+    /// Exit 3 when NATS cannot be reached for this long at start.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    connect_timeout: Duration,
     /// Directory for attempt dirs [default: a fresh temp dir, removed at exit].
     #[arg(long)]
     work_dir: Option<PathBuf>,
@@ -83,6 +87,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         worker_id: cli.worker_id.unwrap_or_else(default_worker_id),
         cluster: cli.cluster,
         idle_timeout: cli.idle_timeout,
+        connect_timeout: cli.connect_timeout,
         work_dir,
         cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),
         keep_failed: cli.keep_failed,

@@ -1,6 +1,6 @@
-//! The JetStream side of a worker: connecting, reading the stage description, binding to the
-//! stage's durable pull consumer, pulling one shard at a time, publishing results and settling
-//! shard messages (ack, nak, term, in-progress).
+//! The JetStream side of a worker: reading the stage description, binding to the stage's
+//! durable pull consumer, pulling one shard at a time, publishing results (retried until
+//! JetStream acks them) and settling shard messages (ack, nak, term, in-progress).
 
 use std::time::Duration;
 
@@ -10,23 +10,22 @@ use async_nats::jetstream::{self, AckKind, ErrorCode};
 use concurrent_proto::{ShardResult, StageSpec, names};
 use futures::StreamExt;
 
+use crate::link::Unreachable;
 use crate::report::Disposition;
+use crate::retry::{Backoff, retry_within};
 
 /// Shortest pull worth sending; less remaining idle time counts as idle.
 pub const MIN_PULL: Duration = Duration::from_millis(10);
+/// How long a result is re-published (same `Nats-Msg-Id`) until JetStream acks it; within
+/// the results stream's default duplicate window (2 min), so retries are never stored twice.
+pub const PUBLISH_BUDGET: Duration = Duration::from_secs(120);
 
 /// Talking to NATS failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The server could not be reached.
-    #[error("cannot connect to NATS at {url}")]
-    Connect {
-        /// The URL tried.
-        url: String,
-        /// The cause.
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    /// The server could not be reached at start.
+    #[error(transparent)]
+    Connect(#[from] Unreachable),
     /// The stage description is missing from the KV bucket.
     #[error("stage description `{key}` is not in KV bucket {bucket}")]
     NoStageSpec {
@@ -58,17 +57,6 @@ pub enum QueueError {
 fn js_err<E: std::error::Error + Send + Sync + 'static>(what: impl Into<String>) -> impl FnOnce(E) -> QueueError {
     let what = what.into();
     move |e| QueueError::JetStream { what, source: Box::new(e) }
-}
-
-/// Connects to NATS, failing fast when the server cannot be reached.
-pub async fn connect(url: &str, worker_id: &str) -> Result<jetstream::Context, QueueError> {
-    let client = async_nats::ConnectOptions::new()
-        .name(format!("concurrent-worker {worker_id}"))
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|source| QueueError::Connect { url: url.to_string(), source })?;
-    Ok(jetstream::new(client))
 }
 
 /// Reads the stage description `<run>.<stage>` from KV bucket `CONCURRENT_STAGES`.
@@ -161,14 +149,21 @@ impl StageQueue {
         }
     }
 
-    /// Publishes a shard result with its `Nats-Msg-Id` and waits for JetStream's ack.
-    pub async fn publish_result(&self, result: &ShardResult) -> Result<(), QueueError> {
+    /// Publishes a shard result with its `Nats-Msg-Id` and waits for JetStream's ack,
+    /// publishing it again (same id, so JetStream keeps one copy) until acked or `budget`
+    /// runs out.
+    pub async fn publish_result(&self, result: &ShardResult, budget: Duration) -> Result<(), QueueError> {
         let id = names::result_msg_id(&result.run_id, &result.stage, result.shard, result.attempt);
-        let what = || format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
-        let publish = PublishMessage::build().payload(concurrent_proto::encode(result).into()).message_id(&id);
-        let ack = self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(what()))?;
-        ack.await.map_err(js_err(what()))?;
-        Ok(())
+        let what = format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
+        let payload: bytes::Bytes = concurrent_proto::encode(result).into();
+        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        retry_within(budget, backoff, &what, || async {
+            let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
+            let ack = self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(&what))?;
+            ack.await.map_err(js_err(&what))?;
+            Ok::<(), QueueError>(())
+        })
+        .await
     }
 }
 
@@ -188,7 +183,7 @@ pub async fn in_progress(message: &jetstream::Message) {
 pub async fn settle(message: &jetstream::Message, disposition: Disposition) -> Result<(), QueueError> {
     let kind = match disposition {
         Disposition::Ack => AckKind::Ack,
-        Disposition::Nak => AckKind::Nak(None),
+        Disposition::Nak { delay } => AckKind::Nak(delay),
         Disposition::Term => AckKind::Term,
     };
     message.double_ack_with(kind).await.map_err(|source| QueueError::JetStream {

@@ -1,25 +1,73 @@
 //! How an attempt is reported: the `ShardResult` it publishes and what then happens to the
 //! shard message (ack, nak for another attempt, or term after the last one). Pure.
 
+use std::time::Duration;
+
 use concurrent_proto::{OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION};
+
+/// How long JetStream waits before redelivering a shard whose attempt could not be recorded
+/// in MLflow, so the tracking server has time to come back.
+pub const UNRECORDED_REDELIVERY_DELAY: Duration = Duration::from_secs(10);
+/// The failure reason of an attempt cut short by SIGTERM/SIGINT.
+pub const STOPPED_REASON: &str = "worker stopped (SIGTERM/SIGINT)";
 
 /// What the worker does with the shard message once the result is published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Success: the shard is done and leaves the stream.
     Ack,
-    /// Failure with attempts left: JetStream redelivers it.
-    Nak,
+    /// Attempts left: JetStream redelivers it (after `delay`, if any).
+    Nak {
+        /// Wait this long before redelivering; `None` = at once.
+        delay: Option<Duration>,
+    },
     /// Failure on the last attempt: the shard leaves the stream, failed.
     Term,
 }
 
+/// How an attempt ended, as far as the worker can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptEnd {
+    /// The entry point ran and its end is recorded: success, or a failure with its reason.
+    Recorded(ShardStatus),
+    /// The worker was told to stop (SIGTERM/SIGINT) first; the shard is handed back.
+    Stopped,
+    /// MLflow could not be reached to record the attempt (outage longer than the client's
+    /// retries); handed back for later, not counted as the entry point's failure.
+    Unrecorded {
+        /// What could not be done, with its causes.
+        reason: String,
+    },
+}
+
+impl AttemptEnd {
+    /// The status reported in the result.
+    pub fn status(&self) -> ShardStatus {
+        match self {
+            AttemptEnd::Recorded(status) => status.clone(),
+            AttemptEnd::Stopped => ShardStatus::Failed { reason: STOPPED_REASON.to_string() },
+            AttemptEnd::Unrecorded { reason } => {
+                ShardStatus::Failed { reason: format!("not recorded, MLflow unreachable (handed back): {reason}") }
+            }
+        }
+    }
+
+    /// Whether the attempt succeeded and is recorded.
+    pub fn succeeded(&self) -> bool {
+        *self == AttemptEnd::Recorded(ShardStatus::Succeeded)
+    }
+}
+
 /// Decides the disposition of attempt `attempt` (1-based) out of `max_attempts`.
-pub fn disposition(status: &ShardStatus, attempt: u32, max_attempts: u32) -> Disposition {
-    match status {
-        ShardStatus::Succeeded => Disposition::Ack,
-        ShardStatus::Failed { .. } if attempt < max_attempts => Disposition::Nak,
-        ShardStatus::Failed { .. } => Disposition::Term,
+///
+/// Anything but a recorded success on the last attempt is terminated: JetStream would not
+/// redeliver it (`max_deliver`), so a nak would leave the shard undecided forever.
+pub fn disposition(end: &AttemptEnd, attempt: u32, max_attempts: u32) -> Disposition {
+    match end {
+        AttemptEnd::Recorded(ShardStatus::Succeeded) => Disposition::Ack,
+        _ if attempt >= max_attempts => Disposition::Term,
+        AttemptEnd::Recorded(ShardStatus::Failed { .. }) | AttemptEnd::Stopped => Disposition::Nak { delay: None },
+        AttemptEnd::Unrecorded { .. } => Disposition::Nak { delay: Some(UNRECORDED_REDELIVERY_DELAY) },
     }
 }
 
@@ -48,8 +96,8 @@ pub struct WorkerIdentity {
 /// How an attempt ended, before it is reported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
-    /// Succeeded or failed, with the reason.
-    pub status: ShardStatus,
+    /// Recorded (succeeded or failed), stopped, or not recorded.
+    pub end: AttemptEnd,
     /// The shard run, when tracking is on.
     pub mlflow_run_id: Option<String>,
     /// Where the outputs are now (empty unless succeeded).
@@ -66,8 +114,9 @@ pub fn shard_result(
     who: &WorkerIdentity,
     outcome: Outcome,
 ) -> ShardResult {
-    let Outcome { status, mlflow_run_id, outputs, stats } = outcome;
-    let last_attempt = disposition(&status, attempt, max_attempts) != Disposition::Nak;
+    let Outcome { end, mlflow_run_id, outputs, stats } = outcome;
+    let last_attempt = !matches!(disposition(&end, attempt, max_attempts), Disposition::Nak { .. });
+    let status = end.status();
     let outputs = if status == ShardStatus::Succeeded { outputs } else { Vec::new() };
     ShardResult {
         v: WIRE_VERSION,
@@ -107,8 +156,16 @@ pub fn reason_with_causes(error: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    fn failed() -> ShardStatus {
-        ShardStatus::Failed { reason: "exit code 1".into() }
+    fn failed() -> AttemptEnd {
+        AttemptEnd::Recorded(ShardStatus::Failed { reason: "exit code 1".into() })
+    }
+
+    fn succeeded() -> AttemptEnd {
+        AttemptEnd::Recorded(ShardStatus::Succeeded)
+    }
+
+    fn unrecorded() -> AttemptEnd {
+        AttemptEnd::Unrecorded { reason: "POST runs/create: connection refused".into() }
     }
 
     fn shard() -> ShardMsg {
@@ -121,9 +178,11 @@ mod tests {
 
     #[test]
     fn success_is_acked_and_failures_retry_until_the_last_attempt() {
-        assert_eq!(disposition(&ShardStatus::Succeeded, 1, 3), Disposition::Ack);
-        assert_eq!(disposition(&failed(), 1, 3), Disposition::Nak);
-        assert_eq!(disposition(&failed(), 2, 3), Disposition::Nak);
+        let nak = Disposition::Nak { delay: None };
+        assert_eq!(disposition(&succeeded(), 1, 3), Disposition::Ack);
+        assert_eq!(disposition(&succeeded(), 3, 3), Disposition::Ack);
+        assert_eq!(disposition(&failed(), 1, 3), nak);
+        assert_eq!(disposition(&failed(), 2, 3), nak);
         assert_eq!(disposition(&failed(), 3, 3), Disposition::Term);
         assert_eq!(disposition(&failed(), 4, 3), Disposition::Term);
         assert_eq!(disposition(&failed(), 1, 1), Disposition::Term);
@@ -132,17 +191,51 @@ mod tests {
     #[test]
     fn results_say_whether_another_attempt_follows() {
         let out = OutputObject { path: "a".into(), uri: "file:///a".into(), size: 1 };
-        let outcome =
-            |status, outputs| Outcome { status, mlflow_run_id: None, outputs, stats: AttemptStats::default() };
+        let outcome = |end, outputs| Outcome { end, mlflow_run_id: None, outputs, stats: AttemptStats::default() };
         let first = shard_result(&shard(), 1, 2, &who(), outcome(failed(), vec![out.clone()]));
         assert!(!first.last_attempt);
         assert!(first.outputs.is_empty(), "a failed attempt reports no outputs");
         let last = shard_result(&shard(), 2, 2, &who(), outcome(failed(), vec![]));
         assert!(last.last_attempt);
-        let ok = shard_result(&shard(), 1, 2, &who(), outcome(ShardStatus::Succeeded, vec![out]));
+        let ok = shard_result(&shard(), 1, 2, &who(), outcome(succeeded(), vec![out]));
         assert!(ok.last_attempt);
         assert_eq!(ok.outputs.len(), 1);
         assert_eq!((ok.run_id.as_str(), ok.stage.as_str(), ok.shard), ("r", "s", 2));
+    }
+
+    #[test]
+    fn a_stopped_attempt_is_handed_back_unless_it_was_the_last() {
+        assert_eq!(disposition(&AttemptEnd::Stopped, 1, 3), Disposition::Nak { delay: None });
+        assert_eq!(disposition(&AttemptEnd::Stopped, 3, 3), Disposition::Term);
+        let result = shard_result(
+            &shard(),
+            1,
+            3,
+            &who(),
+            Outcome {
+                end: AttemptEnd::Stopped,
+                mlflow_run_id: Some("run".into()),
+                outputs: vec![],
+                stats: AttemptStats::default(),
+            },
+        );
+        assert_eq!(result.status, ShardStatus::Failed { reason: STOPPED_REASON.into() });
+        assert!(!result.last_attempt);
+        assert_eq!(result.mlflow_run_id.as_deref(), Some("run"));
+    }
+
+    #[test]
+    fn an_unrecorded_attempt_comes_back_later_and_never_reports_success() {
+        let later = Disposition::Nak { delay: Some(UNRECORDED_REDELIVERY_DELAY) };
+        assert_eq!(disposition(&unrecorded(), 1, 2), later);
+        assert_eq!(disposition(&unrecorded(), 2, 2), Disposition::Term);
+        let out = OutputObject { path: "a".into(), uri: "file:///a".into(), size: 1 };
+        let outcome = Outcome { end: unrecorded(), mlflow_run_id: None, outputs: vec![out], stats: Default::default() };
+        let result = shard_result(&shard(), 1, 2, &who(), outcome);
+        let ShardStatus::Failed { reason } = &result.status else { panic!("{result:?}") };
+        assert!(reason.contains("MLflow unreachable") && reason.contains("connection refused"), "{reason}");
+        assert!(!result.last_attempt);
+        assert!(result.outputs.is_empty());
     }
 
     #[test]

@@ -90,13 +90,13 @@ pub async fn upload_outputs(
         .await
 }
 
-/// Uploads the log (if there is one), logs the metrics and ends the run.
+/// Uploads the log (if there is one), logs the metrics and ends the run with `status`.
 pub async fn finish(
     client: &MlflowClient,
     run: &ShardRun,
     log: &Path,
     stats: &AttemptStats,
-    succeeded: bool,
+    status: RunStatus,
 ) -> Result<(), MlflowError> {
     if log.is_file() {
         client.upload_file(&run.artifact_uri, LOG_ARTIFACT, log).await?;
@@ -108,9 +108,26 @@ pub async fn finish(
         Metric::now("bytes_out", stats.bytes_out as f64),
     ];
     client.log_batch(&run.run_id, &metrics, &[], &[]).await?;
-    let status = if succeeded { RunStatus::Finished } else { RunStatus::Failed };
     client.update_run(&run.run_id, status).await?;
     Ok(())
+}
+
+/// Whether `error` (or one of its causes) says the tracking server could not be reached or
+/// kept failing (connection errors, timeouts, 429, 5xx, through the client's whole retry
+/// budget), as opposed to refusing the request for good.
+pub fn mlflow_unreachable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(mlflow) = error.downcast_ref::<MlflowError>() {
+            match mlflow {
+                MlflowError::GaveUp { source, .. } => return source.is_retryable(),
+                other if other.is_retryable() => return true,
+                _ => {}
+            }
+        }
+        next = error.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -118,6 +135,26 @@ mod tests {
     use concurrent_proto::WIRE_VERSION;
 
     use super::*;
+
+    #[test]
+    fn outages_are_told_apart_from_refusals() {
+        let api = |status| MlflowError::Api {
+            what: "POST runs/create".into(),
+            status,
+            error_code: "X".into(),
+            message: String::new(),
+        };
+        let gave_up = MlflowError::GaveUp { what: "POST".into(), attempts: 9, source: Box::new(api(503)) };
+        assert!(mlflow_unreachable(&gave_up));
+        assert!(mlflow_unreachable(&api(429)));
+        assert!(!mlflow_unreachable(&api(400)));
+        #[derive(Debug, thiserror::Error)]
+        #[error("uploading")]
+        struct Outer(#[source] MlflowError);
+        assert!(mlflow_unreachable(&Outer(api(502))));
+        assert!(!mlflow_unreachable(&Outer(api(404))));
+        assert!(!mlflow_unreachable(&std::io::Error::other("disk full")));
+    }
 
     #[test]
     fn shard_runs_are_tagged_as_the_design_says() {

@@ -157,8 +157,12 @@ async fn a_missing_consumer_means_nothing_to_do() -> anyhow::Result<()> {
 async fn an_unreachable_nats_exits_3() -> anyhow::Result<()> {
     let mut harness = Harness::start(StageSetup::default()).await?;
     harness.nats.kill();
-    let (status, stderr) = run_worker(&harness, Duration::from_secs(30)).await?;
+    let mut command = harness.worker();
+    command.args(["--connect-timeout", "2s"]);
+    let started = std::time::Instant::now();
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_end(command, Duration::from_secs(30))).await??;
     assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited for NATS first");
     assert!(stderr.contains("cannot connect to NATS"), "{stderr}");
     Ok(())
 }

@@ -1,6 +1,9 @@
 //! The `concurrent` command line: `run` and `validate` (DESIGN §7).
 
+mod cancel;
+mod drive;
 mod progress;
+mod resume;
 mod run;
 mod services;
 mod summary;
@@ -40,6 +43,10 @@ pub enum Command {
     Run(RunArgs),
     /// Checks a DAG file and prints the plan: stages in order and their shards.
     Validate(DagArgs),
+    /// Carries on a run whose scheduler stopped before the run ended.
+    Resume(ResumeArgs),
+    /// Cancels a run: its workers stop, its MLflow runs end KILLED.
+    Cancel(CancelArgs),
 }
 
 /// The DAG file and what replaces parts of it.
@@ -83,6 +90,36 @@ pub struct RunArgs {
     pub idle_timeout: Duration,
 }
 
+/// Options of `concurrent resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run to carry on (printed by `concurrent run`).
+    pub run_id: String,
+    /// Most workers at once (default: the number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub workers: Option<u32>,
+    /// A tracking server URI (default: MLFLOW_TRACKING_URI, else an `mlflow server` on the
+    /// state dir's store). A run started with `--tracking none` resumes without MLflow.
+    #[arg(long, value_name = "URI")]
+    pub tracking: Option<String>,
+    /// The state dir the run was started with.
+    #[arg(long, value_name = "DIR", default_value = ".concurrent")]
+    pub state_dir: PathBuf,
+    /// Workers exit after this long without a shard.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
+/// Options of `concurrent cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run to cancel.
+    pub run_id: String,
+    /// The state dir the run was started with (to find its NATS server when NATS_URL is unset).
+    #[arg(long, value_name = "DIR", default_value = ".concurrent")]
+    pub state_dir: PathBuf,
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::dag::parse_duration(text).map_err(|e| e.to_string())
 }
@@ -100,6 +137,8 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => validate::validate(args).await,
+            Command::Resume(args) => resume::resume(args).await,
+            Command::Cancel(args) => cancel::cancel(args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -50,6 +50,12 @@ impl Progress {
                             }
                         }
                     }
+                    RunEvent::StageFailedToStart { stage, reason } => {
+                        let _ = multi.println(format!("{stage}: cannot start: {reason}"));
+                        if !terminal {
+                            eprintln!("{stage}: cannot start: {reason}");
+                        }
+                    }
                     RunEvent::AttemptFailed { stage, shard, attempt, reason } => {
                         let line = format!("{stage}: shard {shard} attempt {attempt} failed: {reason}");
                         match bars.get(&stage) {

@@ -1,7 +1,6 @@
 //! The services a `concurrent run` uses: those named by the environment, or children.
 
 use std::path::Path;
-use std::time::Duration;
 
 use crate::services::{ChildService, ServiceError, start_mlflow, start_nats};
 
@@ -37,6 +36,21 @@ pub struct Services {
     /// Where a child MLflow keeps its runs (to print how to browse them).
     pub mlflow_dir: Option<std::path::PathBuf>,
     children: Vec<ChildService>,
+    /// `<state dir>/services.json`: where `concurrent cancel` finds the NATS server.
+    record: std::path::PathBuf,
+}
+
+/// What `<state dir>/services.json` holds while a scheduler runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ServicesRecord {
+    nats_url: String,
+    pid: u32,
+}
+
+/// The NATS URL of the scheduler running on `state_dir`, if one recorded it.
+pub fn recorded_nats_url(state_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(state_dir.join("services.json")).ok()?;
+    serde_json::from_str::<ServicesRecord>(&text).ok().map(|record| record.nats_url)
 }
 
 impl Services {
@@ -62,7 +76,7 @@ impl Services {
             Ok(started) => started,
             Err(error) => {
                 if let Ok((_, Some(child))) = mlflow {
-                    child.stop(Duration::from_secs(5)).await;
+                    child.stop().await;
                 }
                 return Err(error);
             }
@@ -72,20 +86,27 @@ impl Services {
             Ok(started) => started,
             Err(error) => {
                 for child in children {
-                    child.stop(Duration::from_secs(5)).await;
+                    child.stop().await;
                 }
                 return Err(error);
             }
         };
         let mlflow_dir = mlflow_child.is_some().then_some(mlflow_dir);
         children.extend(mlflow_child);
-        Ok(Services { nats_url, tracking_uri, mlflow_dir, children })
+        let record = state_dir.join("services.json");
+        let text = serde_json::to_string(&ServicesRecord { nats_url: nats_url.clone(), pid: std::process::id() })
+            .expect("plain data");
+        if let Err(error) = std::fs::create_dir_all(state_dir).and_then(|()| std::fs::write(&record, text)) {
+            tracing::warn!(%error, "cannot write {}", record.display());
+        }
+        Ok(Services { nats_url, tracking_uri, mlflow_dir, children, record })
     }
 
     /// Stops the children this run started.
     pub async fn stop(self) {
+        let _ = std::fs::remove_file(&self.record);
         for child in self.children {
-            child.stop(Duration::from_secs(10)).await;
+            child.stop().await;
         }
     }
 }

@@ -7,6 +7,8 @@ use crate::run_state::{RunOutcome, StageStatus};
 pub enum RunEvent {
     /// A stage published its shards.
     StageStarted { stage: String, shards: u32, objects: u64 },
+    /// A stage's input could not be listed or partitioned: it fails.
+    StageFailedToStart { stage: String, reason: String },
     /// An attempt failed and the shard will be tried again.
     AttemptFailed { stage: String, shard: u32, attempt: u32, reason: String },
     /// A shard is decided.
@@ -29,6 +31,8 @@ pub struct StageSummary {
     pub shards_failed: u32,
     /// Attempts whose results arrived, failed ones included.
     pub attempts: u32,
+    /// Results that arrived for shards already decided (ignored).
+    pub duplicates: u32,
     pub objects_in: u64,
     pub objects_out: u64,
     pub duration_s: f64,

@@ -1,9 +1,15 @@
 //! The driver of one DAG run: it feeds the pure [`RunState`] with shard results read durably
 //! from JetStream, carries out the effects (start, end and skip stages, end the run), keeps
-//! sled and MLflow up to date, and asks the executor for workers.
+//! sled and MLflow up to date, asks the executor for workers, decides shards whose attempts
+//! were all lost, and stops on cancel. A driver can also pick up a run a previous scheduler
+//! left unfinished ([`Driver::resume`]).
 
 mod events;
+mod feed;
+mod finish;
+mod lost;
 mod results;
+mod resume;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -21,12 +27,14 @@ use crate::plan::Plan;
 use crate::queue::{Queue, QueueError};
 use crate::run_state::{Effect, RunOutcome, RunState};
 use crate::run_tree::RunTree;
-use crate::store::{RunTracking, Store, StoreError};
+use crate::store::{RunTracking, StageRecord, Store, StoreError};
 
 pub use events::{RunEvent, RunSummary, StageSummary};
 
 /// How often the autoscaler looks at backlogs when nothing else happens.
 const AUTOSCALE_TICK: Duration = Duration::from_millis(100);
+/// How often running stages are checked for shards whose every attempt was lost.
+const LOST_SHARD_CHECK: Duration = Duration::from_secs(2);
 /// Results handled together before one store flush and their acks.
 const RESULT_BATCH: usize = 512;
 /// Time workers get to stop politely on cancel.
@@ -45,8 +53,6 @@ pub enum DriverError {
     Mlflow(#[from] concurrent_mlflow::tracking::MlflowError),
     #[error("packing the project of stage {stage}: {source}")]
     Snapshot { stage: String, source: concurrent_mlflow::project::snapshot::SnapshotError },
-    #[error("reading results: {0}")]
-    Results(String),
 }
 
 /// Everything a run needs, ready before it starts.
@@ -71,48 +77,59 @@ pub struct RunSetup<E> {
 pub struct Driver<E: Executor> {
     setup: RunSetup<E>,
     state: RunState,
-    /// Shards of each started stage, by stage.
-    stage_runs: BTreeMap<String, stages::StartedStage>,
+    /// Records of the stages started so far, as in sled.
+    records: BTreeMap<String, StageRecord>,
     started: Instant,
     outcome: Option<RunOutcome>,
+    resuming: bool,
+    lost: lost::LostShardWatch,
 }
 
 impl<E: Executor> Driver<E> {
-    /// A driver for a run that has been recorded in the store (and in MLflow, if tracked).
+    /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
         let state = RunState::new(setup.dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
-        Driver { setup, state, stage_runs: BTreeMap::new(), started: Instant::now(), outcome: None }
+        Driver {
+            setup,
+            state,
+            records: BTreeMap::new(),
+            started: Instant::now(),
+            outcome: None,
+            resuming: false,
+            lost: lost::LostShardWatch::default(),
+        }
     }
 
-    /// Drives the run to its end; `None` when it was cancelled.
+    /// Drives the run to its end (or until it is cancelled).
     pub async fn run(mut self) -> Result<RunSummary, DriverError> {
-        let consumer = self.setup.queue.results_consumer(&self.setup.run_id).await?;
-        let mut messages = consumer.messages().await.map_err(|e| DriverError::Results(e.to_string()))?;
-        let effects = self.state.start();
+        let mut results = feed::ResultFeed::new(self.setup.queue.clone(), self.setup.run_id.clone());
+        results.connect().await?;
+        let mut control = self.setup.queue.control(&self.setup.run_id).await?;
+        let effects = if self.resuming { self.resume_effects().await? } else { self.state.start() };
         self.carry_out(effects).await?;
         self.autoscale().await?;
         let mut tick = tokio::time::interval(AUTOSCALE_TICK);
+        let mut lost_check = tokio::time::interval(LOST_SHARD_CHECK);
         let cancel = self.setup.cancel.clone();
         while !self.state.is_ended() {
             tokio::select! {
-                message = messages.next() => {
-                    let Some(message) = message else { return Err(DriverError::Results("results stream closed".into())) };
-                    let mut batch = Vec::new();
-                    let mut next = Some(message);
-                    while let Some(message) = next.take() {
-                        match message {
-                            Ok(message) => batch.push(message),
-                            Err(error) => tracing::warn!(%error, "reading results"),
-                        }
-                        if batch.len() < RESULT_BATCH {
-                            next = futures::FutureExt::now_or_never(messages.next()).flatten();
-                        }
-                    }
+                batch = results.next_batch(RESULT_BATCH) => {
                     let effects = self.apply_results(batch).await?;
                     self.carry_out(effects).await?;
                     self.autoscale().await?;
                 }
                 _ = tick.tick() => self.autoscale().await?,
+                _ = lost_check.tick() => {
+                    let effects = self.decide_lost_shards(&results).await?;
+                    self.carry_out(effects).await?;
+                }
+                request = control.next() => {
+                    if let Some(request) = request {
+                        self.setup.queue.reply_cancelled(&request).await;
+                        self.cancel().await?;
+                        break;
+                    }
+                }
                 _ = cancel.cancelled() => {
                     self.cancel().await?;
                     break;
@@ -154,7 +171,7 @@ impl<E: Executor> Driver<E> {
         let demands: Vec<StageDemand> = self
             .state
             .running_stages()
-            .filter(|stage| self.stage_runs.contains_key(*stage))
+            .filter(|stage| self.records.contains_key(*stage))
             .map(|stage| {
                 let key = StageRef { run_id: self.setup.run_id.clone(), stage: stage.to_string() };
                 StageDemand {

@@ -9,55 +9,69 @@ use crate::run_state::{Effect, ShardOutcome, Verdict};
 use crate::store::ShardRecord;
 
 impl<E: Executor> Driver<E> {
-    /// Records a batch of results; acks them only once the store has them on disk.
+    /// Records a batch of results; acks them only once the store has them on disk. A result
+    /// that does not decode is logged and terminated.
     pub(super) async fn apply_results(&mut self, batch: Vec<Message>) -> Result<Vec<Effect>, DriverError> {
         let mut effects = Vec::new();
-        let mut to_term = Vec::new();
+        let mut kinds = Vec::with_capacity(batch.len());
+        let mut duplicates = Vec::new();
         for message in &batch {
             match decode::<ShardResult>(&message.payload) {
-                Ok(result) => effects.extend(self.apply_result(result)?),
+                Ok(result) => {
+                    let (more, duplicate) = self.apply_result(result)?;
+                    effects.extend(more);
+                    duplicates.extend(duplicate);
+                    kinds.push(AckKind::Ack);
+                }
                 Err(error) => {
-                    tracing::warn!(subject = %message.subject, %error, "dropping a result that does not decode");
-                    to_term.push(message);
+                    tracing::warn!(subject = %message.subject, %error, "terminating a result that does not decode");
+                    kinds.push(AckKind::Term);
                 }
             }
         }
         self.setup.store.flush().await?;
-        for message in &batch {
-            let kind = if to_term.iter().any(|m| std::ptr::eq(*m, message)) { AckKind::Term } else { AckKind::Ack };
+        for (message, kind) in batch.iter().zip(kinds) {
             if let Err(error) = message.ack_with(kind).await {
                 tracing::warn!(%error, "acking a result");
+            }
+        }
+        if let Some((tree, _)) = &self.setup.tracking {
+            for run in duplicates {
+                if let Err(error) = tree.mark_duplicate(&run).await {
+                    tracing::warn!(%error, run, "tagging a duplicate shard run");
+                }
             }
         }
         Ok(effects)
     }
 
-    fn apply_result(&mut self, result: ShardResult) -> Result<Vec<Effect>, DriverError> {
+    /// Applies one result; returns the effects and, for a duplicate, its MLflow run.
+    fn apply_result(&mut self, result: ShardResult) -> Result<(Vec<Effect>, Option<String>), DriverError> {
         let run_id = self.setup.run_id.clone();
         if result.run_id != run_id {
             tracing::warn!(run = %result.run_id, "result of another run");
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
+        }
+        let store = &self.setup.store;
+        let mut record = store.shard(&run_id, &result.stage, result.shard)?.unwrap_or_else(ShardRecord::pending);
+        if record.attempts.contains(&result.attempt) {
+            // The same attempt's result again (redelivered after a scheduler restart).
+            return Ok((Vec::new(), None));
         }
         let succeeded = result.status == ShardStatus::Succeeded;
         let (verdict, effects) = self.state.apply_result(&result.stage, result.shard, succeeded, result.last_attempt);
-        let store = &self.setup.store;
-        let mut record = store.shard(&run_id, &result.stage, result.shard)?.unwrap_or(ShardRecord {
-            outcome: ShardOutcome::Pending,
-            attempts: 0,
-            decided_by: None,
-            duplicates: 0,
-        });
+        let mut duplicate = None;
         match verdict {
             Verdict::Unknown => {
                 tracing::warn!(stage = %result.stage, shard = result.shard, "result for an unknown stage or shard");
-                return Ok(effects);
+                return Ok((effects, None));
             }
             Verdict::Duplicate => {
                 tracing::info!(stage = %result.stage, shard = result.shard, attempt = result.attempt, "duplicate result ignored");
                 record.duplicates += 1;
+                duplicate = result.mlflow_run_id.clone();
             }
             Verdict::AttemptFailed => {
-                record.attempts += 1;
                 if let ShardStatus::Failed { reason } = &result.status {
                     self.emit(RunEvent::AttemptFailed {
                         stage: result.stage.clone(),
@@ -68,17 +82,31 @@ impl<E: Executor> Driver<E> {
                 }
             }
             Verdict::Decided(outcome) => {
-                record.attempts += 1;
                 record.outcome = outcome;
+                if let ShardStatus::Failed { reason } = &result.status {
+                    self.emit(RunEvent::AttemptFailed {
+                        stage: result.stage.clone(),
+                        shard: result.shard,
+                        attempt: result.attempt,
+                        reason: reason.clone(),
+                    });
+                }
                 self.emit(RunEvent::ShardDecided {
                     stage: result.stage.clone(),
                     shard: result.shard,
                     succeeded: outcome == ShardOutcome::Succeeded,
                 });
-                record.decided_by = Some(result.clone());
             }
         }
-        store.put_shard(&run_id, &result.stage, result.shard, &record)?;
-        Ok(effects)
+        record.attempts.push(result.attempt);
+        if matches!(verdict, Verdict::Decided(_)) {
+            let stage = result.stage.clone();
+            let shard = result.shard;
+            record.decided_by = Some(result);
+            store.put_shard(&run_id, &stage, shard, &record)?;
+        } else {
+            store.put_shard(&run_id, &result.stage, result.shard, &record)?;
+        }
+        Ok((effects, duplicate))
     }
 }

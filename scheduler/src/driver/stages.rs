@@ -1,56 +1,67 @@
-//! Starting, ending and skipping stages, and ending or cancelling the run.
-
-use std::time::{Duration, Instant};
+//! Starting, publishing, ending and skipping stages. Starting is split in steps that each
+//! leave a record in sled, so a restarted scheduler carries on where the last one stopped.
 
 use concurrent_mlflow::artifacts::file_uri;
 use concurrent_mlflow::project::snapshot;
 use concurrent_mlflow::tracking::RunStatus as MlflowStatus;
 use concurrent_proto::{ShardMsg, StageSpec, TrackingTarget, WIRE_VERSION};
 
-use super::{Driver, DriverError, RunEvent, RunSummary, SHUTDOWN_GRACE, StageSummary};
+use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
 use crate::inputs::{self, StageInput};
 use crate::plan::{self, PlannedStage};
-use crate::run_state::{Effect, RunOutcome, ShardOutcome, StageStatus};
+use crate::run_state::{Effect, StageStatus};
 use crate::run_tree::now_ms;
-use crate::store::{RunStatus, StageRecord};
+use crate::store::StageRecord;
 
-/// A stage that has published its shards.
-pub(super) struct StartedStage {
-    pub mlflow_run_id: Option<String>,
-    pub objects_in: u64,
-    pub started: Instant,
-    pub duration: Option<Duration>,
-}
+/// Shards published between two progress records in sled.
+const PUBLISH_CHUNK: usize = 2048;
 
 impl<E: Executor> Driver<E> {
-    /// Lists, partitions and publishes a stage; a stage that cannot start fails.
+    /// Lists and partitions a stage, records it, creates its MLflow run, publishes its shards.
+    /// A stage whose input cannot be listed or partitioned fails.
     pub(super) async fn start_stage(&mut self, stage: &str) -> Result<Vec<Effect>, DriverError> {
-        let started = Instant::now();
         let planned = match self.stage_shards(stage) {
             Ok(planned) => planned,
             Err(reason) => {
                 tracing::error!(stage, %reason, "stage cannot start");
-                self.emit(RunEvent::AttemptFailed { stage: stage.into(), shard: 0, attempt: 0, reason });
-                self.stage_runs.insert(
-                    stage.to_string(),
-                    StartedStage { mlflow_run_id: None, objects_in: 0, started, duration: None },
-                );
+                self.emit(RunEvent::StageFailedToStart { stage: stage.into(), reason });
+                self.put_stage(stage, StageRecord::new(StageStatus::Running, 0, 0))?;
                 return Ok(self.state.stage_aborted(stage));
             }
         };
+        let record = StageRecord::new(StageStatus::Running, planned.shards.len() as u32, planned.objects);
+        self.put_stage(stage, record)?;
+        self.setup.store.flush().await?;
+        self.publish_stage(stage, planned).await
+    }
+
+    /// Makes sure the stage has its MLflow run, its project, its KV description and its
+    /// consumer, publishes the shards not published yet, and hands the count to the state.
+    pub(super) async fn publish_stage(
+        &mut self,
+        stage: &str,
+        planned: PlannedStage,
+    ) -> Result<Vec<Effect>, DriverError> {
         let run_id = self.setup.run_id.clone();
         let definition = self.setup.dag.stages[stage].clone();
-        let shards = planned.shards.len() as u32;
-
+        let mut record = self.records[stage].clone();
+        let shards = record.shards_total;
         let mut tracking = None;
-        if let Some((tree, run)) = &self.setup.tracking {
-            let stage_run = tree.create_stage_run(&run.experiment_id, &run.parent_run_id, &run_id, &definition).await?;
-            tracking = Some(TrackingTarget {
-                uri: run.uri.clone(),
-                experiment_id: run.experiment_id.clone(),
-                stage_run_id: stage_run.run_id,
-            });
+        if let Some((tree, run)) = self.setup.tracking.clone() {
+            let stage_run_id = match &record.mlflow_run_id {
+                Some(id) => id.clone(),
+                None => {
+                    let created =
+                        tree.create_stage_run(&run.experiment_id, &run.parent_run_id, &run_id, &definition).await?;
+                    record.mlflow_run_id = Some(created.run_id.clone());
+                    self.put_stage(stage, record.clone())?;
+                    self.setup.store.flush().await?;
+                    created.run_id
+                }
+            };
+            tracking =
+                Some(TrackingTarget { uri: run.uri.clone(), experiment_id: run.experiment_id.clone(), stage_run_id });
         }
         let snapshot = snapshot::pack(&definition.project_dir)
             .map_err(|source| DriverError::Snapshot { stage: stage.to_string(), source })?;
@@ -63,10 +74,10 @@ impl<E: Executor> Driver<E> {
             run_id: run_id.clone(),
             stage: stage.to_string(),
             project_snapshot: snapshot.hash,
-            project_source: definition.project_dir.display().to_string(),
+            project_source: definition.project.to_string(),
             entry_point: definition.entry_point.clone(),
             parameters: definition.parameters.clone(),
-            tracking: tracking.clone(),
+            tracking,
             output_root,
             timeout_s: definition.timeout.map(|t| t.as_secs().max(1)),
             max_attempts: definition.retries + 1,
@@ -74,37 +85,34 @@ impl<E: Executor> Driver<E> {
         };
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;
-        let messages = planned.shards.into_iter().enumerate().map(|(index, inputs)| ShardMsg {
-            v: WIRE_VERSION,
-            run_id: run_id.clone(),
-            stage: stage.to_string(),
-            shard: index as u32,
-            shards,
-            inputs,
-        });
-        self.setup.queue.publish_shards(messages).await?;
-        let mlflow_run_id = tracking.map(|t| t.stage_run_id);
-        let record = StageRecord {
-            status: StageStatus::Running,
-            shards_total: shards,
-            objects_in: planned.objects,
-            mlflow_run_id: mlflow_run_id.clone(),
-            started_ms: Some(now_ms()),
-            ended_ms: None,
-        };
-        self.setup.store.put_stage(&run_id, stage, &record)?;
-        self.setup.store.flush().await?;
-        self.stage_runs.insert(
-            stage.to_string(),
-            StartedStage { mlflow_run_id, objects_in: planned.objects, started, duration: None },
-        );
-        self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: planned.objects });
-        tracing::info!(stage, shards, objects = planned.objects, "stage started");
+
+        let mut messages = planned.shards.into_iter().enumerate().skip(record.published as usize).peekable();
+        while messages.peek().is_some() {
+            let chunk: Vec<ShardMsg> = messages
+                .by_ref()
+                .take(PUBLISH_CHUNK)
+                .map(|(index, inputs)| ShardMsg {
+                    v: WIRE_VERSION,
+                    run_id: run_id.clone(),
+                    stage: stage.to_string(),
+                    shard: index as u32,
+                    shards,
+                    inputs,
+                })
+                .collect();
+            let last = chunk.last().map_or(record.published, |shard| shard.shard + 1);
+            self.setup.queue.publish_shards(chunk).await?;
+            record.published = last;
+            self.put_stage(stage, record.clone())?;
+            self.setup.store.flush().await?;
+        }
+        self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: record.objects_in });
+        tracing::info!(stage, shards, objects = record.objects_in, "stage published");
         Ok(self.state.stage_published(stage, shards))
     }
 
     /// The shards of a stage: planned at submission, or cut from its upstream stages' outputs.
-    fn stage_shards(&mut self, stage: &str) -> Result<PlannedStage, String> {
+    pub(super) fn stage_shards(&mut self, stage: &str) -> Result<PlannedStage, String> {
         if let Some(planned) = self.setup.plan.remove(stage) {
             return Ok(planned);
         }
@@ -118,15 +126,20 @@ impl<E: Executor> Driver<E> {
             .map_err(|e| format!("stages.{stage}.partition: {e}"))
     }
 
-    /// Ends a stage: its metrics and status in MLflow and sled; its workers are released.
+    /// Ends a stage: its metrics and status in MLflow and sled; its consumer and leftover
+    /// messages are removed (idle workers then exit), attempts left RUNNING become KILLED.
     pub(super) async fn end_stage(&mut self, stage: &str, status: StageStatus) -> Result<(), DriverError> {
         let run_id = self.setup.run_id.clone();
-        self.setup.queue.delete_shard_consumer(&run_id, stage).await?;
-        let summary = self.stage_summary(stage, status)?;
-        if let Some(started) = self.stage_runs.get_mut(stage) {
-            started.duration = Some(started.started.elapsed());
-        }
-        if let (Some((tree, _)), Some(mlflow_run)) = (&self.setup.tracking, &summary.mlflow_run_id) {
+        self.setup.queue.remove_stage(&run_id, stage).await?;
+        let mut record = self.records.get(stage).cloned().unwrap_or_else(|| StageRecord::new(status, 0, 0));
+        record.status = status;
+        record.ended_ms = Some(now_ms());
+        let summary = self.stage_summary(stage, &record)?;
+        if let (Some((tree, _)), Some(mlflow_run)) = (&self.setup.tracking, &record.mlflow_run_id) {
+            let killed = tree.kill_running_children(mlflow_run).await?;
+            if killed > 0 {
+                tracing::info!(stage, killed, "shard runs left RUNNING by lost workers marked KILLED");
+            }
             let metrics = [
                 ("shards_total", f64::from(summary.shards_total)),
                 ("shards_succeeded", f64::from(summary.shards_succeeded)),
@@ -139,17 +152,7 @@ impl<E: Executor> Driver<E> {
                 if status == StageStatus::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
             tree.end_run(mlflow_run, &metrics, mlflow_status).await?;
         }
-        let mut record = self.setup.store.stage(&run_id, stage)?.unwrap_or(StageRecord {
-            status,
-            shards_total: 0,
-            objects_in: 0,
-            mlflow_run_id: None,
-            started_ms: None,
-            ended_ms: None,
-        });
-        record.status = status;
-        record.ended_ms = Some(now_ms());
-        self.setup.store.put_stage(&run_id, stage, &record)?;
+        self.put_stage(stage, record)?;
         self.setup.store.flush().await?;
         tracing::info!(stage, ?status, "stage ended");
         self.emit(RunEvent::StageEnded { stage: stage.to_string(), status });
@@ -158,109 +161,18 @@ impl<E: Executor> Driver<E> {
 
     /// Records a stage that will never run.
     pub(super) fn skip_stage(&mut self, stage: &str) -> Result<(), DriverError> {
-        let record = StageRecord {
-            status: StageStatus::Skipped,
-            shards_total: 0,
-            objects_in: 0,
-            mlflow_run_id: None,
-            started_ms: None,
-            ended_ms: Some(now_ms()),
-        };
-        self.setup.store.put_stage(&self.setup.run_id, stage, &record)?;
+        let mut record = StageRecord::new(StageStatus::Skipped, 0, 0);
+        record.started_ms = None;
+        record.ended_ms = Some(now_ms());
+        self.put_stage(stage, record)?;
         self.emit(RunEvent::StageSkipped { stage: stage.to_string() });
         Ok(())
     }
 
-    /// Ends the run: the DAG run's metrics and status, and the run record.
-    pub(super) async fn end_run(&mut self, outcome: RunOutcome) -> Result<(), DriverError> {
-        self.outcome = Some(outcome);
-        let summary = self.summary();
-        if let Some((tree, run)) = &self.setup.tracking {
-            let shards: u32 = summary.stages.iter().map(|s| s.shards_total).sum();
-            let failed: u32 = summary.stages.iter().map(|s| s.shards_failed).sum();
-            let metrics = [
-                ("shards_total", f64::from(shards)),
-                ("shards_failed", f64::from(failed)),
-                ("duration_s", summary.wall_s),
-            ];
-            let status = if outcome == RunOutcome::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
-            tree.end_run(&run.parent_run_id, &metrics, status).await?;
-        }
-        let status = if outcome == RunOutcome::Succeeded { RunStatus::Succeeded } else { RunStatus::Failed };
-        self.finish_record(status).await?;
-        self.emit(RunEvent::RunEnded { outcome });
+    /// Writes a stage record to sled and to the driver's copy.
+    pub(super) fn put_stage(&mut self, stage: &str, record: StageRecord) -> Result<(), DriverError> {
+        self.setup.store.put_stage(&self.setup.run_id, stage, &record)?;
+        self.records.insert(stage.to_string(), record);
         Ok(())
-    }
-
-    /// Stops the workers and marks the run and its running stages KILLED.
-    pub(super) async fn cancel(&mut self) -> Result<(), DriverError> {
-        tracing::warn!("run cancelled");
-        self.setup.executor.shutdown(SHUTDOWN_GRACE).await;
-        if let Some((tree, run)) = &self.setup.tracking {
-            let running: Vec<String> = self.state.running_stages().map(str::to_string).collect();
-            for stage in running {
-                if let Some(Some(mlflow_run)) = self.stage_runs.get(&stage).map(|s| s.mlflow_run_id.clone()) {
-                    tree.end_run(&mlflow_run, &[], MlflowStatus::Killed).await?;
-                }
-            }
-            tree.end_run(&run.parent_run_id, &[], MlflowStatus::Killed).await?;
-        }
-        self.finish_record(RunStatus::Cancelled).await
-    }
-
-    async fn finish_record(&self, status: RunStatus) -> Result<(), DriverError> {
-        let store = &self.setup.store;
-        if let Some(mut record) = store.run(&self.setup.run_id)? {
-            record.status = status;
-            record.ended_ms = Some(now_ms());
-            store.put_run(&record)?;
-            store.flush().await?;
-        }
-        Ok(())
-    }
-
-    fn stage_summary(&self, stage: &str, status: StageStatus) -> Result<StageSummary, DriverError> {
-        let shards = self.setup.store.shards(&self.setup.run_id, stage)?;
-        let outcomes = self.state.shards(stage);
-        let started = self.stage_runs.get(stage);
-        let objects_out = shards
-            .iter()
-            .filter(|(_, r)| r.outcome == ShardOutcome::Succeeded)
-            .filter_map(|(_, r)| r.decided_by.as_ref())
-            .map(|r| r.outputs.len() as u64)
-            .sum();
-        Ok(StageSummary {
-            stage: stage.to_string(),
-            status,
-            shards_total: outcomes.len() as u32,
-            shards_succeeded: outcomes.iter().filter(|o| **o == ShardOutcome::Succeeded).count() as u32,
-            shards_failed: outcomes.iter().filter(|o| **o == ShardOutcome::Failed).count() as u32,
-            attempts: shards.iter().map(|(_, r)| r.attempts).sum(),
-            objects_in: started.map_or(0, |s| s.objects_in),
-            objects_out,
-            duration_s: started.map_or(0.0, |s| s.duration.unwrap_or_else(|| s.started.elapsed()).as_secs_f64()),
-            mlflow_run_id: started.and_then(|s| s.mlflow_run_id.clone()),
-        })
-    }
-
-    /// Figures of the run so far.
-    pub(super) fn summary(&self) -> RunSummary {
-        let stages = self
-            .setup
-            .dag
-            .order()
-            .into_iter()
-            .filter_map(|stage| {
-                let status = self.state.status(&stage.name)?;
-                self.stage_summary(&stage.name, status).ok()
-            })
-            .collect();
-        RunSummary {
-            run_id: self.setup.run_id.clone(),
-            outcome: self.outcome,
-            stages,
-            wall_s: self.started.elapsed().as_secs_f64(),
-            mlflow: self.setup.tracking.as_ref().map(|(_, run)| (run.experiment_id.clone(), run.parent_run_id.clone())),
-        }
     }
 }

@@ -1,0 +1,104 @@
+//! What `run` and `resume` share once the run is recorded: the local executor, progress
+//! bars, Ctrl-C, driving the run, the summary and the exit code.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::progress::Progress;
+use super::services::Services;
+use super::summary::print_summary;
+use super::{EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE};
+use crate::dag::Dag;
+use crate::driver::{Driver, RunSetup};
+use crate::executor::LocalExecutor;
+use crate::executor::local::LocalConfig;
+use crate::plan::Plan;
+use crate::queue::Queue;
+use crate::run_state::RunOutcome;
+use crate::run_tree::RunTree;
+use crate::store::{RunTracking, Store};
+
+/// A recorded run, ready to be driven.
+pub struct Recorded {
+    pub run_id: String,
+    pub dag: Dag,
+    pub dag_path: std::path::PathBuf,
+    pub plan: Plan,
+    pub store: Store,
+    pub queue: Queue,
+    pub tracking: Option<(RunTree, RunTracking)>,
+    /// True to pick up a run a previous scheduler left unfinished.
+    pub resume: bool,
+}
+
+/// Options of the local executor.
+pub struct WorkerOptions {
+    pub workers: Option<u32>,
+    pub idle_timeout: Duration,
+}
+
+/// Drives a recorded run to its end and prints the summary; returns the exit code.
+pub async fn drive(recorded: Recorded, options: &WorkerOptions, services: &Services, state_dir: &Path) -> u8 {
+    let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+    let executor = LocalExecutor::new(LocalConfig {
+        worker_binary: LocalExecutor::default_worker_binary(),
+        nats_url: services.nats_url.clone(),
+        max_workers: workers,
+        idle_timeout: options.idle_timeout,
+        state_dir: state_dir.to_path_buf(),
+    });
+    let verb = if recorded.resume { "resuming run" } else { "run" };
+    eprintln!(
+        "{verb} {}: {} ({} stages, {workers} workers)",
+        recorded.run_id,
+        recorded.dag.name,
+        recorded.dag.stages.len()
+    );
+    let (events, progress) = Progress::start(&recorded.dag);
+    let cancel = CancellationToken::new();
+    let interrupted = CancellationToken::new();
+    let (on_ctrl_c, mark_interrupted) = (cancel.clone(), interrupted.clone());
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            mark_interrupted.cancel();
+            on_ctrl_c.cancel();
+        }
+    });
+    let setup = RunSetup {
+        run_id: recorded.run_id,
+        dag: recorded.dag,
+        dag_path: recorded.dag_path,
+        plan: recorded.plan,
+        store: recorded.store,
+        queue: recorded.queue,
+        executor,
+        tracking: recorded.tracking,
+        state_dir: state_dir.to_path_buf(),
+        events: Some(events),
+        cancel,
+    };
+    let result = if recorded.resume { Driver::resume(setup) } else { Ok(Driver::new(setup)) };
+    let result = match result {
+        Ok(driver) => driver.run().await,
+        Err(error) => Err(error),
+    };
+    ctrl_c.abort();
+    progress.finish().await;
+    match result {
+        Ok(summary) => {
+            print_summary(&summary, services, state_dir);
+            match summary.outcome {
+                Some(RunOutcome::Succeeded) => EXIT_OK,
+                Some(RunOutcome::Failed) => EXIT_RUN_FAILED,
+                None if interrupted.is_cancelled() => EXIT_CANCELLED,
+                None => EXIT_RUN_FAILED,
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            EXIT_SERVICE
+        }
+    }
+}

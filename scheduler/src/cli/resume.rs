@@ -1,0 +1,123 @@
+//! `concurrent resume RUN_ID`: carries on a run whose scheduler stopped (killed, machine
+//! restarted) from its state dir: sled, the durable consumers and MLflow.
+
+use std::collections::BTreeSet;
+
+use concurrent_mlflow::tracking::MlflowClient;
+
+use super::drive::{Recorded, WorkerOptions, drive};
+use super::run::absolute;
+use super::services::{Services, TrackingChoice};
+use super::{EXIT_INVALID, EXIT_SERVICE, ResumeArgs};
+use crate::dag::{Dag, Overrides, parse_dag};
+use crate::plan::plan_stages;
+use crate::queue::Queue;
+use crate::run_id::is_valid_run_id;
+use crate::run_tree::RunTree;
+use crate::store::{RunRecord, RunStatus, RunTracking, Store};
+
+/// Resumes a run; returns the exit code.
+pub async fn resume(args: ResumeArgs) -> u8 {
+    if !is_valid_run_id(&args.run_id) {
+        eprintln!("error: RUN_ID: `{}` is not a run id", args.run_id);
+        return EXIT_INVALID;
+    }
+    let state_dir = absolute(&args.state_dir);
+    if !state_dir.join("state").is_dir() {
+        eprintln!("error: --state-dir: {} holds no runs", state_dir.display());
+        return EXIT_INVALID;
+    }
+    let store = match Store::open(&state_dir.join("state")) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("error: {error} (is a scheduler still running on this state dir?)");
+            return EXIT_SERVICE;
+        }
+    };
+    let record = match store.run(&args.run_id) {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            eprintln!("error: RUN_ID: no run {} in {}", args.run_id, state_dir.display());
+            return EXIT_INVALID;
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_SERVICE;
+        }
+    };
+    if record.status != RunStatus::Running {
+        eprintln!("error: RUN_ID: run {} has already ended ({:?})", args.run_id, record.status);
+        return EXIT_INVALID;
+    }
+    let dag = match reload_dag(&record) {
+        Ok(dag) => dag,
+        Err(code) => return code,
+    };
+    let tracking = match &record.tracking {
+        None => TrackingChoice::Off,
+        Some(_) => TrackingChoice::from_flag(args.tracking.as_deref()),
+    };
+    let services = match Services::start(&state_dir, &tracking).await {
+        Ok(services) => services,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_SERVICE;
+        }
+    };
+    let code = match connect(record, dag, store, &services).await {
+        Ok(recorded) => {
+            let options = WorkerOptions { workers: args.workers, idle_timeout: args.idle_timeout };
+            drive(recorded, &options, &services, &state_dir).await
+        }
+        Err(code) => code,
+    };
+    services.stop().await;
+    code
+}
+
+/// The DAG as it was submitted, with the same overrides.
+fn reload_dag(record: &RunRecord) -> Result<Dag, u8> {
+    let overrides = Overrides { input: record.input_override.clone(), parameters: record.parameter_overrides.clone() };
+    parse_dag(&record.dag_text, std::path::Path::new(&record.base_dir), &overrides).map_err(|errors| {
+        eprintln!("error: the DAG of run {} no longer validates:", record.run_id);
+        for error in &errors.0 {
+            eprintln!("  {error}");
+        }
+        EXIT_INVALID
+    })
+}
+
+/// Reaches NATS and MLflow, and plans the root stages that have not published all shards.
+async fn connect(record: RunRecord, dag: Dag, store: Store, services: &Services) -> Result<Recorded, u8> {
+    let queue = Queue::connect(&services.nats_url).await.map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_SERVICE
+    })?;
+    let mut tracking = None;
+    let mut client = None;
+    if let (Some(run), Some(uri)) = (&record.tracking, &services.tracking_uri) {
+        let mlflow = MlflowClient::new(uri).map_err(|error| {
+            eprintln!("error: tracking server: {error}");
+            EXIT_INVALID
+        })?;
+        let run = RunTracking { uri: uri.clone(), ..run.clone() };
+        tracking = Some((RunTree::new(mlflow.clone()), run));
+        client = Some(mlflow);
+    }
+    let unfinished: BTreeSet<String> = dag
+        .stages
+        .keys()
+        .filter(|stage| match store.stage(&record.run_id, stage) {
+            Ok(Some(stage)) => stage.published < stage.shards_total,
+            Ok(None) => true,
+            Err(_) => true,
+        })
+        .cloned()
+        .collect();
+    let plan = plan_stages(&dag, client.as_ref(), &unfinished).await.map_err(|error| {
+        eprintln!("error: {error}");
+        EXIT_INVALID
+    })?;
+    let dag_path = std::path::PathBuf::from(&record.dag_path);
+    Ok(Recorded { run_id: record.run_id, dag, dag_path, plan, store, queue, tracking, resume: true })
+}

@@ -1,0 +1,71 @@
+//! Picking up a run that a previous scheduler left unfinished: the state is rebuilt from
+//! sled, stages that were publishing publish the rest, every started stage gets its KV
+//! description and consumer again (services may have moved), and what was decided but not yet
+//! carried out (a stage whose last result was stored, say) is carried out.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use super::{Driver, DriverError, RunSetup};
+use crate::executor::Executor;
+use crate::plan::PlannedStage;
+use crate::run_state::{Effect, RunState, ShardOutcome};
+
+impl<E: Executor> Driver<E> {
+    /// A driver that continues the run recorded in `setup.store`.
+    pub fn resume(setup: RunSetup<E>) -> Result<Driver<E>, DriverError> {
+        let mut state = RunState::new(setup.dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+        let mut records = BTreeMap::new();
+        for stage in setup.dag.stages.keys() {
+            let Some(record) = setup.store.stage(&setup.run_id, stage)? else { continue };
+            let mut outcomes = vec![ShardOutcome::Pending; record.shards_total as usize];
+            for (index, shard) in setup.store.shards(&setup.run_id, stage)? {
+                if let Some(slot) = outcomes.get_mut(index as usize) {
+                    *slot = shard.outcome;
+                }
+            }
+            state.restore_stage(stage, record.status, outcomes);
+            records.insert(stage.clone(), record);
+        }
+        Ok(Driver {
+            setup,
+            state,
+            records,
+            started: Instant::now(),
+            outcome: None,
+            resuming: true,
+            lost: Default::default(),
+        })
+    }
+
+    /// Finishes publishing the running stages, then what the restored state calls for.
+    pub(super) async fn resume_effects(&mut self) -> Result<Vec<Effect>, DriverError> {
+        let mut effects = Vec::new();
+        let running: Vec<String> = self.state.running_stages().map(str::to_string).collect();
+        for stage in running {
+            let record = self.records[&stage].clone();
+            let planned = if record.published < record.shards_total {
+                match self.stage_shards(&stage) {
+                    Ok(planned) if planned.shards.len() as u32 == record.shards_total => planned,
+                    Ok(planned) => {
+                        let (before, now) = (record.shards_total, planned.shards.len());
+                        tracing::error!(stage, before, now, "the stage's input changed while it was being published");
+                        effects.extend(self.state.stage_aborted(&stage));
+                        continue;
+                    }
+                    Err(reason) => {
+                        tracing::error!(stage, %reason, "stage cannot be resumed");
+                        effects.extend(self.state.stage_aborted(&stage));
+                        continue;
+                    }
+                }
+            } else {
+                PlannedStage { objects: record.objects_in, shards: Vec::new() }
+            };
+            tracing::info!(stage, published = record.published, total = record.shards_total, "resuming stage");
+            effects.extend(self.publish_stage(&stage, planned).await?);
+        }
+        effects.extend(self.state.resume());
+        Ok(effects)
+    }
+}
