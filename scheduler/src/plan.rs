@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use concurrent_mlflow::artifacts::ArtifactError;
 use concurrent_mlflow::tracking::MlflowClient;
 use concurrent_proto::InputObject;
 
@@ -23,10 +24,10 @@ pub type Plan = BTreeMap<String, PlannedStage>;
 
 /// A stage's input could not be listed or partitioned.
 #[derive(Debug, thiserror::Error)]
-#[error("stages.{stage}.{field}: {source}")]
+#[error("{place}: {source}")]
 pub struct PlanError {
-    pub stage: String,
-    pub field: &'static str,
+    /// Where in the DAG: `input` (the DAG's), `stages.<stage>.input` or `stages.<stage>.partition`.
+    pub place: String,
     #[source]
     pub source: PlanErrorKind,
 }
@@ -34,6 +35,8 @@ pub struct PlanError {
 /// Why planning a stage failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanErrorKind {
+    #[error("{} not found", path.display())]
+    NotFound { path: std::path::PathBuf },
     #[error(transparent)]
     Input(#[from] InputError),
     #[error(transparent)]
@@ -54,20 +57,34 @@ pub async fn plan_stages(
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::new();
     for stage in dag.order().into_iter().filter(|s| stages.contains(&s.name)) {
-        let fail = |field: &'static str, source: PlanErrorKind| PlanError { stage: stage.name.clone(), field, source };
+        let input_place = if stage.input.is_some() { format!("stages.{}.input", stage.name) } else { "input".into() };
         let objects = match inputs::source_of(dag, stage) {
             StageInput::Upstream(_) => continue,
             StageInput::Nothing => {
                 plan.insert(stage.name.clone(), PlannedStage { objects: 0, shards: vec![Vec::new()] });
                 continue;
             }
-            StageInput::Uri(uri) => inputs::list_uri(uri, mlflow).await.map_err(|e| fail("input", e.into()))?,
+            StageInput::Uri(uri) => inputs::list_uri(uri, mlflow)
+                .await
+                .map_err(|error| PlanError { place: input_place, source: listing_error(error) })?,
         };
         let planned = shard_objects(objects, &stage.include, &stage.partition, stage.parallelism)
-            .map_err(|e| fail("partition", e.into()))?;
+            .map_err(|error| PlanError { place: format!("stages.{}.partition", stage.name), source: error.into() })?;
         plan.insert(stage.name.clone(), planned);
     }
     Ok(plan)
+}
+
+/// A missing local input is named plainly; other listing errors keep their cause.
+fn listing_error(error: InputError) -> PlanErrorKind {
+    match error {
+        InputError::Artifact(ArtifactError::Io { path, source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            PlanErrorKind::NotFound { path }
+        }
+        other => PlanErrorKind::Input(other),
+    }
 }
 
 /// Applies `include` and the partitioning of a stage to its input objects.

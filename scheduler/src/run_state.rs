@@ -417,4 +417,45 @@ mod tests {
         let (_, effects) = run.apply_result("c", 0, true, true);
         assert!(effects.contains(&Effect::StartStage("d".into())));
     }
+
+    #[test]
+    fn a_restored_run_ends_stages_whose_shards_were_all_decided_and_starts_the_next() {
+        let mut run = chain();
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Succeeded]);
+        let effects = run.resume();
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Effect::StartStage("b".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_restored_stage_keeps_its_decided_shards_when_publishing_resumes() {
+        let mut run = chain();
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Pending]);
+        assert!(run.resume().is_empty());
+        assert!(run.stage_published("a", 2).is_empty());
+        assert_eq!(run.backlog("a"), 1, "the shard decided before the restart stays decided");
+        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Duplicate);
+    }
+
+    #[test]
+    fn a_restored_run_whose_stages_all_ended_ends() {
+        let mut run = chain();
+        run.restore_stage("a", StageStatus::Succeeded, vec![ShardOutcome::Succeeded]);
+        run.restore_stage("b", StageStatus::Failed, vec![ShardOutcome::Failed]);
+        assert_eq!(run.resume(), vec![Effect::SkipStage("c".into()), Effect::EndRun(RunOutcome::Failed)]);
+    }
+
+    #[test]
+    fn an_aborted_stage_fails() {
+        let mut run = chain();
+        run.start();
+        let effects = run.stage_aborted("a");
+        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
+        assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Failed)));
+    }
 }

@@ -85,7 +85,7 @@ impl RunTree {
     pub async fn kill_running_children(&self, parent: &str) -> Result<usize, MlflowError> {
         let parent_run = self.client.get_run(parent).await?;
         let filter = format!("tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'");
-        let running = self.client.search_runs(&[parent_run.info.experiment_id.clone()], &filter).await?;
+        let running = self.client.search_runs(std::slice::from_ref(&parent_run.info.experiment_id), &filter).await?;
         for run in &running {
             self.client.set_tag(&run.info.run_id, "concurrent.lost", "true").await?;
             self.client.update_run(&run.info.run_id, RunStatus::Killed).await?;

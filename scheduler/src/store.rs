@@ -232,6 +232,7 @@ mod tests {
         StageRecord {
             status: StageStatus::Running,
             shards_total: 3,
+            published: 3,
             objects_in: 7,
             mlflow_run_id: Some("m1".into()),
             started_ms: Some(1),
@@ -248,6 +249,10 @@ mod tests {
                 run_id: "r1".into(),
                 dag_name: "d".into(),
                 dag_path: "/x/dag.yaml".into(),
+                dag_text: "name: d".into(),
+                base_dir: "/x".into(),
+                input_override: None,
+                parameter_overrides: vec![("a".into(), "size".into(), "3".into())],
                 tracking: None,
                 status: RunStatus::Running,
                 created_ms: 5,
@@ -263,7 +268,9 @@ mod tests {
             store.flush().await.unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
-        assert_eq!(store.run("r1").unwrap().unwrap().dag_name, "d");
+        let run = store.run("r1").unwrap().unwrap();
+        assert_eq!((run.dag_name.as_str(), run.dag_text.as_str()), ("d", "name: d"));
+        assert_eq!(run.parameter_overrides, vec![("a".to_string(), "size".to_string(), "3".to_string())]);
         assert_eq!(store.stage("r1", "a").unwrap(), Some(stage_record()));
         let shards: Vec<u32> = store.shards("r1", "a").unwrap().into_iter().map(|(i, _)| i).collect();
         assert_eq!(shards, vec![2, 300], "a stage's shards, in order, and not those of a stage whose name extends it");

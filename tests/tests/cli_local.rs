@@ -101,6 +101,5 @@ fn with_nothing_configured_run_starts_and_stops_its_own_nats_and_mlflow() {
     let state = dir.path().join(".concurrent");
     assert!(state.join("mlflow/mlflow.db").is_file(), "the default state dir holds MLflow's store");
     assert!(state.join("nats/jetstream").is_dir(), "and the JetStream store");
-    let leftovers = std::process::Command::new("pgrep").args(["-f", &state.display().to_string()]).output().unwrap();
-    assert!(leftovers.stdout.is_empty(), "children left behind: {}", String::from_utf8_lossy(&leftovers.stdout));
+    assert_no_process_left(&state.display().to_string());
 }

@@ -57,17 +57,17 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
     let concurrent_run_id = tag(dag_run, "concurrent.run_id").expect("concurrent.run_id tag");
     assert_eq!(run_name(dag_run), format!("image-preprocess-{concurrent_run_id}"));
     assert_eq!(tag(dag_run, "concurrent.dag"), Some("image-preprocess"));
-    assert_eq!(status(dag_run), "FINISHED");
+    assert_eq!(run_status(dag_run), "FINISHED");
     assert!(String::from_utf8(rest.artifact(dag_run, "concurrent/dag.yaml")).unwrap().contains("thumbnails"));
 
-    let stages = children_of(&runs, run_id(dag_run));
+    let stages = children_of(&runs, mlflow_run_id(dag_run));
     let names: BTreeSet<&str> = stages.iter().map(|r| run_name(r)).collect();
     assert_eq!(names, BTreeSet::from(["histograms", "thumbnails"]));
     let stage = |name: &str| *stages.iter().find(|r| run_name(r) == name).unwrap();
     let thumbnails = stage("thumbnails");
     let histograms = stage("histograms");
     for (run, shards) in [(thumbnails, 4.0), (histograms, 2.0)] {
-        assert_eq!(status(run), "FINISHED");
+        assert_eq!(run_status(run), "FINISHED");
         assert_eq!(tag(run, "concurrent.stage"), Some(run_name(run)));
         assert_eq!(tag(run, "mlflow.source.type"), Some("PROJECT"));
         assert_eq!(tag(run, "mlflow.project.entryPoint"), Some("main"));
@@ -86,37 +86,37 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
     assert_eq!(param(thumbnails, "size"), Some("32"));
 
     let inputs: BTreeSet<String> = files_under(&images).into_iter().collect();
-    let thumbnail_shards = children_of(&runs, run_id(thumbnails));
+    let thumbnail_shards = children_of(&runs, mlflow_run_id(thumbnails));
     assert_eq!(thumbnail_shards.len(), 4, "one run per shard, no retries");
     let mut thumbs = Vec::new();
     for shard in &thumbnail_shards {
-        assert_eq!(status(shard), "FINISHED");
+        assert_eq!(run_status(shard), "FINISHED");
         assert!(run_name(shard).starts_with("thumbnails-"));
         assert_eq!(tag(shard, "concurrent.attempt"), Some("1"));
         assert_eq!(tag(shard, "concurrent.cluster"), Some("local"));
         assert!(tag(shard, "concurrent.worker").is_some());
         assert_eq!(param(shard, "size"), Some("32"));
         assert_eq!(metric(shard, "objects_in"), Some(50.0));
-        assert!(rest.artifact_files(run_id(shard), "logs").contains(&"entry_point.log".to_string()));
-        thumbs.extend(rest.artifact_files(run_id(shard), "outputs"));
+        assert!(rest.artifact_files(mlflow_run_id(shard), "logs").contains(&"entry_point.log".to_string()));
+        thumbs.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
     }
     let thumb_set: BTreeSet<String> = thumbs.iter().cloned().collect();
     assert_eq!(thumbs.len(), thumb_set.len(), "no thumbnail twice");
     assert_eq!(thumb_set, inputs, "exactly one thumbnail per input image, paths kept");
 
-    let histogram_shards = children_of(&runs, run_id(histograms));
+    let histogram_shards = children_of(&runs, mlflow_run_id(histograms));
     assert_eq!(histogram_shards.len(), 2);
     let mut jsons = Vec::new();
     for shard in &histogram_shards {
-        assert_eq!(status(shard), "FINISHED");
+        assert_eq!(run_status(shard), "FINISHED");
         assert_eq!(metric(shard, "images"), Some(100.0), "the metric logged by the script itself");
-        jsons.extend(rest.artifact_files(run_id(shard), "outputs"));
+        jsons.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
     }
     let expected: BTreeSet<String> = inputs.iter().map(|p| format!("{p}.json")).collect();
     assert_eq!(jsons.len(), expected.len(), "no histogram twice");
     assert_eq!(jsons.into_iter().collect::<BTreeSet<_>>(), expected, "one histogram per thumbnail");
     let sample = histogram_shards[0];
-    let name = rest.artifact_files(run_id(sample), "outputs").remove(0);
+    let name = rest.artifact_files(mlflow_run_id(sample), "outputs").remove(0);
     let histogram: Value = serde_json::from_slice(&rest.artifact(sample, &format!("outputs/{name}"))).unwrap();
     assert!(histogram["width"].as_u64().unwrap() <= 32, "histograms are of the thumbnails: {histogram}");
 }
@@ -149,17 +149,17 @@ fn a_shard_that_keeps_failing_fails_its_stage_and_the_dag_and_downstream_never_s
     let rest = MlflowRest::new(&mlflow.uri);
     let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
     let dag_run = runs.iter().find(|r| tag(r, "mlflow.parentRunId").is_none()).unwrap();
-    assert_eq!(status(dag_run), "FAILED");
-    let stages = children_of(&runs, run_id(dag_run));
+    assert_eq!(run_status(dag_run), "FAILED");
+    let stages = children_of(&runs, mlflow_run_id(dag_run));
     assert_eq!(stages.len(), 1, "the downstream stage never started");
     let copy = stages[0];
     assert_eq!(run_name(copy), "copy");
-    assert_eq!(status(copy), "FAILED");
+    assert_eq!(run_status(copy), "FAILED");
     assert_eq!(metric(copy, "shards_failed"), Some(1.0));
     assert_eq!(metric(copy, "shards_succeeded"), Some(3.0));
 
-    let shards = children_of(&runs, run_id(copy));
-    let failed: Vec<&&Value> = shards.iter().filter(|r| status(r) == "FAILED").collect();
+    let shards = children_of(&runs, mlflow_run_id(copy));
+    let failed: Vec<&&Value> = shards.iter().filter(|r| run_status(r) == "FAILED").collect();
     assert_eq!(failed.len(), 2, "the first attempt and one retry, each its own FAILED run");
     let names: BTreeSet<&str> = failed.iter().map(|r| run_name(r)).collect();
     assert_eq!(names, BTreeSet::from(["copy-1", "copy-1-a2"]));
@@ -167,5 +167,5 @@ fn a_shard_that_keeps_failing_fails_its_stage_and_the_dag_and_downstream_never_s
         let log = String::from_utf8(rest.artifact(attempt, "logs/entry_point.log")).unwrap();
         assert!(log.contains("failing on purpose"), "the log of a failed attempt is kept: {log}");
     }
-    assert_eq!(shards.iter().filter(|r| status(r) == "FINISHED").count(), 3);
+    assert_eq!(shards.iter().filter(|r| run_status(r) == "FINISHED").count(), 3);
 }

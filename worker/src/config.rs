@@ -27,6 +27,9 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Keep the attempt directory of a failed attempt (for debugging).
     pub keep_failed: bool,
+    /// Stop as on SIGTERM when standard input closes: the process that started this worker
+    /// (the local executor) is gone.
+    pub stop_when_stdin_closes: bool,
 }
 
 /// The default worker id: `<hostname>-<pid>`.

@@ -23,9 +23,10 @@
 //!   the connection drops or comes back is abandoned (its request may have died with the
 //!   server) and sent again; a pull that fails is retried with backoff (100 ms to 5 s). Time
 //!   while NATS is unreachable is not idle time: the idle clock restarts when the connection
-//!   comes back, so an outage never makes a worker exit. A result is published again, with
-//!   the same `Nats-Msg-Id` (JetStream keeps one copy), until JetStream acks it, for up to
-//!   2 minutes; then the worker exits 1 and the unacked shard is redelivered. An ack, nak or
+//!   comes back, so an outage never makes a worker exit idle; one longer than 2 minutes
+//!   ([`MAX_NATS_OUTAGE`]) while it waits for a shard makes it exit 3. A result is
+//!   published again, with the same `Nats-Msg-Id` (JetStream keeps one copy), until
+//!   JetStream acks it, for up to 2 minutes; then the worker exits 1 and the unacked shard is redelivered. An ack, nak or
 //!   term that fails after the result is stored is logged at warn: the shard comes back and
 //!   the scheduler ignores the duplicate result.
 //! - **MLflow is unreachable** (connection errors, timeouts, 429, 5xx). Every MLflow request
@@ -118,10 +119,17 @@ impl WorkerError {
     }
 }
 
+/// A worker waiting for a shard exits 3 when NATS stays unreachable this long (a running
+/// attempt is not cut short by an outage; its result is published within `PUBLISH_BUDGET`).
+pub const MAX_NATS_OUTAGE: Duration = Duration::from_secs(120);
+
 /// Serves the stage until it has nothing left for this worker; `Ok` means a clean exit.
 pub async fn run(config: Config) -> Result<(), WorkerError> {
     let cancel = CancellationToken::new();
     stop_on_signals(cancel.clone())?;
+    if config.stop_when_stdin_closes {
+        stop_when_stdin_closes(cancel.clone());
+    }
     let link =
         Link::connect(&config.nats_url, &config.worker_id, config.connect_timeout).await.map_err(QueueError::from)?;
     let js = async_nats::jetstream::new(link.client().clone());
@@ -173,7 +181,15 @@ async fn serve(
         if !link.is_up() {
             tracing::info!("waiting for NATS to come back; the idle clock is paused");
             tokio::select! {
-                () = link.up() => tracing::info!("NATS is back; pulling again"),
+                back = tokio::time::timeout(MAX_NATS_OUTAGE, link.up()) => match back {
+                    Ok(()) => tracing::info!("NATS is back; pulling again"),
+                    Err(_) => {
+                        tracing::error!(waited = ?MAX_NATS_OUTAGE, "NATS stayed unreachable: exiting");
+                        let url = link.url().to_string();
+                        let unreachable = link::Unreachable { url, waited: MAX_NATS_OUTAGE, source: None };
+                        return Err(QueueError::from(unreachable).into());
+                    }
+                },
                 () = cancel.cancelled() => continue,
             }
             idle.restart();
@@ -216,6 +232,22 @@ async fn serve(
             }
         }
     }
+}
+
+/// Cancels `cancel` when standard input reaches its end (the parent process is gone). A plain
+/// thread, not tokio's blocking pool, so that it never holds up the worker's exit.
+fn stop_when_stdin_closes(cancel: CancellationToken) {
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 64];
+        let mut stdin = std::io::stdin();
+        while let Ok(read) = std::io::Read::read(&mut stdin, &mut buffer) {
+            if read == 0 {
+                break;
+            }
+        }
+        tracing::warn!("standard input closed: the parent is gone, stopping");
+        cancel.cancel();
+    });
 }
 
 /// Cancels `cancel` on SIGTERM or SIGINT: a running entry point is killed and reported

@@ -34,6 +34,7 @@ pub struct Unreachable {
 /// A connection to NATS that reconnects by itself, and its health.
 #[derive(Clone)]
 pub struct Link {
+    url: String,
     client: Client,
     changes: watch::Receiver<u64>,
 }
@@ -57,11 +58,16 @@ impl Link {
             });
         let unreachable = |source| Unreachable { url: url.to_string(), waited: within, source };
         let client = options.connect(url).await.map_err(|e| unreachable(Some(e)))?;
-        let link = Link { client, changes };
+        let link = Link { url: url.to_string(), client, changes };
         if tokio::time::timeout(within, link.up()).await.is_err() {
             return Err(unreachable(None));
         }
         Ok(link)
+    }
+
+    /// The URL it connects to.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The client (for JetStream).

@@ -45,6 +45,10 @@ struct Cli {
     /// Keep the attempt dir of failed attempts, for debugging.
     #[arg(long)]
     keep_failed: bool,
+    /// Stop as on SIGTERM when standard input closes (the local executor keeps it open while
+    /// it lives, so workers never outlive their scheduler).
+    #[arg(long)]
+    stop_when_stdin_closes: bool,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         work_dir,
         cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),
         keep_failed: cli.keep_failed,
+        stop_when_stdin_closes: cli.stop_when_stdin_closes,
     };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| (1, format!("starting the async runtime: {e}")))?;
     let result = runtime.block_on(concurrent_worker::run(config));

@@ -16,8 +16,8 @@ pub fn print_summary(summary: &RunSummary, services: &Services, state_dir: &Path
     println!();
     println!("run {} {outcome} in {:.1} s", summary.run_id, summary.wall_s);
     println!(
-        "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>10} {:>11} {:>9}",
-        "stage", "status", "shards", "ok", "failed", "attempts", "objects in", "objects out", "time (s)"
+        "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>10} {:>11} {:>9}",
+        "stage", "status", "shards", "ok", "failed", "attempts", "duplicates", "objects in", "objects out", "time (s)"
     );
     for stage in &summary.stages {
         let status = match stage.status {
@@ -28,13 +28,14 @@ pub fn print_summary(summary: &RunSummary, services: &Services, state_dir: &Path
             StageStatus::Skipped => "skipped",
         };
         println!(
-            "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>10} {:>11} {:>9.1}",
+            "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>10} {:>11} {:>9.1}",
             stage.stage,
             status,
             stage.shards_total,
             stage.shards_succeeded,
             stage.shards_failed,
             stage.attempts,
+            stage.duplicates,
             stage.objects_in,
             stage.objects_out,
             stage.duration_s

@@ -2,13 +2,15 @@
 
 use std::time::Duration;
 
+use super::quote::quote;
+
 /// The start of the message for a value that is not a duration.
 pub const DURATION_EXPECTED: &str = "expected a duration like 10m, 30s, 1h30m or 500ms";
 
 /// Parses `<n><unit>…` with units `h`, `m`, `s`, `ms`, each at most once and in that order.
 /// Returns a message for the place's error on failure; zero is an error.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{DURATION_EXPECTED}, found {text:?}");
+    let bad = || format!("{DURATION_EXPECTED}, found {}", quote(text));
     let mut rest = text.trim();
     if rest.is_empty() {
         return Err(bad());

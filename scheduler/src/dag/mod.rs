@@ -15,6 +15,7 @@ mod parse;
 mod project_check;
 mod project_ref;
 mod quantity;
+mod quote;
 mod rules;
 mod stage;
 mod syntax;

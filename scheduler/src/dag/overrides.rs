@@ -1,11 +1,12 @@
 //! Command-line overrides: `-P STAGE.PARAM=VALUE`.
 
 use super::error::SpecError;
+use super::quote::as_typed;
 
 /// Parses `STAGE.PARAM=VALUE` (`thumbnails.size=64`) into `(stage, param, value)`; the value
 /// may contain `=` and be empty.
 pub fn parse_override(s: &str) -> Result<(String, String, String), SpecError> {
-    let bad = || SpecError::new(format!("-P {s}"), "expected STAGE.PARAM=VALUE");
+    let bad = || SpecError::new(format!("-P {}", as_typed(s)), "expected STAGE.PARAM=VALUE");
     let (key, value) = s.split_once('=').ok_or_else(bad)?;
     let (stage, param) = key.trim().split_once('.').ok_or_else(bad)?;
     if stage.is_empty() || param.is_empty() {

@@ -11,11 +11,12 @@ use super::LoadOptions;
 use super::error::{Errors, SpecError, SpecErrors};
 use super::model::{Dag, InputSource, Overrides, Stage};
 use super::project_check::check_project;
+use super::quote::{key, named, quote};
 use super::rules::check_graph;
 use super::stage::read_stage;
 use super::syntax::parse_yaml;
 use super::uri::parse_input;
-use super::value::{Fields, nonempty_string};
+use super::value::{Fields, describe, join, nonempty_string};
 
 static DAG_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{1,63}$").ok());
 static STAGE_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,62}$").ok());
@@ -32,22 +33,20 @@ pub(crate) fn parse(
     options: &LoadOptions,
 ) -> Result<Dag, SpecErrors> {
     let root = parse_yaml(text)?;
+    if !root.is_mapping() {
+        let message = format!("the DAG file must be a map, found {}", describe(&root));
+        return Err(SpecError::new("line 1, column 1", message).into());
+    }
     let mut errors = Errors::default();
     let Some(mut f) = Fields::open(&mut errors, "", &root) else {
-        return Err(SpecErrors(
-            errors
-                .0
-                .into_iter()
-                .map(|e| SpecError::new("line 1, column 1", format!("the DAG {}", e.message)))
-                .collect(),
-        ));
+        return Err(SpecErrors(errors.0));
     };
 
     let name = match f.take("name") {
         Some(v) => nonempty_string(&mut errors, "name", v).filter(|n| {
             let ok = matches(&DAG_NAME, n);
             if !ok {
-                errors.push("name", format!("must match [a-z0-9-]{{1,63}}, found {n:?}"));
+                errors.push("name", format!("must match [a-z0-9-]{{1,63}}, found {}", quote(n)));
             }
             ok
         }),
@@ -57,13 +56,12 @@ pub(crate) fn parse(
         }
     };
     let experiment = f.take("experiment").and_then(|v| nonempty_string(&mut errors, "experiment", v));
-    let mut input = f.take("input").and_then(|v| {
-        let text = nonempty_string(&mut errors, "input", v)?;
-        // On error, `none` stands in so root stages are not also reported without input.
-        Some(parse_input(&text, base_dir).unwrap_or_else(|m| {
-            errors.push("input", m);
-            InputSource::None
-        }))
+    // When the input is present but invalid, `none` stands in, so that root stages are not
+    // also reported without an input.
+    let mut input = f.take("input").map(|v| {
+        nonempty_string(&mut errors, "input", v)
+            .and_then(|text| parse_input(&text, base_dir).map_err(|m| errors.push("input", m)).ok())
+            .unwrap_or(InputSource::None)
     });
     if let Some(uri) = &overrides.input {
         input = Some(parse_input(uri, Path::new(".")).unwrap_or_else(|m| {
@@ -85,7 +83,7 @@ pub(crate) fn parse(
                 for (key, body) in entries {
                     names.insert(key.to_string());
                     if !matches(&STAGE_NAME, key) {
-                        errors.push(format!("stages.{key}"), "stage names must match [a-z0-9][a-z0-9_-]{0,62}");
+                        errors.push(join("stages", key), "stage names must match [a-z0-9][a-z0-9_-]{0,62}");
                     }
                     if let Some(stage) = read_stage(&mut errors, key, body, base_dir) {
                         stages.insert(key.to_string(), stage);
@@ -126,14 +124,14 @@ fn apply_parameters(
 ) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut places: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (stage, param, value) in &overrides.parameters {
-        let place = format!("-P {stage}.{param}");
+        let place = format!("-P {}.{}", key(stage), key(param));
         match stages.get_mut(stage) {
             Some(s) => {
                 s.parameters.insert(param.clone(), value.clone());
                 places.entry(stage.clone()).or_default().insert(param.clone(), place);
             }
             None if names.contains(stage) => {} // the stage has errors of its own
-            None => errors.push(place, format!("unknown stage `{stage}`")),
+            None => errors.push(place, format!("unknown stage {}", named(stage))),
         }
     }
     places

@@ -9,7 +9,9 @@ use concurrent_mlflow::project::{MlProject, ProjectError};
 use super::error::Errors;
 use super::model::{ProjectRef, Stage};
 use super::project_ref::fetch_git;
+use super::quote::{named, quote};
 use super::uri::normalize;
+use super::value::join;
 
 /// Sets `stage.project_dir` and checks the entry point and parameters. `param_places` maps a
 /// parameter name to where it was given when that is not the DAG file (`-P stage.param`).
@@ -20,8 +22,8 @@ pub(crate) fn check_project(
     git_cache: &Path,
     param_places: &BTreeMap<String, String>,
 ) {
-    let place = format!("stages.{}", stage.name);
-    let project_place = format!("{place}.project");
+    let place = join("stages", &stage.name);
+    let project_place = join(&place, "project");
     let dir = match &stage.project {
         ProjectRef::Local(path) => normalize(&base_dir.join(path)),
         ProjectRef::Git { url, subdir, rev } => match fetch_git(url, rev.as_deref(), git_cache) {
@@ -30,7 +32,12 @@ pub(crate) fn check_project(
         },
     };
     if !dir.is_dir() {
-        return errors.push(project_place, format!("directory {} not found", dir.display()));
+        let problem = if dir.exists() {
+            format!("{} is not a directory", dir.display())
+        } else {
+            format!("directory {} not found", dir.display())
+        };
+        return errors.push(project_place, problem);
     }
     stage.project_dir = dir.canonicalize().unwrap_or(dir);
     let dir = &stage.project_dir;
@@ -41,7 +48,7 @@ pub(crate) fn check_project(
         }
         Err(e) => return errors.push(project_place, e.to_string()),
     };
-    let entry_place = format!("{place}.entry_point");
+    let entry_place = join(&place, "entry_point");
     let entry = match project.entry_point(dir, &stage.entry_point) {
         Ok(entry) => entry,
         Err(ProjectError::NoEntryPoint { declared, .. }) => {
@@ -49,8 +56,8 @@ pub(crate) fn check_project(
             return errors.push(
                 entry_place,
                 format!(
-                    "no entry point `{}` in the MLproject of {} (declared: {declared})",
-                    stage.entry_point,
+                    "no entry point {} in the MLproject of {} (declared: {declared})",
+                    named(&stage.entry_point),
                     dir.display()
                 ),
             );
@@ -60,7 +67,7 @@ pub(crate) fn check_project(
 
     let before = errors.0.len();
     let param_place =
-        |name: &str| param_places.get(name).cloned().unwrap_or_else(|| format!("{place}.parameters.{name}"));
+        |name: &str| param_places.get(name).cloned().unwrap_or_else(|| join(&join(&place, "parameters"), name));
     let declared = || {
         let names: Vec<&str> = entry.parameters.keys().map(String::as_str).collect();
         if names.is_empty() { "none".to_string() } else { names.join(", ") }
@@ -69,7 +76,7 @@ pub(crate) fn check_project(
         match entry.parameters.get(name) {
             None => errors.push(
                 param_place(name),
-                format!("unknown parameter of entry point `{}` (declared: {})", stage.entry_point, declared()),
+                format!("unknown parameter of entry point {} (declared: {})", named(&stage.entry_point), declared()),
             ),
             Some(param) => {
                 if let Err(e) = param.check_value(name, value) {
@@ -83,10 +90,11 @@ pub(crate) fn check_project(
         let given = stage.parameters.contains_key(name) || param.default.is_some();
         if !given && !filled.contains(&name.as_str()) {
             errors.push(
-                format!("{place}.parameters"),
+                join(&place, "parameters"),
                 format!(
-                    "missing parameter `{name}` (entry point `{}` declares it without a default)",
-                    stage.entry_point
+                    "missing parameter {} (entry point {} declares it without a default)",
+                    named(name),
+                    named(&stage.entry_point)
                 ),
             );
         }
@@ -94,14 +102,14 @@ pub(crate) fn check_project(
     if errors.0.len() == before
         && let Err(e) = entry.check_parameters(&stage.parameters, &filled)
     {
-        errors.push(entry_place, format!("entry point `{}` cannot be used: {e}", stage.entry_point));
+        errors.push(entry_place, format!("entry point {} cannot be used: {e}", named(&stage.entry_point)));
     }
 }
 
 fn bad_value_message(e: &concurrent_mlflow::project::ParamError) -> String {
     match e {
         concurrent_mlflow::project::ParamError::BadValue { kind, value, reason, .. } => {
-            format!("expected {}, found {value:?} ({reason})", kind.as_str())
+            format!("expected {}, found {} ({reason})", kind.as_str(), quote(value))
         }
         other => other.to_string(),
     }

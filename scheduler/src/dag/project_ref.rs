@@ -10,6 +10,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use super::model::ProjectRef;
+use super::quote::quote;
 
 /// Parses `URL#subdir@rev` (both parts of the fragment optional).
 pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
@@ -31,7 +32,7 @@ pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
         Some(s) => {
             let safe = Path::new(s).components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
             if !safe {
-                return Err(format!("the subdirectory {s:?} must be a relative path inside the repository"));
+                return Err(format!("the subdirectory {} must be a relative path inside the repository", quote(s)));
             }
             Some(s.to_string())
         }
@@ -40,7 +41,7 @@ pub fn parse_git(spec: &str) -> Result<ProjectRef, String> {
         None => None,
         Some("") => return Err("empty revision after `@`".into()),
         Some(r) if r.starts_with('-') || r.contains(char::is_whitespace) => {
-            return Err(format!("invalid revision {r:?}"));
+            return Err(format!("invalid revision {}", quote(r)));
         }
         Some(r) => Some(r.to_string()),
     };
@@ -54,7 +55,7 @@ fn check_git_url(url: &str) -> Result<(), String> {
         return Err(expected.into());
     }
     if url.starts_with('-') || url.contains(char::is_whitespace) {
-        return Err(format!("{expected}, found {url:?}"));
+        return Err(format!("{expected}, found {}", quote(url)));
     }
     if let Ok(parsed) = url::Url::parse(url)
         && matches!(parsed.scheme(), "https" | "http" | "ssh" | "git" | "file")
@@ -63,7 +64,7 @@ fn check_git_url(url: &str) -> Result<(), String> {
     }
     let scp_like =
         url.split_once(':').is_some_and(|(host, path)| host.contains('@') && !host.contains('/') && !path.is_empty());
-    if scp_like { Ok(()) } else { Err(format!("{expected}, found {url:?}")) }
+    if scp_like { Ok(()) } else { Err(format!("{expected}, found {}", quote(url))) }
 }
 
 /// Why a git project could not be fetched.

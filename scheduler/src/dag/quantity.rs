@@ -6,6 +6,8 @@ use regex::Regex;
 use serde_yaml::Value;
 
 use super::error::Errors;
+use super::quote::quote;
+use super::syntax::big_integer;
 use super::value::{describe, python_float};
 
 static QUANTITY: LazyLock<Option<Regex>> = LazyLock::new(|| {
@@ -20,6 +22,7 @@ pub fn is_quantity(s: &str) -> bool {
 /// Reads a quantity written as a string or a number (`cpu: 1`).
 pub(crate) fn quantity(errors: &mut Errors, place: &str, v: &Value) -> Option<String> {
     let text = match v {
+        _ if big_integer(v).is_some() => big_integer(v).unwrap_or_default().to_string(),
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) if n.is_u64() => n.to_string(),
         Value::Number(n) if n.as_f64().is_some_and(|f| f >= 0.0 && f.is_finite()) => {
@@ -34,7 +37,8 @@ pub(crate) fn quantity(errors: &mut Errors, place: &str, v: &Value) -> Option<St
         }
     };
     if !is_quantity(&text) {
-        errors.push(place, format!("expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {text:?}"));
+        errors
+            .push(place, format!("expected a Kubernetes quantity like 1, 500m, 2Gi or 512Mi, found {}", quote(&text)));
         return None;
     }
     Some(text)

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::Errors;
 use super::model::{InputSource, Stage};
+use super::quote::{key, named};
+use super::value::join;
 
 /// Checks the edges and inputs of `stages`. `names` holds every stage key of the file (also
 /// those whose body had errors, so they are not reported again as unknown); `dag_input` is the
@@ -16,24 +18,25 @@ pub(crate) fn check_graph(
     dag_input: Option<&InputSource>,
 ) {
     for stage in stages.values() {
-        let place = format!("stages.{}.after", stage.name);
+        let place = join(&join("stages", &stage.name), "after");
         for up in &stage.after {
             if up == &stage.name {
                 errors.push(&place, "a stage cannot run after itself");
             } else if !names.contains(up) {
-                errors.push(&place, format!("unknown stage `{up}`"));
+                errors.push(&place, format!("unknown stage {}", named(up)));
             }
         }
         if stage.after.is_empty() && stage.input.is_none() && dag_input.is_none() {
             errors.push(
-                format!("stages.{}", stage.name),
+                join("stages", &stage.name),
                 "a root stage needs an input: set `input` on the DAG or on the stage, or pass \
                  --input (`input: none` runs one shard without inputs)",
             );
         }
     }
     for cycle in cycles(stages) {
-        errors.push(format!("stages.{}.after", cycle[0]), format!("cycle: {}", cycle.join(" -> ")));
+        let names: Vec<String> = cycle.iter().map(|name| key(name)).collect();
+        errors.push(join(&join("stages", &cycle[0]), "after"), format!("cycle: {}", names.join(" -> ")));
     }
 }
 

@@ -11,9 +11,10 @@ use super::error::Errors;
 use super::model::{Partition, ProjectRef, Resources, Stage};
 use super::project_ref::parse_git;
 use super::quantity::quantity;
+use super::quote::quote;
 use super::uri::parse_input;
-use super::value::{Fields, describe, integer, nonempty_string, scalar_string, string_list};
-use crate::partition::Include;
+use super::value::{Fields, describe, integer, join, nonempty_string, scalar_string, string_list};
+use crate::partition::{Include, PartitionError};
 
 /// Default extra attempts per shard.
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -24,7 +25,7 @@ pub const DEFAULT_ENTRY_POINT: &str = "main";
 
 /// Reads `stages.<name>`; `None` when the stage is unusable (errors are recorded).
 pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &Path) -> Option<Stage> {
-    let place = format!("stages.{name}");
+    let place = join("stages", name);
     let mut f = Fields::open(errors, &place, v)?;
     let before = errors.0.len();
 
@@ -145,10 +146,8 @@ fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> BTreeMap<Stri
             Some(s) => {
                 params.insert(name.to_string(), s);
             }
-            None => errors.push(
-                format!("{place}.{name}"),
-                format!("expected a string, number or boolean, found {}", describe(value)),
-            ),
+            None => errors
+                .push(join(place, name), format!("expected a string, number or boolean, found {}", describe(value))),
         }
     }
     params
@@ -157,11 +156,27 @@ fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> BTreeMap<Stri
 fn read_include(errors: &mut Errors, place: &str, v: &Value) -> Vec<String> {
     let globs = string_list(errors, place, v);
     for (i, glob) in globs.iter().enumerate() {
-        if let Err(e) = Include::new(std::slice::from_ref(glob)) {
-            errors.push(format!("{place}[{i}]"), e.to_string());
-        }
+        let problem = match Include::new(std::slice::from_ref(glob)) {
+            Ok(_) => continue,
+            // globset's own message names the pattern as rewritten (`**/[a-`): name the glob
+            // as written instead.
+            Err(PartitionError::Glob { source, .. }) => {
+                format!("invalid include glob {}: {}", quote(glob), source.kind())
+            }
+            Err(PartitionError::EmptyGlob { .. }) => format!("include glob {} is empty", quote(glob)),
+            Err(other) => other.to_string(),
+        };
+        errors.push(format!("{place}[{i}]"), problem);
     }
     globs
+}
+
+/// What is wrong with a regex, on one line: the regex crate's syntax errors show the pattern
+/// and a caret over several lines, and end with `error: <what>`.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 fn read_partition(errors: &mut Errors, place: &str, v: &Value) -> Option<Partition> {
@@ -204,7 +219,7 @@ fn read_partition(errors: &mut Errors, place: &str, v: &Value) -> Option<Partiti
             let regex = match regex::Regex::new(&text) {
                 Ok(r) => r,
                 Err(e) => {
-                    errors.push(&p, format!("invalid regex: {e}"));
+                    errors.push(&p, format!("invalid regex: {}", regex_problem(&e)));
                     return None;
                 }
             };
@@ -222,7 +237,7 @@ fn read_partition(errors: &mut Errors, place: &str, v: &Value) -> Option<Partiti
             if mode == "directory" { Partition::Directory } else { Partition::None }
         }
         other => {
-            errors.push(by_place, format!("{MODES}, found {:?}", other));
+            errors.push(by_place, format!("{MODES}, found {}", quote(other)));
             return None;
         }
     };

@@ -9,6 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use url::Url;
 
 use super::model::InputSource;
+use super::quote::{named, quote};
 
 /// Schemes an input URI may have.
 pub const INPUT_SCHEMES: &[&str] = &["file", "s3", "gs", "az", "http", "https", "mlflow-artifacts", "runs"];
@@ -28,7 +29,8 @@ pub fn parse_input(text: &str, base_dir: &Path) -> Result<InputSource, String> {
     let scheme = scheme.to_ascii_lowercase();
     if !INPUT_SCHEMES.contains(&scheme.as_str()) {
         return Err(format!(
-            "unsupported URI scheme `{scheme}`; expected one of {} or `none`",
+            "unsupported URI scheme {}; expected one of {} or `none`",
+            named(&scheme),
             INPUT_SCHEMES.join(", ")
         ));
     }
@@ -40,28 +42,29 @@ pub fn parse_input(text: &str, base_dir: &Path) -> Result<InputSource, String> {
                 if !path.starts_with('/') {
                     return Err(format!(
                         "a file URI needs an absolute path (file:///dir) or a relative one \
-                         (file:dir), found {text:?}"
+                         (file:dir), found {}",
+                        quote(text)
                     ));
                 }
-                Url::parse(text).map_err(|e| format!("invalid URI {text:?}: {e}"))?;
+                Url::parse(text).map_err(|e| format!("invalid URI {}: {e}", quote(text)))?;
                 Ok(InputSource::Uri(text.to_string()))
             }
         },
         "runs" => {
             let run = rest.trim_start_matches('/').split('/').next().unwrap_or("");
             if !rest.starts_with('/') || run.is_empty() {
-                return Err(format!("expected runs:/<run_id>/<path>, found {text:?}"));
+                return Err(format!("expected runs:/<run_id>/<path>, found {}", quote(text)));
             }
             Ok(InputSource::Uri(text.to_string()))
         }
         "mlflow-artifacts" => {
-            Url::parse(text).map_err(|e| format!("invalid URI {text:?}: {e}"))?;
+            Url::parse(text).map_err(|e| format!("invalid URI {}: {e}", quote(text)))?;
             Ok(InputSource::Uri(text.to_string()))
         }
         _ => {
-            let url = Url::parse(text).map_err(|e| format!("invalid URI {text:?}: {e}"))?;
+            let url = Url::parse(text).map_err(|e| format!("invalid URI {}: {e}", quote(text)))?;
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(format!("{scheme} URI needs a bucket or host, found {text:?}"));
+                return Err(format!("{scheme} URI needs a bucket or host, found {}", quote(text)));
             }
             Ok(InputSource::Uri(text.to_string()))
         }

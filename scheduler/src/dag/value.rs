@@ -3,22 +3,33 @@
 use serde_yaml::Value;
 
 use super::error::Errors;
+use super::quote::{as_typed, key, quote};
+use super::syntax::big_integer;
 
-/// `parent.child`, or `child` at the top level.
+/// `parent.child`, or `child` at the top level; `child` is a key, quoted when it would make
+/// the place ambiguous (`stages."a.b"`, `""`).
 pub(crate) fn join(parent: &str, child: &str) -> String {
-    if parent.is_empty() { child.to_string() } else { format!("{parent}.{child}") }
+    join_raw(parent, &key(child))
+}
+
+/// [`join`] of a segment already fit for a place.
+fn join_raw(parent: &str, segment: &str) -> String {
+    if parent.is_empty() { segment.to_string() } else { format!("{parent}.{segment}") }
 }
 
 /// How a value is named in "expected …, found …" messages.
 pub(crate) fn describe(v: &Value) -> String {
+    if let Some(digits) = big_integer(v) {
+        return digits.to_string();
+    }
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => n.to_string(),
-        Value::String(s) => serde_json::Value::String(s.clone()).to_string(),
+        Value::String(s) => quote(s),
         Value::Sequence(_) => "a list".into(),
         Value::Mapping(_) => "a map".into(),
-        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+        Value::Tagged(t) => format!("a value tagged {}", as_typed(&t.tag.to_string())),
     }
 }
 
@@ -39,7 +50,7 @@ impl<'a> Fields<'a> {
         for (k, v) in map {
             match k {
                 Value::String(k) => entries.push((k.as_str(), v, false)),
-                other => errors.push(join(place, &describe(other)), "field names must be strings"),
+                other => errors.push(join_raw(place, &describe(other)), "field names must be strings"),
             }
         }
         Some(Fields { place: place.to_string(), entries })
@@ -101,6 +112,14 @@ pub(crate) fn nonempty_string(errors: &mut Errors, place: &str, v: &Value) -> Op
 pub(crate) fn integer(errors: &mut Errors, place: &str, v: &Value, what: &str, min: u64, max: u64) -> Option<u32> {
     let n = match v {
         Value::Number(n) if n.is_i64() || n.is_u64() => n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)),
+        // Beyond 64 bits: out of range whatever the range. YAML reads an integer beyond 128
+        // bits as a float, so a whole float that large counts as such an integer.
+        _ if big_integer(v).is_some_and(|digits| digits.starts_with('-')) => Some(i128::MIN),
+        _ if big_integer(v).is_some() => Some(i128::MAX),
+        Value::Number(n) => n
+            .as_f64()
+            .filter(|f| f.is_finite() && f.fract() == 0.0 && f.abs() >= i128::MAX as f64)
+            .map(|f| if f < 0.0 { i128::MIN } else { i128::MAX }),
         _ => None,
     };
     let Some(n) = n else {
@@ -137,6 +156,9 @@ pub(crate) fn string_list(errors: &mut Errors, place: &str, v: &Value) -> Vec<St
 /// A scalar as Python's `str()` would print it (`True`, `128`, `0.5`, `1e+20`), as MLflow
 /// receives YAML parameter values.
 pub(crate) fn scalar_string(v: &Value) -> Option<String> {
+    if let Some(digits) = big_integer(v) {
+        return Some(digits.to_string());
+    }
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Bool(true) => Some("True".into()),

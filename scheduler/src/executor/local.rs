@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::process::{Child, ChildStdin, Command};
 
 use super::{Executor, ExecutorError, StageRef};
 
@@ -31,6 +31,8 @@ struct LocalWorker {
     id: String,
     child: Child,
     log: PathBuf,
+    /// Held open while this process lives: the worker stops when it closes.
+    _lifeline: Option<ChildStdin>,
 }
 
 /// Runs workers as local child processes.
@@ -65,7 +67,7 @@ impl LocalExecutor {
         let log_file = std::fs::File::create(&log)
             .map_err(|source| ExecutorError::LogDir { dir: log_dir.display().to_string(), source })?;
         let binary = &self.config.worker_binary;
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .arg("--nats-url")
             .arg(&self.config.nats_url)
             .args(["--run", &stage.run_id, "--stage", &stage.stage, "--worker-id", &id, "--cluster", "local"])
@@ -75,13 +77,15 @@ impl LocalExecutor {
             .arg(self.config.state_dir.join("work"))
             .arg("--cache-dir")
             .arg(self.config.state_dir.join("projects"))
-            .stdin(Stdio::null())
+            .arg("--stop-when-stdin-closes")
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
-        Ok(LocalWorker { stage: stage.clone(), id, child, log })
+        let lifeline = child.stdin.take();
+        Ok(LocalWorker { stage: stage.clone(), id, child, log, _lifeline: lifeline })
     }
 }
 

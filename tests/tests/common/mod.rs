@@ -179,12 +179,12 @@ pub fn run_name(run: &Value) -> &str {
 }
 
 /// The run's status.
-pub fn status(run: &Value) -> &str {
+pub fn run_status(run: &Value) -> &str {
     run["info"]["status"].as_str().unwrap_or_default()
 }
 
 /// The run's id.
-pub fn run_id(run: &Value) -> &str {
+pub fn mlflow_run_id(run: &Value) -> &str {
     run["info"]["run_id"].as_str().unwrap_or_default()
 }
 
@@ -192,4 +192,133 @@ pub fn run_id(run: &Value) -> &str {
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// `concurrent` running in the background; killed when dropped.
+pub struct Background {
+    child: std::process::Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Background {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// What it wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The run id it printed (`run <id>: …`), once it has.
+    pub fn run_id(&self) -> Option<String> {
+        let text = self.stderr_text();
+        let line = text.lines().find(|l| l.starts_with("run ") || l.starts_with("resuming run "))?;
+        let rest = line.strip_prefix("resuming run ").or_else(|| line.strip_prefix("run "))?;
+        Some(rest.split(':').next()?.to_string())
+    }
+
+    /// Waits for it to exit; panics with its output after `deadline`.
+    pub fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "concurrent did not exit within {deadline:?}\n--- stdout\n{}\n--- stderr\n{}",
+                    self.stdout_text(),
+                    self.stderr_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stdout and stderr, for assertion messages.
+    pub fn describe(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout_text(), self.stderr_text())
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `concurrent` with `args` in the background, its output in files under `cwd`.
+pub fn spawn_concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, name: &str) -> Background {
+    let venv = workspace_dir().join(".venv/bin");
+    let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
+    let stdout = cwd.join(format!("{name}.stdout"));
+    let stderr = cwd.join(format!("{name}.stderr"));
+    let mut command = Command::new(workspace_bin("concurrent"));
+    command.args(args).current_dir(cwd).env("PATH", path).env("MLFLOW_DISABLE_TELEMETRY", "true");
+    command.env_remove("NATS_URL").env_remove("MLFLOW_TRACKING_URI");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout).unwrap())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .expect("starting concurrent");
+    Background { child, stdout, stderr }
+}
+
+/// Waits until `done` holds, polling; panics naming `what` after `deadline`.
+pub fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Process ids whose command line contains `pattern` (`pgrep -f`).
+pub fn pids_matching(pattern: &str) -> Vec<u32> {
+    let output = Command::new("pgrep").args(["-f", "--", pattern]).output().expect("pgrep");
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Sends a signal (`KILL`, `TERM`, `INT`, `STOP`, `CONT`) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill").args(["-s", name, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -s {name} {pid}");
+}
+
+/// Waits up to 10 s for every process whose command line contains `pattern` to be gone;
+/// panics listing those left.
+pub fn assert_no_process_left(pattern: &str) {
+    let start = Instant::now();
+    loop {
+        let pids = pids_matching(pattern);
+        if pids.is_empty() {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let listing = Command::new("ps")
+                .arg("-o")
+                .arg("pid,ppid,stat,args")
+                .arg("-p")
+                .arg(pids.iter().map(u32::to_string).collect::<Vec<_>>().join(","))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            panic!("processes left behind:\n{listing}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

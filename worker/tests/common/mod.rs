@@ -160,6 +160,31 @@ impl Harness {
         Ok(())
     }
 
+    /// A fresh JetStream context on a new connection (after a restart, without waiting for
+    /// the harness's own client to reconnect).
+    pub async fn fresh_js(&self) -> anyhow::Result<jetstream::Context> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(2))
+            .connect(&self.nats.url)
+            .await?;
+        Ok(jetstream::new(client))
+    }
+
+    /// Every result published so far (retried for up to `deadline` while NATS recovers).
+    pub async fn results_within(&self, deadline: Duration) -> anyhow::Result<Vec<ShardResult>> {
+        let until = Instant::now() + deadline;
+        loop {
+            match self.results().await {
+                Ok(results) => return Ok(results),
+                Err(error) if Instant::now() < until => {
+                    eprintln!("reading results: {error:#}; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
     /// Every result published so far, in order.
     pub async fn results(&self) -> anyhow::Result<Vec<ShardResult>> {
         let stream = self.js.get_stream(names::RESULTS_STREAM).await?;
@@ -179,10 +204,15 @@ impl Harness {
 
     /// The worker command for this stage, with a 1 s idle timeout.
     pub fn worker(&self) -> Command {
+        self.worker_with_idle("1s")
+    }
+
+    /// The worker command for this stage, with idle timeout `idle` (e.g. `3s`).
+    pub fn worker_with_idle(&self, idle: &str) -> Command {
         let mut command = Command::new(workspace_bin("concurrent-worker"));
         command
             .args(["--nats-url", &self.nats.url, "--run", &self.run_id, "--stage", &self.stage])
-            .args(["--idle-timeout", "1s", "--worker-id", "test-worker"])
+            .args(["--idle-timeout", idle, "--worker-id", "test-worker"])
             .arg("--work-dir")
             .arg(self.dirs.path().join("work"))
             .arg("--cache-dir")
@@ -216,6 +246,59 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// A worker running in the background, its stderr going to a temp file; killed on drop.
+pub struct Background {
+    pub child: Running,
+    stderr: tempfile::NamedTempFile,
+}
+
+impl Background {
+    /// Starts `command` with stderr captured.
+    pub fn spawn(mut command: Command) -> anyhow::Result<Background> {
+        let stderr = tempfile::NamedTempFile::new()?;
+        command.stderr(stderr.reopen()?).stdout(Stdio::null());
+        Ok(Background { child: Running(command.spawn()?), stderr })
+    }
+
+    /// The stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. `-TERM`) to the process.
+    pub fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").args([signal, &self.child.0.id().to_string()]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+
+    /// Waits (polling, async) for the process to exit within `deadline`.
+    pub async fn wait(&mut self, deadline: Duration) -> anyhow::Result<ExitStatus> {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = self.child.0.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > until {
+                bail!("the worker did not exit within {deadline:?}; stderr:\n{}", self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until `file` holds a number (written by an entry point), within `deadline`.
+pub async fn wait_for_number(file: &Path, deadline: Duration) -> anyhow::Result<u32> {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(n) = std::fs::read_to_string(file).ok().and_then(|t| t.trim().parse::<u32>().ok()) {
+            return Ok(n);
+        }
+        anyhow::ensure!(Instant::now() < until, "{} was not written within {deadline:?}", file.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -62,7 +62,7 @@ fn empty_file_and_syntax_errors_have_line_and_column() {
     );
     let e = errors("{\"name\": \"x\"");
     assert!(e[0].ends_with("did not find expected ',' or '}', while parsing a flow mapping"));
-    assert_eq!(errors("just text"), ["line 1, column 1: the DAG expected a map, found \"just text\""]);
+    assert_eq!(errors("just text"), ["line 1, column 1: the DAG file must be a map, found \"just text\""]);
     let e = errors("name: x\nname: y\nstages: {}\n");
     assert_eq!(e, ["line 2, column 1: not valid YAML or JSON: duplicate entry with key \"name\""]);
 }
@@ -103,8 +103,17 @@ fn top_level_rules() {
     );
     assert_eq!(
         errors("name: x\ninput: none\nstages:\n  Bad.Name: {project: projects/thumbnail}\n"),
-        ["stages.Bad.Name: stage names must match [a-z0-9][a-z0-9_-]{0,62}"]
+        ["stages.\"Bad.Name\": stage names must match [a-z0-9][a-z0-9_-]{0,62}"]
     );
+    assert_eq!(
+        errors("name: x\ninput: none\n\"\": 1\nstages:\n  a: {project: projects/thumbnail}\n"),
+        ["\"\": unknown field"]
+    );
+    assert_eq!(
+        errors("name: x\ninput: none\nstages:\n  \"\": {project: projects/thumbnail}\n"),
+        ["stages.\"\": stage names must match [a-z0-9][a-z0-9_-]{0,62}"]
+    );
+    assert_eq!(errors("[{name: x}]"), ["line 1, column 1: the DAG file must be a map, found a list"]);
     let dag = ok("name: x\ninput: none\nstages:\n  a: {project: projects/thumbnail}\n");
     assert_eq!(dag.experiment, "x");
 }

@@ -59,6 +59,9 @@ fn root_stages_need_an_input() {
     // The stage's own input, `none`, or --input are enough.
     ok("name: g\nstages:\n  a: {project: projects/thumbnail, input: none}\n");
     ok("name: g\nstages:\n  a: {project: projects/thumbnail, input: \"s3://b/x\"}\n");
+    // A DAG input that is present but invalid is one error, not also a missing input.
+    assert_eq!(errors(&dag_text("input: [a, b]\n", &[("a", "")])), ["input: expected a string, found a list"]);
+    assert_eq!(errors(&dag_text("input: \"\"\n", &[("a", "")])), ["input: must not be empty"]);
     let with_input = Overrides { input: Some("gs://bucket/in".into()), ..Overrides::default() };
     let dag = parse_with(&dag_text("", &[("a", "")]), &with_input).unwrap();
     assert_eq!(dag.input, InputSource::Uri("gs://bucket/in".into()));

@@ -11,6 +11,8 @@ fn project_is_required_and_must_exist() {
     assert_eq!(errors("name: t\ninput: none\nstages:\n  a: {parallelism: 2}\n"), ["stages.a.project: required"]);
     let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/absent}\n");
     assert_eq!(e, [format!("stages.a.project: directory {} not found", data_dir().join("projects/absent").display())]);
+    let e = errors("name: t\ninput: none\nstages:\n  a: {project: not-utf8.yaml}\n");
+    assert_eq!(e, [format!("stages.a.project: {} is not a directory", data_dir().join("not-utf8.yaml").display())]);
     let e = errors("name: t\ninput: none\nstages:\n  a: {project: projects/empty}\n");
     assert_eq!(e.len(), 1);
     assert!(e[0].starts_with("stages.a.project: no MLproject file in "), "{e:?}");
