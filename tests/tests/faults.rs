@@ -36,6 +36,43 @@ fn stage_outputs(dir: &Path, run_id: &str, stage: &str) -> Vec<String> {
     files
 }
 
+/// Asserts that each of the `shards` shards of a stage run has exactly one FINISHED run.
+fn assert_each_shard_finished_once(runs: &[Value], stage_run: &Value, shards: u32) {
+    let attempts: Vec<&Value> =
+        runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(stage_run))).collect();
+    for shard in 0..shards {
+        let finished = attempts
+            .iter()
+            .filter(|r| tag(r, "concurrent.shard") == Some(&shard.to_string()) && run_status(r) == "FINISHED")
+            .count();
+        assert_eq!(finished, 1, "shard {shard} succeeded exactly once");
+    }
+    assert!(attempts.iter().all(|r| run_status(r) != "RUNNING"), "no attempt stays RUNNING");
+}
+
+/// The outputs of the FINISHED shard runs of the stage run named `stage`, sorted: a file
+/// produced twice appears twice.
+fn tracked_outputs(rest: &MlflowRest, runs: &[Value], stage: &str) -> Vec<String> {
+    let stage_run = runs.iter().find(|r| run_name(r) == stage).expect("the stage run");
+    let mut outputs = Vec::new();
+    for shard in runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(stage_run))) {
+        if run_status(shard) == "FINISHED" {
+            outputs.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
+        }
+    }
+    outputs.sort();
+    outputs
+}
+
+/// Waits until the experiment has a FINISHED shard run of stage `copy`.
+fn wait_for_a_finished_shard(rest: &MlflowRest, experiment: &str) {
+    wait_until("a finished shard run", DEADLINE, || {
+        rest.experiment_id(experiment)
+            .map(|id| rest.runs(&id).iter().any(|r| run_name(r).starts_with("copy-") && run_status(r) == "FINISHED"))
+            .unwrap_or(false)
+    });
+}
+
 fn run_id_of(background: &Background) -> String {
     let mut id = None;
     wait_until("the run id on stderr", Duration::from_secs(120), || {
@@ -83,21 +120,12 @@ fn a_killed_worker_s_shard_is_redelivered_and_its_dead_attempt_ends_killed() {
     let killed: Vec<&&Value> = shards.iter().filter(|r| run_status(r) == "KILLED").collect();
     assert_eq!(killed.len(), 1, "the dead attempt does not stay RUNNING");
     assert_eq!(tag(killed[0], "concurrent.lost"), Some("true"));
-    assert!(shards.iter().all(|r| run_status(r) != "RUNNING"));
-    for shard in 0..4 {
-        let finished = shards
-            .iter()
-            .filter(|r| tag(r, "concurrent.shard") == Some(&shard.to_string()) && run_status(r) == "FINISHED")
-            .count();
-        assert_eq!(finished, 1, "shard {shard} succeeded exactly once");
-    }
-    let recopy = runs.iter().find(|r| run_name(r) == "recopy").unwrap();
-    let mut outputs = Vec::new();
-    for shard in runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(recopy))) {
-        outputs.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
-    }
-    outputs.sort();
-    assert_eq!(outputs, files_under(&dir.path().join("raw")), "downstream sees every output exactly once");
+    assert_each_shard_finished_once(&runs, copy, 4);
+    assert_eq!(
+        tracked_outputs(&rest, &runs, "recopy"),
+        files_under(&dir.path().join("raw")),
+        "downstream sees every output exactly once"
+    );
 }
 
 #[test]
@@ -116,11 +144,7 @@ fn a_killed_scheduler_resumes_without_running_a_succeeded_shard_again() {
     );
     let run_id = run_id_of(&run);
     let rest = MlflowRest::new(&mlflow.uri);
-    wait_until("a finished shard run", DEADLINE, || {
-        rest.experiment_id(&experiment)
-            .map(|id| rest.runs(&id).iter().any(|r| run_name(r).starts_with("copy-") && run_status(r) == "FINISHED"))
-            .unwrap_or(false)
-    });
+    wait_for_a_finished_shard(&rest, &experiment);
     signal(run.pid(), "KILL");
     run.wait(Duration::from_secs(10));
     let state = dir.path().join("state");
@@ -139,23 +163,8 @@ fn a_killed_scheduler_resumes_without_running_a_succeeded_shard_again() {
     assert_eq!(run_status(dag_runs[0]), "FINISHED");
     let copies: Vec<&Value> = runs.iter().filter(|r| run_name(r) == "copy").collect();
     assert_eq!(copies.len(), 1, "the stage run is not created twice");
-    let shards: Vec<&Value> =
-        runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(copies[0]))).collect();
-    for shard in 0..6 {
-        let finished = shards
-            .iter()
-            .filter(|r| tag(r, "concurrent.shard") == Some(&shard.to_string()) && run_status(r) == "FINISHED")
-            .count();
-        assert_eq!(finished, 1, "shard {shard} succeeded exactly once");
-    }
-    assert!(shards.iter().all(|r| run_status(r) != "RUNNING"), "attempts cut short by the kill end KILLED");
-    let recopy = runs.iter().find(|r| run_name(r) == "recopy").unwrap();
-    let mut outputs = Vec::new();
-    for shard in runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(recopy))) {
-        outputs.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
-    }
-    outputs.sort();
-    assert_eq!(outputs, files_under(&dir.path().join("raw")));
+    assert_each_shard_finished_once(&runs, copies[0], 6);
+    assert_eq!(tracked_outputs(&rest, &runs, "recopy"), files_under(&dir.path().join("raw")));
 }
 
 #[test]
@@ -316,11 +325,7 @@ fn an_mlflow_outage_of_30_s_delays_the_run_but_loses_nothing() {
         "run",
     );
     let rest = MlflowRest::new(&mlflow.uri);
-    wait_until("a finished shard run", DEADLINE, || {
-        rest.experiment_id(&experiment)
-            .map(|id| rest.runs(&id).iter().any(|r| run_name(r).starts_with("copy-") && run_status(r) == "FINISHED"))
-            .unwrap_or(false)
-    });
+    wait_for_a_finished_shard(&rest, &experiment);
     mlflow.kill().unwrap();
     std::thread::sleep(Duration::from_secs(30));
     mlflow.restart().unwrap();
@@ -329,23 +334,11 @@ fn an_mlflow_outage_of_30_s_delays_the_run_but_loses_nothing() {
 
     let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
     let copy = runs.iter().find(|r| run_name(r) == "copy").unwrap();
-    let shards: Vec<&Value> =
-        runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(copy))).collect();
-    for shard in 0..6 {
-        let finished = shards
-            .iter()
-            .filter(|r| tag(r, "concurrent.shard") == Some(&shard.to_string()) && run_status(r) == "FINISHED")
-            .count();
-        assert_eq!(finished, 1, "shard {shard} recorded exactly once");
-    }
-    let recopy = runs.iter().find(|r| run_name(r) == "recopy").unwrap();
-    assert_eq!(run_status(recopy), "FINISHED");
-    let mut outputs = Vec::new();
-    for shard in runs.iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(mlflow_run_id(recopy))) {
-        if run_status(shard) == "FINISHED" {
-            outputs.extend(rest.artifact_files(mlflow_run_id(shard), "outputs"));
-        }
-    }
-    outputs.sort();
-    assert_eq!(outputs, files_under(&dir.path().join("raw")), "every output exactly once downstream");
+    assert_each_shard_finished_once(&runs, copy, 6);
+    assert_eq!(run_status(runs.iter().find(|r| run_name(r) == "recopy").unwrap()), "FINISHED");
+    assert_eq!(
+        tracked_outputs(&rest, &runs, "recopy"),
+        files_under(&dir.path().join("raw")),
+        "every output exactly once downstream"
+    );
 }

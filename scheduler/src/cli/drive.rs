@@ -2,14 +2,13 @@
 //! bars, Ctrl-C, driving the run, the summary and the exit code.
 
 use std::path::Path;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::progress::Progress;
 use super::services::Services;
 use super::summary::print_summary;
-use super::{EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE};
+use super::{EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE, WorkerArgs};
 use crate::dag::Dag;
 use crate::driver::{Driver, RunSetup};
 use crate::executor::LocalExecutor;
@@ -33,14 +32,8 @@ pub struct Recorded {
     pub resume: bool,
 }
 
-/// Options of the local executor.
-pub struct WorkerOptions {
-    pub workers: Option<u32>,
-    pub idle_timeout: Duration,
-}
-
 /// Drives a recorded run to its end and prints the summary; returns the exit code.
-pub async fn drive(recorded: Recorded, options: &WorkerOptions, services: &Services, state_dir: &Path) -> u8 {
+pub async fn drive(recorded: Recorded, options: &WorkerArgs, services: &Services, state_dir: &Path) -> u8 {
     let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
     let executor = LocalExecutor::new(LocalConfig {
         worker_binary: LocalExecutor::default_worker_binary(),

@@ -70,14 +70,24 @@ impl DagArgs {
     }
 }
 
+/// How local workers are run.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Most workers at once (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub workers: Option<u32>,
+    /// Workers exit after this long without a shard.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+}
+
 /// Options of `concurrent run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
     pub dag: DagArgs,
-    /// Most workers at once (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<u32>,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// `none` runs without MLflow; a URI uses that tracking server (default: MLFLOW_TRACKING_URI,
     /// else an `mlflow server` started for the run).
     #[arg(long, value_name = "none|URI")]
@@ -85,9 +95,6 @@ pub struct RunArgs {
     /// Where run state, outputs without tracking, and logs are kept.
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
-    /// Workers exit after this long without a shard.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
 }
 
 /// Options of `concurrent resume`.
@@ -95,9 +102,8 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The run to carry on (printed by `concurrent run`).
     pub run_id: String,
-    /// Most workers at once (default: the number of CPUs).
-    #[arg(long, value_name = "N")]
-    pub workers: Option<u32>,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
     /// A tracking server URI (default: MLFLOW_TRACKING_URI, else an `mlflow server` on the
     /// state dir's store). A run started with `--tracking none` resumes without MLflow.
     #[arg(long, value_name = "URI")]
@@ -105,9 +111,6 @@ pub struct ResumeArgs {
     /// The state dir the run was started with.
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
-    /// Workers exit after this long without a shard.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
-    pub idle_timeout: Duration,
 }
 
 /// Options of `concurrent cancel`.

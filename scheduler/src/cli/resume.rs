@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use concurrent_mlflow::tracking::MlflowClient;
 
-use super::drive::{Recorded, WorkerOptions, drive};
+use super::drive::{Recorded, drive};
 use super::run::absolute;
 use super::services::{Services, TrackingChoice};
 use super::{EXIT_INVALID, EXIT_SERVICE, ResumeArgs};
@@ -65,10 +65,7 @@ pub async fn resume(args: ResumeArgs) -> u8 {
         }
     };
     let code = match connect(record, dag, store, &services).await {
-        Ok(recorded) => {
-            let options = WorkerOptions { workers: args.workers, idle_timeout: args.idle_timeout };
-            drive(recorded, &options, &services, &state_dir).await
-        }
+        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir).await,
         Err(code) => code,
     };
     services.stop().await;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError};
 
-use super::drive::{Recorded, WorkerOptions, drive};
+use super::drive::{Recorded, drive};
 use super::services::{Services, TrackingChoice};
 use super::{EXIT_INVALID, EXIT_SERVICE, RunArgs};
 use crate::dag::{Dag, InputSource};
@@ -18,10 +18,6 @@ use crate::store::{RunRecord, RunStatus, RunTracking, Store};
 /// Runs a DAG; returns the exit code.
 pub async fn run(args: RunArgs) -> u8 {
     let Some((dag, dag_path)) = super::validate::load_dag_args(&args.dag) else { return EXIT_INVALID };
-    if args.workers == Some(0) {
-        eprintln!("error: --workers: must be at least 1");
-        return EXIT_INVALID;
-    }
     let tracking = TrackingChoice::from_flag(args.tracking.as_deref());
     if tracking == TrackingChoice::Off
         && let Some(stage) = dag.order().into_iter().find(|s| reads_mlflow(&dag, s))
@@ -51,10 +47,7 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let code = match record(&args, dag, dag_path, early_plan, &services, &state_dir).await {
-        Ok(recorded) => {
-            let options = WorkerOptions { workers: args.workers, idle_timeout: args.idle_timeout };
-            drive(recorded, &options, &services, &state_dir).await
-        }
+        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir).await,
         Err(code) => code,
     };
     services.stop().await;

@@ -71,26 +71,10 @@ impl<E: Executor> Driver<E> {
                 record.duplicates += 1;
                 duplicate = result.mlflow_run_id.clone();
             }
-            Verdict::AttemptFailed => {
-                if let ShardStatus::Failed { reason } = &result.status {
-                    self.emit(RunEvent::AttemptFailed {
-                        stage: result.stage.clone(),
-                        shard: result.shard,
-                        attempt: result.attempt,
-                        reason: reason.clone(),
-                    });
-                }
-            }
+            Verdict::AttemptFailed => self.emit_failed_attempt(&result),
             Verdict::Decided(outcome) => {
                 record.outcome = outcome;
-                if let ShardStatus::Failed { reason } = &result.status {
-                    self.emit(RunEvent::AttemptFailed {
-                        stage: result.stage.clone(),
-                        shard: result.shard,
-                        attempt: result.attempt,
-                        reason: reason.clone(),
-                    });
-                }
+                self.emit_failed_attempt(&result);
                 self.emit(RunEvent::ShardDecided {
                     stage: result.stage.clone(),
                     shard: result.shard,
@@ -108,5 +92,16 @@ impl<E: Executor> Driver<E> {
             store.put_shard(&run_id, &result.stage, result.shard, &record)?;
         }
         Ok((effects, duplicate))
+    }
+
+    fn emit_failed_attempt(&self, result: &ShardResult) {
+        if let ShardStatus::Failed { reason } = &result.status {
+            self.emit(RunEvent::AttemptFailed {
+                stage: result.stage.clone(),
+                shard: result.shard,
+                attempt: result.attempt,
+                reason: reason.clone(),
+            });
+        }
     }
 }
