@@ -26,16 +26,6 @@ fn copy_dag(dir: &Path, experiment: &str, shard_size: u32, sleep: f64, copy_extr
     path
 }
 
-/// Files under `<state>/outputs/<run>/<stage>/<shard>/…`, without the shard dir, sorted:
-/// a file produced twice appears twice.
-fn stage_outputs(dir: &Path, run_id: &str, stage: &str) -> Vec<String> {
-    let root = dir.join("state/outputs").join(run_id).join(stage);
-    let mut files: Vec<String> =
-        files_under(&root).into_iter().map(|f| f.split_once('/').unwrap().1.to_string()).collect();
-    files.sort();
-    files
-}
-
 /// Asserts that each of the `shards` shards of a stage run has exactly one FINISHED run.
 fn assert_each_shard_finished_once(runs: &[Value], stage_run: &Value, shards: u32) {
     let attempts: Vec<&Value> =
@@ -169,12 +159,14 @@ fn a_killed_scheduler_resumes_without_running_a_succeeded_shard_again() {
 
 #[test]
 fn a_restarted_nats_server_and_garbage_results_lose_nothing() {
+    let mlflow = mlflow_server::shared();
     let mut nats = NatsServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     make_images(&dir.path().join("raw"), 12);
-    let dag = copy_dag(dir.path(), "nats-restart", 2, 1.0, "");
-    let env = [("NATS_URL", nats.url.as_str())];
-    let args = ["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "2", "--state-dir", "state"];
+    let experiment = unique("nats-restart");
+    let dag = copy_dag(dir.path(), &experiment, 2, 1.0, "");
+    let env = [("NATS_URL", nats.url.as_str()), ("MLFLOW_TRACKING_URI", mlflow.uri.as_str())];
+    let args = ["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"];
     let mut run = spawn_concurrent(&args, &env, dir.path(), "run");
     let run_id = run_id_of(&run);
     worker_of(&run_id, "copy");
@@ -192,10 +184,10 @@ fn a_restarted_nats_server_and_garbage_results_lose_nothing() {
     });
     let status = run.wait(DEADLINE);
     assert_eq!(status.code(), Some(0), "{}", run.describe());
-    let run_id = run.run_id().unwrap();
-    let inputs = files_under(&dir.path().join("raw"));
-    assert_eq!(stage_outputs(dir.path(), &run_id, "copy"), inputs);
-    assert_eq!(stage_outputs(dir.path(), &run_id, "recopy"), inputs);
+    let rest = MlflowRest::new(&mlflow.uri);
+    let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
+    assert_each_shard_finished_once(&runs, runs.iter().find(|r| run_name(r) == "copy").unwrap(), 6);
+    assert_eq!(tracked_outputs(&rest, &runs, "recopy"), files_under(&dir.path().join("raw")));
 }
 
 #[test]
@@ -283,19 +275,21 @@ fn concurrent_cancel_stops_a_run_from_another_process() {
 
 #[test]
 fn a_late_result_from_a_slow_worker_is_a_duplicate_and_never_used() {
-    let nats = NatsServer::start().unwrap();
+    let mlflow = mlflow_server::shared();
     let dir = tempfile::tempdir().unwrap();
     make_images(&dir.path().join("raw"), 24);
-    let dag = copy_dag(dir.path(), "duplicates", 1, 2.5, "");
-    let args = ["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "2", "--state-dir", "state"];
-    let mut run = spawn_concurrent(&args, &[("NATS_URL", nats.url.as_str())], dir.path(), "run");
+    let experiment = unique("duplicates");
+    let dag = copy_dag(dir.path(), &experiment, 1, 2.5, "");
+    let env = [("MLFLOW_TRACKING_URI", mlflow.uri.as_str())];
+    let args = ["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"];
+    let mut run = spawn_concurrent(&args, &env, dir.path(), "run");
     let run_id = run_id_of(&run);
     let mut workers = Vec::new();
     wait_until("two workers", DEADLINE, || {
         workers = pids_matching(&format!("--run {run_id} --stage copy"));
         workers.len() >= 2
     });
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1500));
     // Frozen past ack_wait (30 s): its shard goes to the other worker; then it wakes up and
     // reports the shard it was holding.
     signal(workers[0], "STOP");
@@ -306,8 +300,13 @@ fn a_late_result_from_a_slow_worker_is_a_duplicate_and_never_used() {
     let stdout = run.stdout_text();
     let copy_row: Vec<&str> = stdout.lines().find(|l| l.starts_with("copy ")).unwrap().split_whitespace().collect();
     assert_eq!(copy_row[6], "1", "one duplicate recorded:\n{stdout}");
+
+    let rest = MlflowRest::new(&mlflow.uri);
+    let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
+    let duplicates: Vec<&Value> = runs.iter().filter(|r| tag(r, "concurrent.duplicate") == Some("true")).collect();
+    assert_eq!(duplicates.len(), 1, "the late shard run is tagged a duplicate");
     let inputs = files_under(&dir.path().join("raw"));
-    assert_eq!(stage_outputs(dir.path(), &run_id, "recopy"), inputs, "downstream used one result per shard");
+    assert_eq!(tracked_outputs(&rest, &runs, "recopy"), inputs, "downstream used one result per shard");
 }
 
 #[test]
