@@ -1,9 +1,14 @@
-//! Criterion benches of the pure core: partitioning large listings, message encode/decode,
-//! the run state machine and the autoscaler.
+//! Criterion benches of the pure core: partitioning a million-object listing in every mode,
+//! shard and result message encode/decode, validating a 200-stage DAG, one autoscaler
+//! decision over 1,000 stages, and applying 10,000 results to the run state.
+//!
+//! `cargo bench -p concurrent-benches -- --quick` runs them all in about a minute.
 
-use concurrent_proto::{InputObject, ShardMsg, WIRE_VERSION, decode, encode};
+use std::time::Duration;
+
+use concurrent_proto::{InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION, decode, encode};
 use concurrent_scheduler::autoscale::{StageDemand, plan_launches};
-use concurrent_scheduler::dag::Partition;
+use concurrent_scheduler::dag::{Overrides, Partition, parse_dag};
 use concurrent_scheduler::partition::partition;
 use concurrent_scheduler::run_state::RunState;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -24,16 +29,53 @@ fn partitioning(c: &mut Criterion) {
     let modes = [
         ("object", Partition::Object { shard_size: Some(100), shards: None }),
         ("directory", Partition::Directory),
+        (
+            "key",
+            Partition::Key {
+                pattern: regex::Regex::new(r"^(set-\d+)/").expect("the key pattern compiles"),
+                shard_size: Some(10),
+                shards: None,
+            },
+        ),
         ("none", Partition::None),
     ];
     let mut group = c.benchmark_group("partition 1M objects");
-    group.sample_size(10);
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
     for (name, mode) in modes {
         group.bench_function(name, |b| {
             b.iter_batched(|| objects.clone(), |objects| partition(objects, &mode, 10).unwrap(), BatchSize::LargeInput)
         });
     }
     group.finish();
+}
+
+fn result(shard: u32, outputs: usize) -> ShardResult {
+    ShardResult {
+        v: WIRE_VERSION,
+        run_id: "mfx0a1b2c3".into(),
+        stage: "thumbnails".into(),
+        shard,
+        attempt: 1,
+        last_attempt: true,
+        worker: "local-4242-7".into(),
+        cluster: "local".into(),
+        status: ShardStatus::Succeeded,
+        mlflow_run_id: Some("0123456789abcdef0123456789abcdef".into()),
+        outputs: (0..outputs)
+            .map(|i| OutputObject {
+                path: format!("set-{:03}/img-{i:07}.jpg", i % 1000),
+                uri: format!(
+                    "mlflow-artifacts:/1/0123456789abcdef/artifacts/outputs/set-{:03}/img-{i:07}.jpg",
+                    i % 1000
+                ),
+                size: 4_000,
+            })
+            .collect(),
+        duration_s: 1.25,
+        objects_in: outputs as u64,
+        bytes_in: 2_000_000,
+        bytes_out: 400_000,
+    }
 }
 
 fn messages(c: &mut Criterion) {
@@ -46,8 +88,50 @@ fn messages(c: &mut Criterion) {
         inputs: listing(100),
     };
     let bytes = encode(&shard);
-    c.bench_function("encode a 100-object shard", |b| b.iter(|| encode(&shard)));
-    c.bench_function("decode a 100-object shard", |b| b.iter(|| decode::<ShardMsg>(&bytes).unwrap()));
+    let mut group = c.benchmark_group("messages");
+    group.bench_function("encode a 100-object shard", |b| b.iter(|| encode(&shard)));
+    group.bench_function("decode a 100-object shard", |b| b.iter(|| decode::<ShardMsg>(&bytes).unwrap()));
+    let result = result(42, 100);
+    let bytes = encode(&result);
+    group.bench_function("encode a 100-output result", |b| b.iter(|| encode(&result)));
+    group.bench_function("decode a 100-output result", |b| b.iter(|| decode::<ShardResult>(&bytes).unwrap()));
+    group.finish();
+}
+
+/// A 200-stage DAG text: `s000` first, then diamonds (`a` before `b` and `c`, both before
+/// `d`, which is the next diamond's `a`), every stage on one tiny MLproject.
+fn dag_text(stages: usize) -> String {
+    let mut text = String::from("name: bench-dag\ninput: none\nstages:\n");
+    for i in 0..stages {
+        text.push_str(&format!("  s{i:03}:\n    project: ./project\n    parameters: {{size: {i}}}\n"));
+        let after = match i {
+            0 => vec![],
+            _ if i % 3 == 0 => vec![i - 2, i - 1],
+            _ if i % 3 == 1 => vec![i - 1],
+            _ => vec![i - 2],
+        };
+        if !after.is_empty() {
+            let names: Vec<String> = after.iter().map(|a| format!("s{a:03}")).collect();
+            text.push_str(&format!("    after: [{}]\n", names.join(", ")));
+        }
+    }
+    text
+}
+
+fn dag_validation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).expect("the project directory");
+    std::fs::write(
+        project.join("MLproject"),
+        "name: tiny\nentry_points:\n  main:\n    parameters:\n      size: {type: int, default: 1}\n    command: \"true\"\n",
+    )
+    .expect("the MLproject file");
+    let text = dag_text(200);
+    let overrides = Overrides::default();
+    let dag = parse_dag(&text, dir.path(), &overrides).expect("the generated DAG is valid");
+    assert_eq!(dag.stages.len(), 200);
+    c.bench_function("validate a 200-stage DAG", |b| b.iter(|| parse_dag(&text, dir.path(), &overrides).unwrap()));
 }
 
 fn core(c: &mut Criterion) {
@@ -83,5 +167,9 @@ fn core(c: &mut Criterion) {
     c.bench_function("autoscale 1,000 stages", |b| b.iter(|| plan_launches(&demands, 500, 0)));
 }
 
-criterion_group!(benches, partitioning, messages, core);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = partitioning, messages, dag_validation, core
+}
 criterion_main!(benches);

@@ -220,7 +220,7 @@ async fn process_shard(
     with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
     if succeeded || !stage.keep_failed {
-        let _ = tokio::fs::remove_dir_all(&layout.root).await;
+        let _ = std::fs::remove_dir_all(&layout.root);
     }
     Ok(())
 }
@@ -366,17 +366,18 @@ async fn run_body(
     }
 }
 
+/// A fresh attempt directory with empty `in/` and `out/` (a few metadata operations, done in
+/// place rather than through the blocking pool).
 async fn prepare_dirs(layout: &AttemptLayout) -> Result<(), AttemptError> {
-    let prepare = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AttemptError::Prepare { path, source }
-    };
-    match tokio::fs::remove_dir_all(&layout.root).await {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(prepare(&layout.root)(e)),
+    match std::fs::remove_dir_all(&layout.root) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(AttemptError::Prepare { path: layout.root.clone(), source: e });
+        }
         _ => {}
     }
-    tokio::fs::create_dir_all(&layout.input_dir).await.map_err(prepare(&layout.input_dir))?;
-    tokio::fs::create_dir_all(&layout.output_dir).await.map_err(prepare(&layout.output_dir))?;
+    for dir in [&layout.input_dir, &layout.output_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| AttemptError::Prepare { path: dir.clone(), source })?;
+    }
     Ok(())
 }
 
@@ -413,15 +414,18 @@ pub fn local_log_path(output_root: &Path, stage: &str, shard: u32, attempt: u32)
     parent.join("logs").join(format!("{stage}-{shard}-a{attempt}.log"))
 }
 
+/// Moves the attempt's log to where it is kept (a rename: the work dir and the output root
+/// are both in the state dir; a copy when they are not).
 fn keep_log_locally(spec: &StageSpec, shard: &ShardMsg, attempt: u32, log: &Path) {
     let Ok(root) = output_root(spec) else { return };
-    if !log.is_file() {
-        return;
-    }
     let dest = local_log_path(&root, &shard.stage, shard.shard, attempt);
-    let copied =
-        dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::copy(log, &dest).map(|_| ()));
-    if let Err(error) = copied {
+    let kept = std::fs::rename(log, &dest).or_else(|_| {
+        dest.parent().map_or(Ok(()), std::fs::create_dir_all)?;
+        std::fs::rename(log, &dest).or_else(|_| std::fs::copy(log, &dest).map(|_| ()))
+    });
+    if let Err(error) = kept
+        && log.is_file()
+    {
         tracing::warn!(log = %dest.display(), %error, "could not keep the entry point log");
     }
 }

@@ -97,7 +97,12 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         keep_failed: cli.keep_failed,
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| (1, format!("starting the async runtime: {e}")))?;
+    // One shard at a time: a single-threaded runtime saves the cross-thread wake-ups of a
+    // multi-threaded one on every step of a shard.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (1, format!("starting the async runtime: {e}")))?;
     let result = runtime.block_on(concurrent_worker::run(config));
     drop(temp_work_dir);
     result.map_err(|e| (e.exit_code() as u8, reason_with_causes(&e)))

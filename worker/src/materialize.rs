@@ -98,7 +98,8 @@ pub async fn materialize(
         path: manifest.to_path_buf(),
         source: e.into(),
     })?;
-    tokio::fs::write(manifest, json).await.map_err(|source| MaterializeError::Io {
+    // A small file: written in place rather than through the blocking pool.
+    std::fs::write(manifest, json).map_err(|source| MaterializeError::Io {
         what: "writing",
         path: manifest.to_path_buf(),
         source,
@@ -106,25 +107,15 @@ pub async fn materialize(
     Ok(entries)
 }
 
+/// Fetches one input (the fetch creates the parent directories and reports the bytes).
 async fn fetch_one(
     input: &InputObject,
     dest: PathBuf,
     mlflow: Option<&MlflowClient>,
 ) -> Result<ManifestEntry, MaterializeError> {
-    if let Some(parent) = dest.parent() {
-        tokio::fs::create_dir_all(parent).await.map_err(|source| MaterializeError::Io {
-            what: "creating",
-            path: parent.to_path_buf(),
-            source,
-        })?;
-    }
-    concurrent_mlflow::artifacts::fetch(&input.uri, &dest, mlflow)
+    let size = concurrent_mlflow::artifacts::fetch(&input.uri, &dest, mlflow)
         .await
         .map_err(|source| MaterializeError::Fetch { uri: input.uri.clone(), source: Box::new(source) })?;
-    let size = tokio::fs::metadata(&dest)
-        .await
-        .map_err(|source| MaterializeError::Io { what: "reading", path: dest.clone(), source })?
-        .len();
     Ok(ManifestEntry {
         path: input.path.clone(),
         uri: input.uri.clone(),

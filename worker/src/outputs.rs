@@ -96,8 +96,13 @@ pub fn keep_locally(
     shard: u32,
     attempt_tag: &str,
 ) -> Result<PathBuf, OutputError> {
-    std::fs::create_dir_all(output_root).map_err(io("creating", output_root))?;
     let target = output_root.join(shard.to_string());
+    if outputs.is_empty() {
+        // Nothing to keep: no directory either (an earlier attempt's goes).
+        remove_dir_if_exists(&target)?;
+        return Ok(target);
+    }
+    std::fs::create_dir_all(output_root).map_err(io("creating", output_root))?;
     let staging = output_root.join(format!(".{shard}.{attempt_tag}.tmp"));
     remove_dir_if_exists(&staging)?;
     std::fs::create_dir(&staging).map_err(io("creating", &staging))?;

@@ -179,14 +179,16 @@ pub async fn in_progress(message: &jetstream::Message) {
     }
 }
 
-/// Settles a shard message after its result is published, waiting for the server to confirm.
+/// Settles a shard message after its result is published. The server does not confirm it (a
+/// round trip saved on every shard): an ack lost with a dying connection only means a
+/// redelivery, whose result the scheduler counts as a duplicate and never uses.
 pub async fn settle(message: &jetstream::Message, disposition: Disposition) -> Result<(), QueueError> {
     let kind = match disposition {
         Disposition::Ack => AckKind::Ack,
         Disposition::Nak { delay } => AckKind::Nak(delay),
         Disposition::Term => AckKind::Term,
     };
-    message.double_ack_with(kind).await.map_err(|source| QueueError::JetStream {
+    message.ack_with(kind).await.map_err(|source| QueueError::JetStream {
         what: format!("settling the shard message ({disposition:?})"),
         source,
     })

@@ -2,12 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio::io::AsyncReadExt;
 use url::Url;
 
 use super::ListedObject;
 use super::error::ArtifactError;
-use super::part_file::PartFile;
 
 /// The `file://` URI of `path` (made absolute against the current directory), percent-encoded.
 pub fn file_uri(path: &Path) -> String {
@@ -81,17 +79,34 @@ fn symlinked_file_inside(link: &Path, real_root: &Path) -> Option<u64> {
     (meta.is_file() && target.starts_with(real_root)).then_some(meta.len())
 }
 
-/// Copies the file `src` to `dest` through a part file; returns its size.
+/// Files up to this size are copied in place; larger ones on the blocking pool, so that a long
+/// copy never stalls the caller's other tasks.
+const INLINE_COPY_MAX: u64 = 4 << 20;
+
+/// Copies the file `src` to `dest` (creating its parents) through a part file beside it
+/// (`std::fs::copy` uses the kernel's copy); returns its size.
 pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
-    let mut file = tokio::fs::File::open(src).await.map_err(|e| ArtifactError::io(uri, src, e))?;
-    let mut part = PartFile::create(dest).await.map_err(|e| ArtifactError::io(uri, dest, e))?;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buf).await.map_err(|e| ArtifactError::io(uri, src, e))?;
-        if n == 0 {
-            break;
-        }
-        part.write(&buf[..n]).await.map_err(|e| ArtifactError::io(uri, dest, e))?;
+    let size = std::fs::metadata(src).map_err(|e| ArtifactError::io(uri, src, e))?.len();
+    if size <= INLINE_COPY_MAX {
+        return copy_blocking(uri, src, dest);
     }
-    part.commit().await.map_err(|e| ArtifactError::io(uri, dest, e))
+    let (src, dest) = (src.to_path_buf(), dest.to_path_buf());
+    let task_uri = uri.to_string();
+    tokio::task::spawn_blocking(move || copy_blocking(&task_uri, &src, &dest))
+        .await
+        .map_err(|e| ArtifactError::io(uri, Path::new(""), std::io::Error::other(e)))?
+}
+
+fn copy_blocking(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
+    let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io(uri, parent, e))?;
+    let name = dest.file_name().map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    let part = parent.join(format!(".{name}.part-{:016x}", rand::random::<u64>()));
+    let copied = std::fs::copy(src, &part).map_err(|e| ArtifactError::io(uri, src, e));
+    let renamed = copied
+        .and_then(|size| std::fs::rename(&part, dest).map(|()| size).map_err(|e| ArtifactError::io(uri, dest, e)));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&part);
+    }
+    renamed
 }

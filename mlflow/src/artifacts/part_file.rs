@@ -1,4 +1,6 @@
 //! Writing a download next to its destination and renaming it into place only when complete.
+//! Downloads land in scratch directories that are redone after a crash, so a reader must
+//! never see a half-written file, but nothing is forced to disk (no fsync).
 
 use std::path::{Path, PathBuf};
 
@@ -42,7 +44,6 @@ impl PartFile {
     pub(crate) async fn commit(mut self) -> std::io::Result<u64> {
         if let Some(mut file) = self.file.take() {
             file.flush().await?;
-            file.sync_all().await?;
         }
         tokio::fs::rename(&self.path, &self.dest).await?;
         self.path = PathBuf::new();

@@ -1,0 +1,369 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks: every case against its bare-process baseline, in one invocation,
+# printed as a markdown table and written to OUT (default target/bench/e2e.md).
+#
+#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images]
+#
+# Cases (full counts; --quick counts in brackets, for CI: about 2-3 minutes on 2 cores once
+# the binaries are built):
+#   overhead  2,000 [200] shards whose entry point is `true` (2,000 empty files, partition
+#             {by: object, shard_size: 1}), `concurrent run --workers 2`, against
+#             `seq 2000 | xargs -P 2 -I{} bash -c true` (the worker also runs `bash -c`).
+#             Tracking none, then tracking on (500 [50] shards) with an MLflow server started
+#             here. NATS_URL (and MLFLOW_TRACKING_URI) point at servers this script started
+#             before the clock starts, so their start-up is not in the times.
+#             overhead per shard = (wall(concurrent) - wall(xargs)) x 2 lanes / shards: the
+#             extra time one worker lane spends per shard over a bare `bash -c true` spawn.
+#   scale     1,000,000 [100,000] generated objects through the scheduler library
+#             (target/*/concurrent-scale-bench, benches/src/bin/scale.rs): partition into
+#             10,000 shards, publish into JetStream with sled records as the driver does, peak
+#             RSS, then a reopened store rebuilds the run state. File listing is not included.
+#   latency   a 2-stage DAG (input: none; the second stage reads the first's one output)
+#             whose entry points append `start|end <stage> $EPOCHREALTIME` to a file:
+#             submit (taken just before `concurrent run` starts, NATS_URL set, tracking none)
+#             -> first entry point start, and end of the first stage's last entry point ->
+#             start of the second stage's first; median of 5 [3] runs.
+#   images    the image example (examples/images/dag.yaml) on 10,000 [500] generated images,
+#             2 workers, tracking none and tracking on, against scripts/baseline.sh DIR 2
+#             (its own "total": the two scripts' steps, without its set-up). Images are
+#             cached in target/bench/images-<count>.
+#
+# Binaries are built first (`cargo build --release` of the scheduler, worker and benches;
+# BENCH_PROFILE=debug uses the debug build that scripts/test.sh makes; build time is not
+# counted). Exits non-zero when a case fails to run, never because a target is missed.
+# Every process started here (nats-server, mlflow server, runs) is stopped on exit.
+# KEEP=1 keeps the work directory (state dirs, logs).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+
+usage() {
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+QUICK=0
+OUT="$REPO/target/bench/e2e.md"
+CASES="overhead,scale,latency,images"
+while (($#)); do
+  case "$1" in
+    --quick) QUICK=1 ;;
+    --out) OUT="${2:?--out needs a file}"; shift ;;
+    --cases) CASES="${2:?--cases needs a list}"; shift ;;
+    -h | --help) usage ;;
+    *) echo "e2e: unknown argument $1" >&2; usage ;;
+  esac
+  shift
+done
+wants() { [[ ",$CASES," == *",$1,"* ]]; }
+
+if ((QUICK)); then
+  OVERHEAD_SHARDS=200 OVERHEAD_TRACKED_SHARDS=50 SCALE_OBJECTS=100000 LATENCY_REPEATS=3 IMAGES=500
+else
+  OVERHEAD_SHARDS=2000 OVERHEAD_TRACKED_SHARDS=500 SCALE_OBJECTS=1000000 LATENCY_REPEATS=5 IMAGES=10000
+fi
+
+# shellcheck source=scripts/env.sh
+source "$REPO/scripts/env.sh"
+unset MLFLOW_TRACKING_URI NATS_URL MLFLOW_RUN_ID
+for tool in nats-server mlflow python curl; do
+  command -v "$tool" >/dev/null || { echo "e2e: $tool not found; run scripts/setup.sh" >&2; exit 1; }
+done
+
+PROFILE="${BENCH_PROFILE:-release}"
+case "$PROFILE" in
+  release) BUILD=(cargo build --release) ;;
+  debug) BUILD=(cargo build) ;;
+  *) echo "e2e: BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
+echo "e2e: ${BUILD[*]} --bins (not timed)" >&2
+"${BUILD[@]}" --workspace --bins >&2
+BIN="$REPO/target/$PROFILE"
+CONCURRENT="$BIN/concurrent"
+export CONCURRENT_WORKER_BIN="$BIN/concurrent-worker"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/concurrent-e2e.XXXXXX")"
+GROUPS_STARTED=()   # process groups (setsid) started here: services and runs
+cleanup() {
+  local status=$?
+  local pgid
+  for pgid in "${GROUPS_STARTED[@]}"; do
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+  done
+  for pgid in "${GROUPS_STARTED[@]}"; do
+    for _ in $(seq 50); do
+      kill -0 -- "-$pgid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+  done
+  if [[ "${KEEP:-0}" == 1 ]]; then
+    echo "e2e: kept the work directory $WORK" >&2
+  else
+    rm -rf -- "$WORK"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+now() { date +%s.%N; }
+calc() { python -c "import sys; print(format(eval(sys.argv[1]), sys.argv[2]))" "$1" "$2"; }
+free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+fail() {
+  echo "e2e: $*" >&2
+  exit 1
+}
+
+# start_group LOG CMD...: runs CMD in its own session (process group) in the background.
+start_group() {
+  local log="$1"
+  shift
+  setsid "$@" >"$log" 2>&1 &
+  GROUPS_STARTED+=("$!")
+  LAST_PID=$!
+}
+
+# wait_for URL SECONDS: until URL answers 2xx, or fail.
+wait_for() {
+  local deadline=$((SECONDS + $2))
+  until curl -sf -o /dev/null "$1"; do
+    ((SECONDS < deadline)) || return 1
+    kill -0 "$LAST_PID" 2>/dev/null || return 1
+    sleep 0.2
+  done
+}
+
+# group_cpu PGID: CPU seconds (user + system) used so far by the live processes of a group.
+group_cpu() {
+  python - "$1" <<'PY'
+import os, sys
+pgid, ticks = int(sys.argv[1]), 0
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    if int(fields[2]) == pgid:
+        ticks += int(fields[11]) + int(fields[12])
+print(ticks / os.sysconf("SC_CLK_TCK"))
+PY
+}
+
+start_nats() {
+  local port monitor
+  port="$(free_port)"
+  monitor="$(free_port)"
+  mkdir -p "$WORK/nats"
+  start_group "$WORK/nats/nats-server.log" nats-server -a 127.0.0.1 -p "$port" -m "$monitor" -js -sd "$WORK/nats/js"
+  wait_for "http://127.0.0.1:$monitor/healthz" 30 || fail "nats-server did not start; $(tail -5 "$WORK/nats/nats-server.log")"
+  NATS="nats://127.0.0.1:$port"
+  NATS_GROUP="$LAST_PID"
+}
+
+MLFLOW=""
+start_mlflow() {
+  [[ -n "$MLFLOW" ]] && return
+  local port
+  port="$(free_port)"
+  mkdir -p "$WORK/mlflow"
+  start_group "$WORK/mlflow/server.log" env MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --host 127.0.0.1 \
+    --port "$port" --workers 1 --backend-store-uri "sqlite:///$WORK/mlflow/mlflow.db" \
+    --artifacts-destination "$WORK/mlflow/artifacts"
+  MLFLOW="http://127.0.0.1:$port"
+  MLFLOW_GROUP="$LAST_PID"
+  wait_for "$MLFLOW/health" 180 || fail "mlflow server did not start; $(tail -5 "$WORK/mlflow/server.log")"
+}
+
+# concurrent_run LOG ARGS...: `concurrent run ARGS` against the harness's services; sets WALL.
+# TRACKING=mlflow in the environment: tracking on, else --tracking none.
+concurrent_run() {
+  local log="$1" t0 t1 status=0
+  shift
+  local tracking_flag=(--tracking none)
+  local env=(NATS_URL="$NATS")
+  if [[ "${TRACKING:-none}" == mlflow ]]; then
+    tracking_flag=()
+    env+=(MLFLOW_TRACKING_URI="$MLFLOW")
+  fi
+  t0="$(now)"
+  SUBMIT="$t0"
+  env "${env[@]}" setsid "$CONCURRENT" run "$@" "${tracking_flag[@]}" >"$log" 2>&1 </dev/null &
+  local pid=$!
+  GROUPS_STARTED+=("$pid")
+  wait "$pid" || status=$?
+  t1="$(now)"
+  # Its workers exit when it does (they watch their stdin); give them a second, then
+  # stop any left, and forget the group.
+  for _ in $(seq 20); do
+    kill -0 -- "-$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    echo "e2e: processes of the run outlived it by 1 s; stopping them" >&2
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  unset 'GROUPS_STARTED[-1]'
+  if ((status != 0)); then
+    echo "e2e: concurrent run $* exited $status; its output:" >&2
+    tail -30 "$log" >&2
+    exit 1
+  fi
+  WALL="$(calc "$t1 - $t0" .3f)"
+}
+
+ROWS=()
+row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
+met() { if python -c "import sys; sys.exit(0 if ($1) else 1)"; then echo yes; else echo "**no**"; fi; }
+
+start_nats
+
+# ---------------------------------------------------------------- per-shard overhead
+overhead_case() {
+  local shards="$1" tracking="$2"
+  local dir="$WORK/overhead-$tracking"
+  mkdir -p "$dir/in" "$dir/project"
+  (cd "$dir/in" && seq -f 'f%05g' "$shards" | xargs touch)
+  printf 'name: noop\nentry_points:\n  main:\n    command: "true"\n' >"$dir/project/MLproject"
+  cat >"$dir/dag.yaml" <<EOF
+name: overhead
+input: file://$dir/in
+stages:
+  noop:
+    project: ./project
+    partition: {by: object, shard_size: 1}
+    parallelism: 2
+    retries: 0
+EOF
+  echo "e2e: overhead: $shards shards of \`true\`, tracking $tracking" >&2
+  local nats0 mlflow0=0 nats1 mlflow1=0
+  nats0="$(group_cpu "$NATS_GROUP")"
+  [[ "$tracking" == mlflow ]] && mlflow0="$(group_cpu "$MLFLOW_GROUP")"
+  TRACKING="$tracking" concurrent_run "$dir/run.log" "$dir/dag.yaml" --workers 2 --state-dir "$dir/state"
+  nats1="$(group_cpu "$NATS_GROUP")"
+  [[ "$tracking" == mlflow ]] && mlflow1="$(group_cpu "$MLFLOW_GROUP")"
+  local services
+  services="nats-server CPU $(calc "($nats1 - $nats0) / $shards * 1000" .2f) ms/shard"
+  [[ "$tracking" == mlflow ]] && services+=", MLflow server CPU $(calc "($mlflow1 - $mlflow0) / $shards * 1000" .1f) ms/shard"
+  local ours="$WALL" t0 t1
+  t0="$(now)"
+  seq "$shards" | xargs -P 2 -I{} bash -c true
+  t1="$(now)"
+  local bare per ratio label target verdict
+  bare="$(calc "$t1 - $t0" .3f)"
+  per="$(calc "($ours - $bare) * 2 / $shards * 1000" .2f)"
+  ratio="$(calc "$ours / $bare" .2f)"
+  label="per-shard overhead, $shards × \`true\`, 2 workers, tracking $tracking"
+  if [[ "$tracking" == none ]]; then
+    target="≤ 2 ms/shard and ratio ≤ 1.10"
+    verdict="$(met "$per <= 2 and $ratio <= 1.10")"
+  else
+    target="—"
+    verdict="—"
+  fi
+  row "$label" "$ours s ($services)" "xargs -P 2: $bare s" "$per ms/shard/lane" "$ratio" "$target" "$verdict"
+}
+
+if wants overhead; then
+  overhead_case "$OVERHEAD_SHARDS" none
+  start_mlflow
+  overhead_case "$OVERHEAD_TRACKED_SHARDS" mlflow
+fi
+
+# ---------------------------------------------------------------- scale
+if wants scale; then
+  echo "e2e: scale: $SCALE_OBJECTS objects" >&2
+  mkdir -p "$WORK/scale"
+  "$BIN/concurrent-scale-bench" --nats-url "$NATS" --objects "$SCALE_OBJECTS" --shard-size 100 \
+    --state-dir "$WORK/scale" >"$WORK/scale/out.txt" 2>"$WORK/scale/err.txt" ||
+    fail "scale bench failed: $(tail -5 "$WORK/scale/err.txt")"
+  scale() { sed -n "s/^$1=//p" "$WORK/scale/out.txt"; }
+  objects="$(scale objects)" shards="$(scale shards)" publish="$(scale partition_publish_s)"
+  partition_s="$(scale partition_s)" publish_s="$(scale publish_s)"
+  rss="$(scale rss_peak_publish_mb)" rss_listing="$(scale rss_listing_mb)" load="$(scale load_state_s)"
+  [[ -n "$publish" && -n "$rss" && -n "$load" ]] || fail "scale bench printed no figures: $(cat "$WORK/scale/out.txt")"
+  row "scale: partition + publish $objects objects → $shards shards" "$publish s (partition $partition_s s, publish $publish_s s)" "—" "—" "—" "< 10 s" "$(met "$publish < 10")"
+  row "scale: scheduler peak RSS" "$rss MB (listing alone: $rss_listing MB)" "—" "—" "—" "< 300 MB" "$(met "$rss < 300")"
+  row "scale: restarted scheduler loads the run state ($shards decided shards)" "$load s" "—" "—" "—" "—" "—"
+fi
+
+# ---------------------------------------------------------------- latency
+if wants latency; then
+  dir="$WORK/latency"
+  mkdir -p "$dir/project"
+  printf 'name: stamp\nentry_points:\n  main:\n    parameters:\n      stamps: string\n    command: "bash stamp.sh {stamps}"\n' \
+    >"$dir/project/MLproject"
+  cat >"$dir/project/stamp.sh" <<'EOF'
+printf 'start %s %s\n' "$CONCURRENT_STAGE" "$EPOCHREALTIME" >>"$1"
+echo x >"$CONCURRENT_OUTPUT_DIR/out.txt"
+printf 'end %s %s\n' "$CONCURRENT_STAGE" "$EPOCHREALTIME" >>"$1"
+EOF
+  firsts=() gaps=() walls=()
+  for ((i = 1; i <= LATENCY_REPEATS; i++)); do
+    stamps="$dir/stamps-$i.txt"
+    cat >"$dir/dag-$i.yaml" <<EOF
+name: latency
+input: none
+stages:
+  first: {project: ./project, parameters: {stamps: "$stamps"}, retries: 0}
+  second: {project: ./project, parameters: {stamps: "$stamps"}, after: [first], retries: 0}
+EOF
+    echo "e2e: latency: run $i of $LATENCY_REPEATS" >&2
+    concurrent_run "$dir/run-$i.log" "$dir/dag-$i.yaml" --workers 2 --state-dir "$dir/state"
+    read -r first gap < <(python - "$stamps" "$SUBMIT" <<'PY'
+import sys
+stamps = [line.split() for line in open(sys.argv[1])]
+t = {(kind, stage): float(at) for kind, stage, at in stamps}
+submit = float(sys.argv[2])
+print(f"{(t['start', 'first'] - submit) * 1000:.1f} {(t['start', 'second'] - t['end', 'first']) * 1000:.1f}")
+PY
+    ) || fail "latency: no stamps in $stamps"
+    firsts+=("$first") gaps+=("$gap") walls+=("$WALL")
+  done
+  stats() { python -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(f"median {statistics.median(v):.1f} ms (min {min(v):.1f}, max {max(v):.1f})")' "$@"; }
+  median() { python -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+  first_median="$(median "${firsts[@]}")" gap_median="$(median "${gaps[@]}")"
+  row "latency: submit → first entry point started ($LATENCY_REPEATS runs)" "$(stats "${firsts[@]}")" "—" "—" "—" "< 100 ms" "$(met "$first_median < 100")"
+  row "latency: last shard of a stage done → first shard of the next started" "$(stats "${gaps[@]}")" "—" "—" "—" "< 50 ms" "$(met "$gap_median < 50")"
+  row "latency: whole 2-stage run, submit → exit" "median $(median "${walls[@]}") s" "—" "—" "—" "—" "—"
+fi
+
+# ---------------------------------------------------------------- images
+if wants images; then
+  images="$REPO/target/bench/images-$IMAGES"
+  if [[ ! -f "$images/.complete" ]]; then
+    echo "e2e: images: making $IMAGES images in $images (not timed)" >&2
+    rm -rf -- "$images"
+    python examples/images/make_images.py --count "$IMAGES" --out "$images" >&2
+    touch "$images/.complete"
+  fi
+  echo "e2e: images: scripts/baseline.sh" >&2
+  KEEP=0 bash scripts/baseline.sh "$images" 2 >"$WORK/baseline.txt" 2>&1 || fail "baseline failed: $(tail -5 "$WORK/baseline.txt")"
+  bare="$(awk '$1 == "total" { print $2 }' "$WORK/baseline.txt")"
+  [[ -n "$bare" ]] || fail "baseline printed no total: $(cat "$WORK/baseline.txt")"
+  for tracking in none mlflow; do
+    [[ "$tracking" == mlflow ]] && start_mlflow
+    echo "e2e: images: $IMAGES images, tracking $tracking" >&2
+    TRACKING="$tracking" concurrent_run "$WORK/images-$tracking.log" examples/images/dag.yaml --input "file://$images" \
+      --workers 2 --state-dir "$WORK/images-$tracking"
+    shards=$(((IMAGES + 49) / 50 + (IMAGES + 99) / 100))
+    row "images: example DAG on $IMAGES images ($shards shards), 2 workers, tracking $tracking" "$WALL s" \
+      "baseline.sh, 2 procs: $bare s" "$(calc "($WALL - $bare) * 2 / $shards * 1000" .0f) ms/shard/lane" \
+      "$(calc "$WALL / $bare" .2f)" "—" "—"
+  done
+fi
+
+# ---------------------------------------------------------------- report
+mkdir -p "$(dirname "$OUT")"
+{
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ), $( ((QUICK)) && echo "--quick" || echo "full"), $PROFILE build," \
+    "$(nproc) CPUs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo
+  echo "| case | Concurrent | baseline | overhead | ratio | target | met |"
+  echo "|---|---|---|---|---|---|---|"
+  printf '%s\n' "${ROWS[@]}"
+} >"$OUT"
+cat "$OUT"
+echo "e2e: table written to $OUT" >&2
