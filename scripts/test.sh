@@ -14,4 +14,16 @@ source scripts/env.sh
 echo "test: cargo build --workspace --bins"
 cargo build --workspace --bins
 echo "test: cargo test --workspace $*"
-cargo test --workspace "$@"
+mkdir -p target
+cargo test --workspace "$@" 2>&1 | tee target/test-output.log
+
+# The benchmark harness on small counts, so that it cannot rot (figures are not asserted:
+# speed targets live in BENCHMARKS.md). Skipped when arguments select particular tests.
+if [[ $# -eq 0 ]]; then
+  echo "test: BENCH_PROFILE=debug benches/e2e.sh --quick"
+  BENCH_PROFILE=debug bash benches/e2e.sh --quick --out target/bench/e2e-quick.md
+fi
+
+# One closing line with the totals of every test binary.
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' \
+  target/test-output.log
