@@ -191,7 +191,9 @@ async fn process_shard(
 ) -> Result<(), QueueError> {
     tracing::info!(inputs = shard.inputs.len(), "shard pulled");
 
-    let layout = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
+    // Every attempt of this worker runs in its slot, emptied in between: creating and
+    // removing a directory tree per shard costs more than the shard on some filesystems.
+    let layout = AttemptLayout::slot(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
     let work = run_attempt(stage, shard, attempt, &layout);
     let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
     let succeeded = outcome.end.succeeded();
@@ -219,8 +221,12 @@ async fn process_shard(
     };
     with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
-    if succeeded || !stage.keep_failed {
-        let _ = std::fs::remove_dir_all(&layout.root);
+    if !succeeded && stage.keep_failed {
+        let kept = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
+        let _ = std::fs::remove_dir_all(&kept.root);
+        if let Err(error) = std::fs::rename(&layout.root, &kept.root) {
+            tracing::warn!(%error, dir = %kept.root.display(), "could not keep the failed attempt's directory");
+        }
     }
     Ok(())
 }
@@ -366,17 +372,37 @@ async fn run_body(
     }
 }
 
-/// A fresh attempt directory with empty `in/` and `out/` (a few metadata operations, done in
-/// place rather than through the blocking pool).
+/// The slot ready for an attempt: `in/` and `out/` empty, the log empty (a few metadata
+/// operations, done in place rather than through the blocking pool).
 async fn prepare_dirs(layout: &AttemptLayout) -> Result<(), AttemptError> {
-    match std::fs::remove_dir_all(&layout.root) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(AttemptError::Prepare { path: layout.root.clone(), source: e });
-        }
-        _ => {}
-    }
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AttemptError::Prepare { path, source }
+    };
     for dir in [&layout.input_dir, &layout.output_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| AttemptError::Prepare { path: dir.clone(), source })?;
+        empty_or_create(dir).map_err(failed(dir))?;
+    }
+    match std::fs::OpenOptions::new().write(true).truncate(true).open(&layout.log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(&layout.log)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes everything inside `dir` (symlinks themselves, never what they point to), or
+/// creates it.
+fn empty_or_create(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(dir),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
     }
     Ok(())
 }

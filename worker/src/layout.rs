@@ -3,11 +3,12 @@
 
 use std::path::{Component, Path, PathBuf};
 
-/// The files and directories of one shard attempt under the work dir:
-/// `<work-dir>/<run>/<stage>/<shard>-a<attempt>/{in,out,manifest.json,entry_point.log}`.
+/// The files and directories of a shard attempt under the work dir: a worker's slot
+/// `<work-dir>/<run>/<stage>/<worker>/{in,out,manifest.json,entry_point.log}`, reused (emptied)
+/// from one attempt to the next, or a failed attempt kept as `…/<stage>/<shard>-a<attempt>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptLayout {
-    /// The attempt directory; removed after the attempt.
+    /// The attempt directory.
     pub root: PathBuf,
     /// `CONCURRENT_INPUT_DIR`: the inputs at their relative paths.
     pub input_dir: PathBuf,
@@ -20,9 +21,17 @@ pub struct AttemptLayout {
 }
 
 impl AttemptLayout {
-    /// The layout of attempt `attempt` of `shard` under `work_dir`.
+    /// The layout of attempt `attempt` of `shard` under `work_dir` (where a failed attempt is kept).
     pub fn new(work_dir: &Path, run_id: &str, stage: &str, shard: u32, attempt: u32) -> Self {
-        let root = work_dir.join(run_id).join(stage).join(format!("{shard}-a{attempt}"));
+        Self::at(work_dir.join(run_id).join(stage).join(format!("{shard}-a{attempt}")))
+    }
+
+    /// The slot of worker `worker` under `work_dir`: every attempt of that worker runs there.
+    pub fn slot(work_dir: &Path, run_id: &str, stage: &str, worker: &str) -> Self {
+        Self::at(work_dir.join(run_id).join(stage).join(worker))
+    }
+
+    fn at(root: PathBuf) -> Self {
         AttemptLayout {
             input_dir: root.join("in"),
             output_dir: root.join("out"),

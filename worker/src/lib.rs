@@ -1,5 +1,6 @@
 //! The Concurrent worker: binds to one stage's durable pull consumer on NATS JetStream, pulls
-//! one shard at a time, puts its inputs in a fresh directory, runs the stage's MLproject entry
+//! one shard at a time, puts its inputs in its emptied slot directory
+//! (`<work-dir>/<run>/<stage>/<worker>/in`), runs the stage's MLproject entry
 //! point (heartbeats, timeout, process group), keeps or uploads its outputs, records the
 //! attempt as an MLflow run, publishes a `ShardResult` and only then acks. It exits when the
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
@@ -26,7 +27,8 @@
 //!   comes back, so an outage never makes a worker exit idle; one longer than 2 minutes
 //!   ([`MAX_NATS_OUTAGE`]) while it waits for a shard makes it exit 3. A result is
 //!   published again, with the same `Nats-Msg-Id` (JetStream keeps one copy), until
-//!   JetStream acks it, for up to 2 minutes; then the worker exits 1 and the unacked shard is redelivered. An ack, nak or
+//!   JetStream acks it, for up to 2 minutes; then the worker exits 1 and the unacked shard is
+//!   redelivered. An ack, nak or
 //!   term that fails after the result is stored is logged at warn: the shard comes back and
 //!   the scheduler ignores the duplicate result.
 //! - **MLflow is unreachable** (connection errors, timeouts, 429, 5xx). Every MLflow request
@@ -79,6 +81,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use crate::attempt::{Stage, Tracking};
+use crate::layout::AttemptLayout;
 use crate::link::Link;
 use crate::queue::{Pulled, QueueError, StageQueue};
 use crate::report::WorkerIdentity;
@@ -157,6 +160,9 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         cancel: cancel.clone(),
     };
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel).await;
+    // The slot this worker's attempts ran in goes with the worker.
+    let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
+    let _ = std::fs::remove_dir_all(&slot.root);
     // Make sure the last acks leave the socket before the process exits (NATS may be down).
     let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
     served

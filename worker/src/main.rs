@@ -36,13 +36,14 @@ struct Cli {
     /// Exit 3 when NATS cannot be reached for this long at start.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     connect_timeout: Duration,
-    /// Directory for attempt dirs [default: a fresh temp dir, removed at exit].
+    /// Directory of this worker's slot, where its attempts run [default: a fresh temp dir,
+    /// removed at exit].
     #[arg(long)]
     work_dir: Option<PathBuf>,
     /// Directory of unpacked project snapshots [default: <tmp>/concurrent-projects].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
-    /// Keep the attempt dir of failed attempts, for debugging.
+    /// Keep the directory of a failed attempt (as `<run>/<stage>/<shard>-a<attempt>`), for debugging.
     #[arg(long)]
     keep_failed: bool,
     /// Stop as on SIGTERM when standard input closes (the local executor keeps it open while
