@@ -138,7 +138,7 @@ fn a_killed_scheduler_resumes_without_running_a_succeeded_shard_again() {
     signal(run.pid(), "KILL");
     run.wait(Duration::from_secs(10));
     let state = dir.path().join("state");
-    wait_until("the killed scheduler's workers and nats-server to go", Duration::from_secs(20), || {
+    wait_until("the killed scheduler's workers and nats-server to go", Duration::from_secs(30), || {
         pids_matching(&state.display().to_string()).is_empty()
     });
 

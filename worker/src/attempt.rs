@@ -211,7 +211,8 @@ async fn process_shard(
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
     // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
     let report = async {
-        queue.publish_result(&result, queue::PUBLISH_BUDGET).await?;
+        let budget = if stage.cancel.is_cancelled() { queue::STOPPING_PUBLISH_BUDGET } else { queue::PUBLISH_BUDGET };
+        queue.publish_result(&result, budget).await?;
         if let Err(error) = queue::settle(message, disposition).await {
             // The result is out; the worst case is a redelivery and a duplicate result,
             // which the scheduler ignores.

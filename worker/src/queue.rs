@@ -19,6 +19,10 @@ pub const MIN_PULL: Duration = Duration::from_millis(10);
 /// How long a result is re-published (same `Nats-Msg-Id`) until JetStream acks it; within
 /// the results stream's default duplicate window (2 min), so retries are never stored twice.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(120);
+/// How long the result is retried when the worker is stopping (SIGTERM, or its parent gone):
+/// a stopping worker does not linger; a result it cannot publish leaves the shard unacked, so
+/// JetStream hands it out again.
+pub const STOPPING_PUBLISH_BUDGET: Duration = Duration::from_secs(5);
 
 /// Talking to NATS failed.
 #[derive(Debug, thiserror::Error)]
