@@ -14,9 +14,7 @@ use crate::plan::plan;
 pub async fn validate(args: DagArgs) -> u8 {
     let Some((dag, _)) = load_dag_args(&args) else { return EXIT_INVALID };
     let mlflow = std::env::var("MLFLOW_TRACKING_URI").ok().and_then(|uri| MlflowClient::new(&uri).ok());
-    let needs_mlflow = dag.order().into_iter().any(|stage| {
-        matches!(source_of(&dag, stage), StageInput::Uri(uri) if uri.starts_with("mlflow-artifacts:") || uri.starts_with("runs:"))
-    });
+    let needs_mlflow = dag.order().into_iter().any(|stage| super::run::reads_mlflow(&dag, stage));
     let planned = if needs_mlflow && mlflow.is_none() { None } else { Some(plan(&dag, mlflow.as_ref()).await) };
     let planned = match planned.transpose() {
         Ok(planned) => planned,
