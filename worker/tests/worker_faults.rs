@@ -66,6 +66,14 @@ async fn a_nats_outage_longer_than_the_idle_timeout_does_not_end_the_worker() ->
     harness.publish_shard(0, 2, inputs).await?;
     let mut worker = Background::spawn(harness.worker_with_idle("4s"))?;
     wait_for_results(&harness, 1, Duration::from_secs(30)).await?;
+    // The worker acks after its result is stored: kill the server only once that ack has landed,
+    // or shard 0 would rightly come back after `ack_wait`, long after this worker's idle timeout.
+    let acked = Instant::now() + Duration::from_secs(10);
+    while harness.shards_left().await? > 0 {
+        anyhow::ensure!(Instant::now() < acked, "shard 0 was never acked:\n{}", worker.stderr());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     harness.nats.kill();
     tokio::time::sleep(Duration::from_secs(6)).await;
