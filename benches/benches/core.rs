@@ -1,6 +1,7 @@
 //! Criterion benches of the pure core: partitioning a million-object listing in every mode,
 //! shard and result message encode/decode, validating a 200-stage DAG, one autoscaler
-//! decision over 1,000 stages, and applying 10,000 results to the run state.
+//! decision over 1,000 stages, one placement decision of 1,000 stages on 10 clusters, and
+//! applying 10,000 results to the run state.
 //!
 //! `cargo bench -p concurrent-benches -- --quick` runs them all in about a minute.
 
@@ -10,6 +11,7 @@ use concurrent_proto::{InputObject, OutputObject, ShardMsg, ShardResult, ShardSt
 use concurrent_scheduler::autoscale::{StageDemand, plan_launches};
 use concurrent_scheduler::dag::{Overrides, Partition, parse_dag};
 use concurrent_scheduler::partition::partition;
+use concurrent_scheduler::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed, StageNeed, place};
 use concurrent_scheduler::run_state::RunState;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
@@ -165,6 +167,35 @@ fn core(c: &mut Criterion) {
         })
         .collect();
     c.bench_function("autoscale 1,000 stages", |b| b.iter(|| plan_launches(&demands, 500, 0)));
+
+    // 10 clusters of 20 nodes each; every stage prefers 3 of them, already has a few workers
+    // (some Pending long enough to burst) and wants up to 10.
+    let clusters: Vec<Cluster> = (0..10)
+        .map(|c| Cluster {
+            name: format!("cluster-{c}"),
+            max_workers: 400,
+            other_workers: 10,
+            free_nodes: Some(vec![Amount { cpu_millis: 16_000, memory_bytes: 64 << 30, gpus: 0 }; 20]),
+        })
+        .collect();
+    let needs: Vec<StageNeed> = names
+        .iter()
+        .enumerate()
+        .map(|(i, stage)| StageNeed {
+            stage: stage.clone(),
+            wanted: 1 + (i % 10) as u32,
+            request: Amount { cpu_millis: 1000, memory_bytes: 2 << 30, gpus: 0 },
+            clusters: (0..3).map(|k| format!("cluster-{}", (i + k) % 10)).collect(),
+            placed: vec![Placed {
+                cluster: format!("cluster-{}", i % 10),
+                running: (i % 3) as u32,
+                pending_since: vec![Duration::from_secs((i % 60) as u64)],
+            }],
+        })
+        .collect();
+    c.bench_function("placement 1,000 stages on 10 clusters", |b| {
+        b.iter(|| place(&clusters, &needs, Duration::from_secs(60), DEFAULT_BURST_AFTER))
+    });
 }
 
 criterion_group! {

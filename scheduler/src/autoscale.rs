@@ -1,6 +1,10 @@
 //! How many workers to launch for each running stage: `desired = min(parallelism, backlog)`
 //! per stage, within the executor's capacity shared fairly between stages. Pure.
 
+use std::time::Duration;
+
+use crate::placement::{self, Amount, Cluster, Placed, StageNeed};
+
 /// What one running stage asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageDemand {
@@ -20,26 +24,37 @@ impl StageDemand {
     }
 }
 
-/// Workers to launch per stage, handed out one at a time in stage order so that stages share
-/// the free capacity fairly. `capacity` is the most workers alive at once; `alive` is how many
-/// are alive now (including those of stages not in `demands`).
+/// Workers to launch per stage on the local executor: its one cluster, without nodes, placed
+/// by [`placement::place`] so that stages share the free capacity fairly. `capacity` is the most
+/// workers alive at once; `alive` is how many are alive now (including those of stages not in
+/// `demands`).
 pub fn plan_launches(demands: &[StageDemand], capacity: u32, alive: u32) -> Vec<(String, u32)> {
-    let mut free = capacity.saturating_sub(alive);
-    let mut wanted: Vec<u32> = demands.iter().map(|d| d.desired().saturating_sub(d.running)).collect();
-    let mut launches = vec![0u32; demands.len()];
-    while free > 0 && wanted.iter().any(|w| *w > 0) {
-        for (i, want) in wanted.iter_mut().enumerate() {
-            if free == 0 {
-                break;
-            }
-            if *want > 0 {
-                *want -= 1;
-                launches[i] += 1;
-                free -= 1;
-            }
-        }
-    }
-    demands.iter().zip(launches).filter(|(_, n)| *n > 0).map(|(d, n)| (d.stage.clone(), n)).collect()
+    const LOCAL: &str = "local";
+    let ours: u32 = demands.iter().map(|d| d.running).sum();
+    let local = Cluster {
+        name: LOCAL.into(),
+        max_workers: capacity,
+        other_workers: alive.saturating_sub(ours),
+        free_nodes: None,
+    };
+    let needs: Vec<StageNeed> = demands
+        .iter()
+        .map(|d| StageNeed {
+            stage: d.stage.clone(),
+            wanted: d.desired(),
+            request: Amount::default(),
+            clusters: Vec::new(),
+            placed: vec![Placed { cluster: LOCAL.into(), running: d.running, pending_since: Vec::new() }],
+        })
+        .collect();
+    let placement = placement::place(&[local], &needs, Duration::ZERO, placement::DEFAULT_BURST_AFTER);
+    demands
+        .iter()
+        .filter_map(|d| {
+            let more = placement.workers(&d.stage, LOCAL).saturating_sub(d.running);
+            (more > 0).then(|| (d.stage.clone(), more))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ pub mod driver;
 pub mod executor;
 pub mod inputs;
 pub mod partition;
+pub mod placement;
 pub mod plan;
 pub mod queue;
 pub mod run_id;

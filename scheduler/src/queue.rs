@@ -237,6 +237,16 @@ impl Queue {
         let _ = self.client.flush().await;
     }
 
+    /// Naks a shard message by its ack subject, on behalf of a worker that died holding it, so
+    /// it is handed out again now rather than after `ack_wait`. Best effort: when the nak is
+    /// lost, `ack_wait` still brings the shard back.
+    pub async fn hand_back(&self, ack_subject: &str) {
+        if let Err(error) = self.client.publish(ack_subject.to_string(), "-NAK".into()).await {
+            tracing::warn!(%error, "handing back the shard of a dead worker");
+        }
+        let _ = self.client.flush().await;
+    }
+
     /// Publishes shards, awaiting the acks in windows; a window that fails is published again
     /// (JetStream drops the duplicates by `Nats-Msg-Id`).
     pub async fn publish_shards(&self, shards: Vec<ShardMsg>) -> Result<(), QueueError> {

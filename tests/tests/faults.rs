@@ -1,6 +1,7 @@
 //! Faults a run survives, with real processes really killed (DESIGN §1: any process may be
 //! killed at any moment and the run still finishes with every shard's output exactly once).
-//! Several tests wait out JetStream's 30 s `ack_wait`, the time a lost worker holds a shard.
+//! A worker the local executor sees die hands its shard back at once; a worker that freezes
+//! holds it for JetStream's 30 s `ack_wait`, which one test waits out.
 
 mod common;
 
@@ -110,6 +111,12 @@ fn a_killed_worker_s_shard_is_redelivered_and_its_dead_attempt_ends_killed() {
     let killed: Vec<&&Value> = shards.iter().filter(|r| run_status(r) == "KILLED").collect();
     assert_eq!(killed.len(), 1, "the dead attempt does not stay RUNNING");
     assert_eq!(tag(killed[0], "concurrent.lost"), Some("true"));
+    // The executor saw its worker die and handed the shard back at once, well before the 30 s
+    // `ack_wait` would have.
+    let shard = tag(killed[0], "concurrent.shard");
+    let next = shards.iter().find(|r| tag(r, "concurrent.shard") == shard && run_status(r) == "FINISHED").unwrap();
+    let gap_ms = start_time_ms(next) - start_time_ms(killed[0]);
+    assert!(gap_ms < 20_000, "the next attempt started {gap_ms} ms after the dead one");
     assert_each_shard_finished_once(&runs, copy, 4);
     assert_eq!(
         tracked_outputs(&rest, &runs, "recopy"),
@@ -217,8 +224,14 @@ fn a_shard_whose_last_attempt_dies_with_its_worker_fails_instead_of_hanging() {
     let mut run = spawn_concurrent(&args, &[("NATS_URL", nats.url.as_str())], dir.path(), "run");
     let run_id = run_id_of(&run);
     let worker = worker_of(&run_id, "copy");
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut entry_point = Vec::new();
+    wait_until("the entry point", Duration::from_secs(60), || {
+        entry_point = children_of(worker);
+        !entry_point.is_empty()
+    });
     signal(worker, "KILL");
+    // The entry point sleeps 20 s: the executor kills it as soon as it sees its worker dead.
+    wait_until("the dead worker's entry point killed", Duration::from_secs(10), || !process_alive(entry_point[0]));
     let status = run.wait(DEADLINE);
     assert_eq!(status.code(), Some(1), "{}", run.describe());
     assert!(run.stderr_text().contains("every attempt was lost"), "{}", run.describe());

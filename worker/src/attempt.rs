@@ -11,11 +11,12 @@ use std::time::Instant;
 use async_nats::jetstream;
 use concurrent_mlflow::project::{EntryPoint, ParamError};
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RetryPolicy, RunStatus};
+use concurrent_proto::lease::lease_path;
 use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::entry_point::{self, EntryPointError, Exit, Invocation};
+use crate::entry_point::{self, EntryPointError, Exit, Invocation, LeaseSlot};
 use crate::env::{command_parameters, entry_point_env};
 use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
@@ -194,7 +195,10 @@ async fn process_shard(
     // Every attempt of this worker runs in its slot, emptied in between: creating and
     // removing a directory tree per shard costs more than the shard on some filesystems.
     let layout = AttemptLayout::slot(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
-    let work = run_attempt(stage, shard, attempt, &layout);
+    let lease_path = lease_path(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
+    let lease = message.reply.as_deref().map(|ack_subject| LeaseSlot { path: &lease_path, ack_subject });
+    let current = Current { shard, attempt, layout: &layout, lease };
+    let work = run_attempt(stage, &current);
     let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
     let succeeded = outcome.end.succeeded();
     match &outcome.end {
@@ -232,8 +236,18 @@ async fn process_shard(
     Ok(())
 }
 
+/// The attempt being run: its shard, its number, its files, and its lease.
+#[derive(Clone, Copy)]
+struct Current<'a> {
+    shard: &'a ShardMsg,
+    attempt: u32,
+    layout: &'a AttemptLayout,
+    lease: Option<LeaseSlot<'a>>,
+}
+
 /// Runs the attempt; never fails: every failure is an outcome with a reason.
-async fn run_attempt(stage: &Stage, shard: &ShardMsg, attempt: u32, layout: &AttemptLayout) -> Outcome {
+async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
+    let Current { shard, attempt, layout, .. } = *current;
     let started = Instant::now();
     let mut stats = AttemptStats { objects_in: shard.inputs.len() as u64, ..AttemptStats::default() };
     let parameters = command_parameters(&stage.spec, layout, |name| stage.entry_point.parameters.contains_key(name));
@@ -250,7 +264,7 @@ async fn run_attempt(stage: &Stage, shard: &ShardMsg, attempt: u32, layout: &Att
         }
         _ => None,
     };
-    let body = run_body(stage, shard, attempt, layout, &parameters, run.as_ref(), &mut stats).await;
+    let body = run_body(stage, current, &parameters, run.as_ref(), &mut stats).await;
     stats.duration_s = started.elapsed().as_secs_f64();
     let (mut end, outputs) = match body {
         Ok(outputs) => (AttemptEnd::Recorded(ShardStatus::Succeeded), outputs),
@@ -333,13 +347,12 @@ fn note_in_log(log: &Path, reason: &str) {
 /// itself is killed as a group and reports [`Exit::Interrupted`]).
 async fn run_body(
     stage: &Stage,
-    shard: &ShardMsg,
-    attempt: u32,
-    layout: &AttemptLayout,
+    current: &Current<'_>,
     parameters: &std::collections::BTreeMap<String, String>,
     run: Option<&ShardRun>,
     stats: &mut AttemptStats,
 ) -> Result<Vec<OutputObject>, Cut> {
+    let Current { shard, attempt, layout, lease } = *current;
     let cancel = &stage.cancel;
     prepare_dirs(layout).await?;
     let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
@@ -353,6 +366,7 @@ async fn run_body(
         env: &env,
         log: &layout.log,
         timeout: stage.spec.timeout_s.map(std::time::Duration::from_secs),
+        lease,
     };
     tracing::debug!("running the entry point");
     let exit = entry_point::run(invocation, cancel).await.map_err(AttemptError::from)?;

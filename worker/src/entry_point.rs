@@ -1,12 +1,14 @@
 //! Runs an entry point's command: `bash -c <command>` in its own process group, output appended
 //! to the attempt's log, and the whole group killed on timeout, on interruption of the worker,
-//! and after the command exits (no orphans).
+//! and after the command exits (no orphans). While it runs, the worker's lease names the shard
+//! and the group, for an executor that sees the worker die.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
+use concurrent_proto::lease::Lease;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
@@ -25,6 +27,15 @@ pub struct Invocation<'a> {
     pub log: &'a Path,
     /// Kill the command after this long.
     pub timeout: Option<Duration>,
+    /// Where to keep the lease while the command runs.
+    pub lease: Option<LeaseSlot<'a>>,
+}
+
+/// The lease file of the worker's slot, and the ack subject of the shard it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSlot<'a> {
+    pub path: &'a Path,
+    pub ack_subject: &'a str,
 }
 
 /// How the command ended.
@@ -108,7 +119,7 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     // With process_group(0) the group id is the leader's pid.
     let pgid = child.id();
     // Kills the group however this function ends, even when its future is dropped.
-    let _group = RunningGroup::register(pgid);
+    let _group = RunningGroup::register(pgid, invocation.lease);
 
     let deadline = invocation.timeout.map(|t| tokio::time::Instant::now() + t);
     let timeout = async {
@@ -162,24 +173,46 @@ pub fn kill_running_group() {
     }
 }
 
-/// Registers the running entry point's group; kills the group and clears it when dropped.
-struct RunningGroup(Option<u32>);
+/// Registers the running entry point's group, and writes the lease; kills the group, clears
+/// it and releases the lease when dropped.
+struct RunningGroup {
+    pgid: Option<u32>,
+    lease: Option<PathBuf>,
+}
 
 impl RunningGroup {
-    fn register(pgid: Option<u32>) -> RunningGroup {
+    fn register(pgid: Option<u32>, lease: Option<LeaseSlot<'_>>) -> RunningGroup {
         if let Some(id) = pgid.and_then(|p| i32::try_from(p).ok()) {
             RUNNING_GROUP.store(id, Ordering::SeqCst);
         }
-        RunningGroup(pgid)
+        let lease = match (pgid, lease) {
+            (Some(pgid), Some(slot)) => {
+                let text = Lease { ack_subject: slot.ack_subject.to_string(), pgid }.to_text();
+                write_lease(slot.path, &text);
+                Some(slot.path.to_path_buf())
+            }
+            _ => None,
+        };
+        RunningGroup { pgid, lease }
     }
 }
 
 impl Drop for RunningGroup {
     fn drop(&mut self) {
-        if let Some(pgid) = self.0 {
+        if let Some(pgid) = self.pgid {
             RUNNING_GROUP.store(0, Ordering::SeqCst);
             killpg(pgid);
         }
+        if let Some(path) = &self.lease {
+            write_lease(path, "");
+        }
+    }
+}
+
+/// Writes the lease in place (the file is created once per worker, then overwritten).
+fn write_lease(path: &Path, text: &str) {
+    if let Err(error) = std::fs::write(path, text) {
+        tracing::warn!(path = %path.display(), %error, "could not write the worker's lease");
     }
 }
 

@@ -8,7 +8,7 @@ fn no_env() -> EntryPointEnv {
 
 async fn run_simple(dir: &Path, command: &str, env: &EntryPointEnv, timeout: Option<Duration>) -> Exit {
     let log = dir.join("log");
-    let invocation = Invocation { command, cwd: dir, env, log: &log, timeout };
+    let invocation = Invocation { command, cwd: dir, env, log: &log, timeout, lease: None };
     run(invocation, &CancellationToken::new()).await.unwrap()
 }
 
@@ -60,8 +60,14 @@ async fn timeout_kills_the_whole_process_group() {
     let env = no_env();
     let pid_file = dir.path().join("pgid");
     let command = format!("echo $$ > {}; sleep 100 & sleep 100", pid_file.display());
-    let invocation =
-        Invocation { command: &command, cwd: dir.path(), env: &env, log: &log, timeout: Some(Duration::from_secs(1)) };
+    let invocation = Invocation {
+        command: &command,
+        cwd: dir.path(),
+        env: &env,
+        log: &log,
+        timeout: Some(Duration::from_secs(1)),
+        lease: None,
+    };
     let started = std::time::Instant::now();
     let exit = run(invocation, &CancellationToken::new()).await.unwrap();
     assert_eq!(exit, Exit::TimedOut(Duration::from_secs(1)));
@@ -100,7 +106,8 @@ async fn cancellation_kills_the_command() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         trigger.cancel();
     });
-    let invocation = Invocation { command: "sleep 100", cwd: dir.path(), env: &env, log: &log, timeout: None };
+    let invocation =
+        Invocation { command: "sleep 100", cwd: dir.path(), env: &env, log: &log, timeout: None, lease: None };
     let exit = run(invocation, &cancel).await.unwrap();
     assert_eq!(exit, Exit::Interrupted);
 }
@@ -117,4 +124,23 @@ async fn a_hostile_parameter_reaches_the_command_as_one_argument() {
     let command = entry.render_command(&[("x".to_string(), "x; rm -rf /".to_string())].into()).unwrap();
     assert_eq!(run_simple(dir.path(), &command, &no_env(), None).await, Exit::Code(0));
     assert_eq!(std::fs::read_to_string(dir.path().join("args")).unwrap(), "x; rm -rf /|");
+}
+
+#[tokio::test]
+async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_released_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = no_env();
+    let log = dir.path().join("log");
+    let lease = dir.path().join("w.lease");
+    let seen = dir.path().join("seen");
+    let command = format!("cat {} > {}; echo $$ >> {}", lease.display(), seen.display(), seen.display());
+    let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0" };
+    let invocation =
+        Invocation { command: &command, cwd: dir.path(), env: &env, log: &log, timeout: None, lease: Some(slot) };
+    assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));
+    let seen = std::fs::read_to_string(&seen).unwrap();
+    let (held, shell_pid) = seen.rsplit_once("pgid ").map(|(_, rest)| rest.split_once('\n').unwrap()).unwrap();
+    assert_eq!(held, shell_pid.trim(), "the lease names the command's group: {seen}");
+    assert!(seen.starts_with("ack $JS.ACK.S.c.1.5.5.1.0\n"), "{seen}");
+    assert_eq!(std::fs::read_to_string(&lease).unwrap(), "", "released once the command is over");
 }

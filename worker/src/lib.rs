@@ -163,6 +163,12 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     // The slot this worker's attempts ran in goes with the worker.
     let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
     let _ = std::fs::remove_dir_all(&slot.root);
+    let _ = std::fs::remove_file(concurrent_proto::lease::lease_path(
+        &config.work_dir,
+        &config.run_id,
+        &config.stage,
+        &config.worker_id,
+    ));
     // Make sure the last acks leave the socket before the process exits (NATS may be down).
     let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
     served

@@ -164,9 +164,14 @@ impl<E: Executor> Driver<E> {
         Ok(())
     }
 
-    /// Launches workers where a stage's backlog asks for more than it has.
+    /// Hands back the shards of workers that died, then launches workers where a stage's
+    /// backlog asks for more than it has.
     async fn autoscale(&mut self) -> Result<(), DriverError> {
         let alive = self.setup.executor.alive();
+        for abandoned in self.setup.executor.take_abandoned() {
+            tracing::warn!(stage = %abandoned.stage.stage, "a worker died during its entry point; its shard is handed back");
+            self.setup.queue.hand_back(&abandoned.ack_subject).await;
+        }
         let alive_total: u32 = alive.values().sum();
         let demands: Vec<StageDemand> = self
             .state

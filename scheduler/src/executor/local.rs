@@ -1,5 +1,7 @@
 //! The local executor: workers are child processes of the `concurrent-worker` binary on this
 //! machine, at most `--workers N` at once. Each worker's log goes to a file in the state dir.
+//! A worker that dies while its entry point runs leaves its lease: the executor kills the
+//! orphaned entry point and reports the shard, for the driver to hand back at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,7 +12,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, ChildStdin, Command};
 
-use super::{Executor, ExecutorError, StageRef};
+use concurrent_proto::lease::{Lease, lease_path};
+
+use super::{Abandoned, Executor, ExecutorError, StageRef};
 
 /// How a local worker is started.
 #[derive(Debug, Clone)]
@@ -40,12 +44,13 @@ pub struct LocalExecutor {
     config: LocalConfig,
     workers: Vec<LocalWorker>,
     launched: u64,
+    abandoned: Vec<Abandoned>,
 }
 
 impl LocalExecutor {
     /// An executor with no worker running yet.
     pub fn new(config: LocalConfig) -> LocalExecutor {
-        LocalExecutor { config, workers: Vec::new(), launched: 0 }
+        LocalExecutor { config, workers: Vec::new(), launched: 0, abandoned: Vec::new() }
     }
 
     /// The `concurrent-worker` binary installed beside the running executable.
@@ -104,12 +109,15 @@ impl Executor for LocalExecutor {
     }
 
     fn alive(&mut self) -> BTreeMap<StageRef, u32> {
+        let work_dir = self.config.state_dir.join("work");
+        let abandoned = &mut self.abandoned;
         self.workers.retain_mut(|worker| match worker.child.try_wait() {
             Ok(None) => true,
             Ok(Some(status)) => {
                 if !status.success() {
                     tracing::warn!(worker = %worker.id, %status, log = %worker.log.display(), "worker exited with an error");
                 }
+                abandoned.extend(reclaim(&work_dir, worker));
                 false
             }
             Err(error) => {
@@ -122,6 +130,10 @@ impl Executor for LocalExecutor {
             *alive.entry(worker.stage.clone()).or_insert(0) += 1;
         }
         alive
+    }
+
+    fn take_abandoned(&mut self) -> Vec<Abandoned> {
+        std::mem::take(&mut self.abandoned)
     }
 
     async fn shutdown(&mut self, grace: Duration) {
@@ -138,4 +150,24 @@ impl Executor for LocalExecutor {
         }
         self.workers.clear();
     }
+}
+
+/// After a worker exited: when its lease is still held (it died while its entry point ran),
+/// kills the orphaned entry point's process group and returns the shard to hand back. Removes
+/// what the worker left in the work dir.
+fn reclaim(work_dir: &Path, worker: &LocalWorker) -> Option<Abandoned> {
+    let stage = &worker.stage;
+    let lease_file = lease_path(work_dir, &stage.run_id, &stage.stage, &worker.id);
+    let lease = std::fs::read_to_string(&lease_file).ok().and_then(|text| Lease::parse(&text));
+    let _ = std::fs::remove_file(&lease_file);
+    let _ = std::fs::remove_dir_all(work_dir.join(&stage.run_id).join(&stage.stage).join(&worker.id));
+    let lease = lease?;
+    match nix::sys::signal::killpg(Pid::from_raw(lease.pgid as i32), Signal::SIGKILL) {
+        Ok(()) => tracing::warn!(worker = %worker.id, pgid = lease.pgid, "killed the entry point its dead worker left"),
+        Err(nix::errno::Errno::ESRCH) => {}
+        Err(error) => {
+            tracing::warn!(worker = %worker.id, pgid = lease.pgid, %error, "could not kill the orphaned entry point")
+        }
+    }
+    Some(Abandoned { stage: stage.clone(), ack_subject: lease.ack_subject })
 }

@@ -16,6 +16,14 @@ pub struct StageRef {
     pub stage: String,
 }
 
+/// A shard whose worker died while its entry point ran; the entry point is already killed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abandoned {
+    pub stage: StageRef,
+    /// The shard message's ack subject: a nak there hands the shard out again at once.
+    pub ack_subject: String,
+}
+
 /// Launching or watching workers failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
@@ -35,6 +43,12 @@ pub trait Executor: Send {
 
     /// Workers alive now, per stage; forgets those that have exited.
     fn alive(&mut self) -> BTreeMap<StageRef, u32>;
+
+    /// Shards whose workers were seen dying mid-attempt since the last call. An executor that
+    /// cannot tell returns none, and those shards come back after `ack_wait`.
+    fn take_abandoned(&mut self) -> Vec<Abandoned> {
+        Vec::new()
+    }
 
     /// Stops every worker: a polite signal first, then a kill after `grace`.
     fn shutdown(&mut self, grace: std::time::Duration) -> impl Future<Output = ()> + Send;

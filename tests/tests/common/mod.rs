@@ -183,6 +183,12 @@ pub fn run_status(run: &Value) -> &str {
     run["info"]["status"].as_str().unwrap_or_default()
 }
 
+/// When the run started, in ms since the epoch.
+pub fn start_time_ms(run: &Value) -> i64 {
+    let start = &run["info"]["start_time"];
+    start.as_i64().or_else(|| start.as_str().and_then(|s| s.parse().ok())).expect("a start_time")
+}
+
 /// The run's id.
 pub fn mlflow_run_id(run: &Value) -> &str {
     run["info"]["run_id"].as_str().unwrap_or_default()
@@ -291,6 +297,19 @@ pub fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool
 pub fn pids_matching(pattern: &str) -> Vec<u32> {
     let output = Command::new("pgrep").args(["-f", "--", pattern]).output().expect("pgrep");
     String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// The child processes of `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let output = Command::new("pgrep").args(["-P", &pid.to_string()]).output().expect("pgrep");
+    String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// Whether process `pid` exists and is not a zombie.
+pub fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the `(comm)` field.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).is_some_and(|state| state != "Z")
 }
 
 /// Sends a signal (`KILL`, `TERM`, `INT`, `STOP`, `CONT`) to a process.
