@@ -47,11 +47,14 @@ pub fn plan_launches(demands: &[StageDemand], capacity: u32, alive: u32) -> Vec<
             placed: vec![Placed { cluster: LOCAL.into(), running: d.running, pending_since: Vec::new() }],
         })
         .collect();
-    let placement = placement::place(&[local], &needs, Duration::ZERO, placement::DEFAULT_BURST_AFTER);
+    let clusters = [local];
+    let placement = placement::place(&clusters, &needs, Duration::ZERO, placement::DEFAULT_BURST_AFTER);
+    // Every stage is placed on the one cluster: one target each, in stage order.
     demands
         .iter()
-        .filter_map(|d| {
-            let more = placement.workers(&d.stage, LOCAL).saturating_sub(d.running);
+        .zip(&placement.targets)
+        .filter_map(|(d, target)| {
+            let more = target.workers.saturating_sub(d.running);
             (more > 0).then(|| (d.stage.clone(), more))
         })
         .collect()

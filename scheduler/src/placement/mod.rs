@@ -56,21 +56,21 @@ pub struct StageNeed {
 
 /// How many workers a stage should have on a cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub stage: String,
-    pub cluster: String,
+pub struct Target<'a> {
+    pub stage: &'a str,
+    pub cluster: &'a str,
     pub workers: u32,
 }
 
 /// The decision: a target for every (stage, cluster) that has or gets workers, in stage order
-/// then preference order, and the workers no cluster could take.
+/// then preference order, and the workers no cluster could take, by stage in stage order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Placement {
-    pub targets: Vec<Target>,
-    pub unplaced: BTreeMap<String, u32>,
+pub struct Placement<'a> {
+    pub targets: Vec<Target<'a>>,
+    pub unplaced: Vec<(&'a str, u32)>,
 }
 
-impl Placement {
+impl Placement<'_> {
     /// The target of `stage` on `cluster` (0 when there is none).
     pub fn workers(&self, stage: &str, cluster: &str) -> u32 {
         self.targets.iter().find(|t| t.stage == stage && t.cluster == cluster).map_or(0, |t| t.workers)
@@ -101,17 +101,31 @@ impl Room {
     }
 }
 
-/// One stage during a decision: its clusters by index in preference order, the count on each,
-/// and those closed to it (a worker of it has been Pending too long there).
+/// One stage during a decision: its clusters in preference order, and the workers it wants
+/// that no cluster has taken yet.
 struct Plan {
-    order: Vec<usize>,
-    counts: Vec<u32>,
-    closed: Vec<bool>,
+    slots: Vec<Slot>,
     missing: u32,
 }
 
+/// One of a stage's clusters during a decision.
+#[derive(Clone, Copy)]
+struct Slot {
+    /// Index of the cluster.
+    cluster: usize,
+    /// Workers the stage gets there.
+    count: u32,
+    /// A worker of the stage has been Pending there for `burst_after` or longer.
+    closed: bool,
+}
+
 /// Decides how many workers each stage should have on each cluster at time `now`.
-pub fn place(clusters: &[Cluster], needs: &[StageNeed], now: Duration, burst_after: Duration) -> Placement {
+pub fn place<'a>(
+    clusters: &'a [Cluster],
+    needs: &'a [StageNeed],
+    now: Duration,
+    burst_after: Duration,
+) -> Placement<'a> {
     let index: BTreeMap<&str, usize> = clusters.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
     let mut rooms: Vec<Room> = clusters
         .iter()
@@ -138,17 +152,20 @@ fn keep_workers(
     } else {
         need.clusters.iter().filter_map(|name| index.get(name.as_str()).copied()).collect()
     };
-    let mut plan = Plan { counts: vec![0; order.len()], closed: vec![false; order.len()], order, missing: 0 };
+    let mut plan = Plan {
+        slots: order.into_iter().map(|cluster| Slot { cluster, count: 0, closed: false }).collect(),
+        missing: 0,
+    };
     let mut kept = 0;
-    for (slot, &cluster) in plan.order.iter().enumerate() {
-        let Some(placed) = need.placed.iter().find(|p| p.cluster == clusters[cluster].name) else {
+    for slot in &mut plan.slots {
+        let Some(placed) = need.placed.iter().find(|p| p.cluster == clusters[slot.cluster].name) else {
             continue;
         };
         let fresh = placed.pending_since.iter().filter(|since| now.saturating_sub(**since) < burst_after).count();
-        plan.closed[slot] = fresh < placed.pending_since.len();
+        slot.closed = fresh < placed.pending_since.len();
         let running = placed.running.min(need.wanted - kept);
         let pending = (fresh as u32).min(need.wanted - kept - running);
-        let room = &mut rooms[cluster];
+        let room = &mut rooms[slot.cluster];
         // Running workers are already in the nodes' free amounts; kept Pending ones will be.
         room.used += running;
         for _ in 0..pending {
@@ -156,7 +173,7 @@ fn keep_workers(
                 room.used += 1;
             }
         }
-        plan.counts[slot] = running + pending;
+        slot.count = running + pending;
         kept += running + pending;
     }
     plan.missing = need.wanted - kept;
@@ -171,10 +188,10 @@ fn grow(needs: &[StageNeed], plans: &mut [Plan], rooms: &mut [Room]) {
         active.retain(|&s| {
             let plan = &mut plans[s];
             let request = &needs[s].request;
-            let slot = (0..plan.order.len()).find(|&slot| !plan.closed[slot] && rooms[plan.order[slot]].take(request));
+            let slot = plan.slots.iter_mut().find(|slot| !slot.closed && rooms[slot.cluster].take(request));
             match slot {
                 Some(slot) => {
-                    plan.counts[slot] += 1;
+                    slot.count += 1;
                     plan.missing -= 1;
                     plan.missing > 0
                 }
@@ -186,24 +203,23 @@ fn grow(needs: &[StageNeed], plans: &mut [Plan], rooms: &mut [Room]) {
 
 /// The targets: every (stage, cluster) with a count, or with workers now (so they shrink; a
 /// cluster the stage no longer lists gets 0).
-fn decision(clusters: &[Cluster], needs: &[StageNeed], plans: &[Plan]) -> Placement {
+fn decision<'a>(clusters: &'a [Cluster], needs: &'a [StageNeed], plans: &[Plan]) -> Placement<'a> {
     let mut placement = Placement::default();
     for (need, plan) in needs.iter().zip(plans) {
-        let target =
-            |cluster: &str, workers| Target { stage: need.stage.clone(), cluster: cluster.to_string(), workers };
-        for (slot, &cluster) in plan.order.iter().enumerate() {
-            let name = &clusters[cluster].name;
-            if plan.counts[slot] > 0 || need.placed.iter().any(|p| &p.cluster == name) {
-                placement.targets.push(target(name, plan.counts[slot]));
+        let target = |cluster, workers| Target { stage: &need.stage, cluster, workers };
+        for slot in &plan.slots {
+            let name = clusters[slot.cluster].name.as_str();
+            if slot.count > 0 || need.placed.iter().any(|p| p.cluster == name) {
+                placement.targets.push(target(name, slot.count));
             }
         }
         for placed in &need.placed {
-            if !plan.order.iter().any(|&cluster| clusters[cluster].name == placed.cluster) {
+            if !plan.slots.iter().any(|slot| clusters[slot.cluster].name == placed.cluster) {
                 placement.targets.push(target(&placed.cluster, 0));
             }
         }
         if plan.missing > 0 {
-            placement.unplaced.insert(need.stage.clone(), plan.missing);
+            placement.unplaced.push((&need.stage, plan.missing));
         }
     }
     placement

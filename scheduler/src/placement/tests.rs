@@ -32,17 +32,19 @@ fn placed(cluster: &str, running: u32, pending_since: &[Duration]) -> Placed {
     Placed { cluster: cluster.into(), running, pending_since: pending_since.to_vec() }
 }
 
-fn counts(placement: &Placement) -> Vec<(&str, &str, u32)> {
-    placement.targets.iter().map(|t| (t.stage.as_str(), t.cluster.as_str(), t.workers)).collect()
+fn counts<'a>(placement: &Placement<'a>) -> Vec<(&'a str, &'a str, u32)> {
+    placement.targets.iter().map(|t| (t.stage, t.cluster, t.workers)).collect()
 }
 
 #[test]
 fn one_cluster_is_shared_fairly_between_stages() {
     let local = [cluster("local", 5)];
-    let placement = place(&local, &[need("a", 10), need("b", 10)], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [need("a", 10), need("b", 10)];
+    let placement = place(&local, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "local", 3), ("b", "local", 2)]);
-    assert_eq!(placement.unplaced, BTreeMap::from([("a".into(), 7), ("b".into(), 8)]));
-    let placement = place(&local, &[need("a", 1), need("b", 10)], Duration::ZERO, DEFAULT_BURST_AFTER);
+    assert_eq!(placement.unplaced, vec![("a", 7), ("b", 8)]);
+    let needs = [need("a", 1), need("b", 10)];
+    let placement = place(&local, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "local", 1), ("b", "local", 4)]);
 }
 
@@ -51,7 +53,8 @@ fn workers_already_running_are_kept_and_counted() {
     let local = [Cluster { other_workers: 3, ..cluster("local", 8) }];
     let mut a = need("a", 4);
     a.placed = vec![placed("local", 1, &[])];
-    let placement = place(&local, &[a, need("b", 4)], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [a, need("b", 4)];
+    let placement = place(&local, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     // 3 workers of other runs and 1 of `a` leave room for 4 more.
     assert_eq!(counts(&placement), vec![("a", "local", 3), ("b", "local", 2)]);
 }
@@ -59,13 +62,15 @@ fn workers_already_running_are_kept_and_counted() {
 #[test]
 fn clusters_fill_in_preference_order_up_to_max_workers() {
     let clusters = [cluster("onprem", 3), cluster("eks", 10)];
-    let placement = place(&clusters, &[need("a", 5)], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [need("a", 5)];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 3), ("a", "eks", 2)]);
     assert!(placement.unplaced.is_empty());
 
     let mut reversed = need("a", 5);
     reversed.clusters = vec!["eks".into(), "onprem".into()];
-    let placement = place(&clusters, &[reversed], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [reversed];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "eks", 5)]);
 }
 
@@ -74,9 +79,10 @@ fn a_stage_only_goes_where_it_may() {
     let clusters = [cluster("onprem", 2), cluster("eks", 10)];
     let mut a = need("a", 5);
     a.clusters = vec!["onprem".into()];
-    let placement = place(&clusters, &[a], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 2)]);
-    assert_eq!(placement.unplaced, BTreeMap::from([("a".into(), 3)]));
+    assert_eq!(placement.unplaced, vec![("a", 3)]);
 }
 
 #[test]
@@ -85,13 +91,15 @@ fn node_resources_limit_what_a_cluster_takes() {
     let clusters = [with_nodes(cluster("onprem", 100), &[cpus(4), cpus(4)]), cluster("eks", 100)];
     let mut a = need("a", 5);
     a.request = asking(2);
-    let placement = place(&clusters, &[a], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 4), ("a", "eks", 1)]);
 
     // A 3-core worker fits once per node: what is left on each node is not pooled.
     let mut b = need("b", 5);
     b.request = asking(3);
-    let placement = place(&clusters, &[b], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [b];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("b", "onprem", 2), ("b", "eks", 3)]);
 }
 
@@ -101,9 +109,10 @@ fn a_gpu_worker_skips_clusters_without_gpus() {
     let clusters = [with_nodes(cluster("cpu-only", 100), &[cpus(64)]), with_nodes(cluster("gpu", 100), &[gpu_node])];
     let mut train = need("train", 3);
     train.request = Amount { gpus: 1, ..asking(1) };
-    let placement = place(&clusters, &[train], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [train];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("train", "gpu", 2)]);
-    assert_eq!(placement.unplaced, BTreeMap::from([("train".into(), 1)]));
+    assert_eq!(placement.unplaced, vec![("train", 1)]);
 }
 
 #[test]
@@ -121,7 +130,8 @@ fn workers_pending_past_burst_after_send_the_rest_to_the_next_cluster() {
     assert_eq!(counts(&placement), vec![("a", "onprem", 4), ("a", "eks", 2)]);
 
     // At 55 s the others have too: only the running two stay.
-    let placement = place(&clusters, &[a], 55 * SECOND, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, 55 * SECOND, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 2), ("a", "eks", 4)]);
 }
 
@@ -130,12 +140,14 @@ fn a_shrinking_stage_gives_up_its_least_preferred_workers_first() {
     let clusters = [cluster("onprem", 10), cluster("eks", 10)];
     let mut a = need("a", 3);
     a.placed = vec![placed("onprem", 2, &[]), placed("eks", 3, &[])];
-    let placement = place(&clusters, &[a], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 2), ("a", "eks", 1)]);
 
     let mut done = need("a", 0);
     done.placed = vec![placed("onprem", 2, &[])];
-    let placement = place(&clusters, &[done], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [done];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 0)]);
 }
 
@@ -145,7 +157,8 @@ fn workers_on_a_cluster_the_stage_no_longer_lists_go_to_zero() {
     let mut a = need("a", 2);
     a.clusters = vec!["onprem".into()];
     a.placed = vec![placed("eks", 2, &[])];
-    let placement = place(&clusters, &[a], Duration::ZERO, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, Duration::ZERO, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 2), ("a", "eks", 0)]);
 }
 
@@ -155,7 +168,8 @@ fn kept_pending_workers_use_up_node_resources() {
     let mut a = need("a", 3);
     a.request = asking(2);
     a.placed = vec![placed("onprem", 0, &[Duration::ZERO])];
-    let placement = place(&clusters, &[a], SECOND, DEFAULT_BURST_AFTER);
+    let needs = [a];
+    let placement = place(&clusters, &needs, SECOND, DEFAULT_BURST_AFTER);
     assert_eq!(counts(&placement), vec![("a", "onprem", 2), ("a", "eks", 1)]);
 }
 
@@ -210,7 +224,7 @@ proptest! {
         let placement = place(&clusters, &needs, Duration::from_secs(now), DEFAULT_BURST_AFTER);
         for need in &needs {
             let total: u32 = placement.targets.iter().filter(|t| t.stage == need.stage).map(|t| t.workers).sum();
-            let unplaced = placement.unplaced.get(&need.stage).copied().unwrap_or(0);
+            let unplaced = placement.unplaced.iter().find(|(stage, _)| *stage == need.stage).map_or(0, |(_, n)| *n);
             prop_assert_eq!(total + unplaced, need.wanted, "every wanted worker is placed or reported");
         }
         for cluster in &clusters {
