@@ -5,8 +5,8 @@
 //! 1. Builds `--objects` [`InputObject`]s (`set-NNN/img-NNNNNNN.jpg`, 1,000 directories).
 //! 2. `plan::shard_objects` with `partition: {by: object, shard_size: --shard-size}`.
 //! 3. Records the stage in a [`Store`] and flushes, creates the stage's shard consumer and
-//!    publishes the shards in chunks of 2,048 with a stage record and a flush after each chunk,
-//!    as the driver's `publish_stage` does, against the real nats-server at `--nats-url`.
+//!    publishes the shards with the driver's own [`publish_shards`] (chunks of 2,048, a stage
+//!    record and a flush after each), against the real nats-server at `--nats-url`.
 //! 4. Records a decided shard (a success with one output per input) for every shard, as
 //!    the driver does when results come in, and flushes: the state of a finished stage.
 //! 5. Drops the store, reopens it and rebuilds the [`RunState`] as `Driver::resume` does
@@ -24,15 +24,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use concurrent_proto::{InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION};
+use concurrent_proto::{InputObject, OutputObject, ShardResult, ShardStatus, WIRE_VERSION};
 use concurrent_scheduler::dag::Partition;
+use concurrent_scheduler::driver::publish_shards;
 use concurrent_scheduler::plan::shard_objects;
 use concurrent_scheduler::queue::Queue;
 use concurrent_scheduler::run_state::{RunState, ShardOutcome, StageStatus};
 use concurrent_scheduler::store::{ShardRecord, StageRecord, Store};
 
-/// Shards published between two stage records, as in the driver.
-const PUBLISH_CHUNK: usize = 2048;
 const STAGE: &str = "thumbnails";
 
 struct Args {
@@ -113,31 +112,12 @@ async fn main() -> anyhow::Result<()> {
     let planned = shard_objects(objects, &[], &how, 10)?;
     let partition_s = start.elapsed().as_secs_f64();
     let shards = planned.shards.len() as u32;
-    let mut record = StageRecord::new(StageStatus::Running, shards, planned.objects);
+    let record = StageRecord::new(StageStatus::Running, shards, planned.objects);
     store.put_stage(&run_id, STAGE, &record)?;
     store.flush().await?;
     queue.create_shard_consumer(&run_id, STAGE, 3).await?;
     let publish_start = Instant::now();
-    let mut messages = planned.shards.into_iter().enumerate().peekable();
-    while messages.peek().is_some() {
-        let chunk: Vec<ShardMsg> = messages
-            .by_ref()
-            .take(PUBLISH_CHUNK)
-            .map(|(index, inputs)| ShardMsg {
-                v: WIRE_VERSION,
-                run_id: run_id.clone(),
-                stage: STAGE.to_string(),
-                shard: index as u32,
-                shards,
-                inputs,
-            })
-            .collect();
-        let last = chunk.last().map_or(record.published, |shard| shard.shard + 1);
-        queue.publish_shards(chunk).await?;
-        record.published = last;
-        store.put_stage(&run_id, STAGE, &record)?;
-        store.flush().await?;
-    }
+    publish_shards(&queue, &store, &run_id, STAGE, planned.shards, record).await?;
     let publish_s = publish_start.elapsed().as_secs_f64();
     let total_s = start.elapsed().as_secs_f64();
     report("shards", shards);

@@ -30,6 +30,7 @@ use crate::run_tree::RunTree;
 use crate::store::{RunTracking, StageRecord, Store, StoreError};
 
 pub use events::{RunEvent, RunSummary, StageSummary};
+pub use stages::{PUBLISH_CHUNK, publish_shards};
 
 /// How often the autoscaler looks at backlogs when nothing else happens.
 const AUTOSCALE_TICK: Duration = Duration::from_millis(100);

@@ -4,18 +4,16 @@
 use concurrent_mlflow::artifacts::file_uri;
 use concurrent_mlflow::project::snapshot;
 use concurrent_mlflow::tracking::RunStatus as MlflowStatus;
-use concurrent_proto::{ShardMsg, StageSpec, TrackingTarget, WIRE_VERSION};
+use concurrent_proto::{InputObject, ShardMsg, StageSpec, TrackingTarget, WIRE_VERSION};
 
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
 use crate::inputs::{self, StageInput};
 use crate::plan::{self, PlannedStage};
+use crate::queue::Queue;
 use crate::run_state::{Effect, StageStatus};
 use crate::run_tree::now_ms;
-use crate::store::StageRecord;
-
-/// Shards published between two progress records in sled.
-const PUBLISH_CHUNK: usize = 2048;
+use crate::store::{StageRecord, Store};
 
 impl<E: Executor> Driver<E> {
     /// Lists and partitions a stage, records it, creates its MLflow run, publishes its shards.
@@ -86,26 +84,9 @@ impl<E: Executor> Driver<E> {
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;
 
-        let mut messages = planned.shards.into_iter().enumerate().skip(record.published as usize).peekable();
-        while messages.peek().is_some() {
-            let chunk: Vec<ShardMsg> = messages
-                .by_ref()
-                .take(PUBLISH_CHUNK)
-                .map(|(index, inputs)| ShardMsg {
-                    v: WIRE_VERSION,
-                    run_id: run_id.clone(),
-                    stage: stage.to_string(),
-                    shard: index as u32,
-                    shards,
-                    inputs,
-                })
-                .collect();
-            let last = chunk.last().map_or(record.published, |shard| shard.shard + 1);
-            self.setup.queue.publish_shards(chunk).await?;
-            record.published = last;
-            self.put_stage(stage, record.clone())?;
-            self.setup.store.flush().await?;
-        }
+        let record =
+            publish_shards(&self.setup.queue, &self.setup.store, &run_id, stage, planned.shards, record).await?;
+        self.records.insert(stage.to_string(), record.clone());
         self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: record.objects_in });
         tracing::info!(stage, shards, objects = record.objects_in, "stage published");
         Ok(self.state.stage_published(stage, shards))
@@ -175,4 +156,42 @@ impl<E: Executor> Driver<E> {
         self.records.insert(stage.to_string(), record);
         Ok(())
     }
+}
+
+/// Shards published between two progress records in sled.
+pub const PUBLISH_CHUNK: usize = 2048;
+
+/// Publishes a stage's shards from `record.published` on, in chunks of [`PUBLISH_CHUNK`], with
+/// the record of how many are out written and flushed after each chunk; returns the record as
+/// it ends. A stage start and a resume both go through here.
+pub async fn publish_shards(
+    queue: &Queue,
+    store: &Store,
+    run_id: &str,
+    stage: &str,
+    shards: Vec<Vec<InputObject>>,
+    mut record: StageRecord,
+) -> Result<StageRecord, DriverError> {
+    let total = record.shards_total;
+    let mut messages = shards.into_iter().enumerate().skip(record.published as usize).peekable();
+    while messages.peek().is_some() {
+        let chunk: Vec<ShardMsg> = messages
+            .by_ref()
+            .take(PUBLISH_CHUNK)
+            .map(|(index, inputs)| ShardMsg {
+                v: WIRE_VERSION,
+                run_id: run_id.to_string(),
+                stage: stage.to_string(),
+                shard: index as u32,
+                shards: total,
+                inputs,
+            })
+            .collect();
+        let last = chunk.last().map_or(record.published, |shard| shard.shard + 1);
+        queue.publish_shards(chunk).await?;
+        record.published = last;
+        store.put_stage(run_id, stage, &record)?;
+        store.flush().await?;
+    }
+    Ok(record)
 }

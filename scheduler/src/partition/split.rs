@@ -139,13 +139,20 @@ fn shard_sizes(n: usize, shard_size: Option<u32>, shards: Option<u32>, paralleli
 
 /// Splits sorted `objects` into consecutive shards of the given sizes (which sum to the length).
 fn cut(mut objects: Vec<InputObject>, sizes: Vec<usize>) -> Vec<Vec<InputObject>> {
-    // From the end, so every split is one `memcpy` of the tail.
-    let mut shards: Vec<Vec<InputObject>> =
-        sizes.iter().rev().map(|size| objects.split_off(objects.len().saturating_sub(*size))).collect();
+    // From the end, so every split is one `memcpy` of the tail, and the input's allocation
+    // shrinks as its tail moves out (in place for a large one), so the listing is never held
+    // twice: at most an eighth more than what is left.
+    let mut shards: Vec<Vec<InputObject>> = sizes
+        .iter()
+        .rev()
+        .map(|size| {
+            let shard = objects.split_off(objects.len().saturating_sub(*size));
+            if objects.capacity() - objects.len() > objects.len() / 8 {
+                objects.shrink_to_fit();
+            }
+            shard
+        })
+        .collect();
     shards.reverse();
-    // The first shard kept the whole input's allocation (`split_off(0)` returns it).
-    if let Some(first) = shards.first_mut() {
-        first.shrink_to_fit();
-    }
     shards
 }
