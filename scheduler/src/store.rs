@@ -125,10 +125,29 @@ pub struct Store {
     shards: sled::Tree,
 }
 
+/// How long [`Store::open`] waits for a lock held elsewhere.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether sled's open failed because another handle holds the file lock.
+fn is_lock_held(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock || error.to_string().contains("could not acquire lock")
+}
+
 impl Store {
-    /// Opens (or creates) the store under `dir`.
+    /// Opens (or creates) the store under `dir`. The store is locked by one process at a time;
+    /// a lock still held (a store of this process just dropped, whose flusher thread lets go a
+    /// moment later, or another scheduler on the same state dir) is waited for up to 2 s.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::open(dir).map_err(|source| StoreError::Open { path: dir.display().to_string(), source })?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match sled::open(dir) {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e)) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(source) => return Err(StoreError::Open { path: dir.display().to_string(), source }),
+            }
+        };
         Ok(Store { runs: db.open_tree("runs")?, stages: db.open_tree("stages")?, shards: db.open_tree("shards")?, db })
     }
 
