@@ -96,9 +96,13 @@ pub enum FetchError {
     },
 }
 
-/// Clones `url` at `rev` into `cache_dir` (reusing a complete earlier clone) and returns the
-/// clone's root.
+/// Clones `url` at `rev` into `cache_dir` and returns the clone's root. Branches (and the
+/// default branch, when `rev` is `None`) move: the cache is keyed by the commit they name now
+/// (`git ls-remote`), so a pushed commit is fetched while an unchanged one reuses its clone.
 pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<PathBuf, FetchError> {
+    let listing = git_output(None, &["ls-remote", url, rev.unwrap_or("HEAD")])?;
+    let rev = commit_of(&listing, rev).or(rev.map(str::to_string));
+    let rev = rev.as_deref();
     let key = format!("{url}@{}", rev.unwrap_or(""));
     let hash = Sha256::digest(key.as_bytes());
     let name: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
@@ -133,11 +137,28 @@ fn clone_into(url: &str, rev: Option<&str>, work: &Path) -> Result<(), FetchErro
     Ok(())
 }
 
+/// The commit that `git ls-remote` output gives for `rev`: the default branch (`HEAD`) when
+/// `rev` is `None`, else branch `rev`, else tag `rev` (the commit an annotated tag points to).
+/// `None` when `rev` names no ref (a commit id, checked out as it is).
+fn commit_of(listing: &str, rev: Option<&str>) -> Option<String> {
+    let refs: Vec<(&str, &str)> = listing.lines().filter_map(|line| line.split_once('\t')).collect();
+    let wanted = match rev {
+        None => vec!["HEAD".to_string()],
+        Some(rev) => vec![format!("refs/heads/{rev}"), format!("refs/tags/{rev}^{{}}"), format!("refs/tags/{rev}")],
+    };
+    wanted.iter().find_map(|name| refs.iter().find(|(_, r)| r.trim() == name).map(|(sha, _)| sha.trim().to_string()))
+}
+
 fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
 fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), FetchError> {
+    git_output(dir, args).map(|_| ())
+}
+
+/// Runs git (never prompting for credentials) and returns what it printed.
+fn git_output(dir: Option<&Path>, args: &[&str]) -> Result<String, FetchError> {
     let mut cmd = Command::new("git");
     if let Some(dir) = dir {
         cmd.current_dir(dir);
@@ -145,7 +166,7 @@ fn git(dir: Option<&Path>, args: &[&str]) -> Result<(), FetchError> {
     cmd.args(args).env("GIT_TERMINAL_PROMPT", "0");
     let out = cmd.output().map_err(|source| FetchError::Spawn { source })?;
     if out.status.success() {
-        return Ok(());
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
     Err(FetchError::Git { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
 }
@@ -181,6 +202,18 @@ mod tests {
             parse_git("git@github.com:org/repo.git#sub"),
             Ok(git_ref("git@github.com:org/repo.git", Some("sub"), None))
         );
+    }
+
+    #[test]
+    fn ls_remote_output_gives_the_commit_of_a_branch_tag_or_head() {
+        let listing = "aaa\tHEAD\nbbb\trefs/heads/main\nccc\trefs/heads/dev\nddd\trefs/tags/v1\neee\trefs/tags/v1^{}\n\
+                       fff\trefs/tags/v2\n";
+        assert_eq!(commit_of(listing, None).as_deref(), Some("aaa"));
+        assert_eq!(commit_of(listing, Some("dev")).as_deref(), Some("ccc"));
+        assert_eq!(commit_of(listing, Some("v1")).as_deref(), Some("eee"), "an annotated tag's commit");
+        assert_eq!(commit_of(listing, Some("v2")).as_deref(), Some("fff"));
+        assert_eq!(commit_of(listing, Some("0123abc")), None, "a commit id is no ref");
+        assert_eq!(commit_of("", None), None);
     }
 
     #[test]

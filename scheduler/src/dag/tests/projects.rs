@@ -133,6 +133,14 @@ fn git_projects_are_cloned_and_checked_out() {
     let e = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_err();
     assert!(e.0[0].place == "stages.a.entry_point", "{e}");
 
+    // A commit pushed to the default branch is picked up by the next run.
+    std::fs::write(sub.join("MLproject"), mlproject(3)).unwrap();
+    git(repo.path(), &["commit", "-qam", "v3"]);
+    let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: \"git:{url}#projects/thumb\"\n");
+    let dag =
+        parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(std::fs::read_to_string(dag.stages["a"].project_dir.join("MLproject")).unwrap(), mlproject(3));
+
     let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#@nope\"}}\n");
     let e = parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_err();
     assert!(e.0[0].place == "stages.a.project" && e.0[0].message.contains("checkout"), "{e}");
