@@ -142,6 +142,9 @@ fn read_ports_file(dir: &Path) -> Option<String> {
 }
 
 /// Starts `mlflow server` on a free loopback port: sqlite store and artifacts under `dir`.
+/// New experiments get a `file://` artifact root there, so workers and entry points on this
+/// machine read and write artifacts as files instead of through the server's artifact proxy
+/// (which still serves experiments created with one earlier).
 pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
     const TOOL: &str = "mlflow";
     const READY_WITHIN: u64 = 120;
@@ -150,13 +153,16 @@ pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
     let port = free_port().map_err(|source| ServiceError::Spawn { tool: TOOL, source })?;
     let log = dir.join("mlflow-server.log");
     let db = dir.join("mlflow.db");
+    let artifacts = dir.join("artifacts");
     let mut command = std::process::Command::new(binary);
     command
         .args(["server", "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
         .arg("--backend-store-uri")
         .arg(format!("sqlite:///{}", db.display()))
         .arg("--artifacts-destination")
-        .arg(dir.join("artifacts"))
+        .arg(&artifacts)
+        .arg("--default-artifact-root")
+        .arg(concurrent_mlflow::artifacts::file_uri(&artifacts))
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .env("MLFLOW_DISABLE_TELEMETRY", "true");
     let mut child = ChildService::spawn(TOOL, command, &log)?;

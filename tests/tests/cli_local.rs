@@ -101,5 +101,15 @@ fn with_nothing_configured_run_starts_and_stops_its_own_nats_and_mlflow() {
     let state = dir.path().join(".concurrent");
     assert!(state.join("mlflow/mlflow.db").is_file(), "the default state dir holds MLflow's store");
     assert!(state.join("nats/jetstream").is_dir(), "and the JetStream store");
+    // Its artifact root is a directory there: every shard run's outputs and log are files
+    // under `<experiment>/<run>/artifacts/`, written without the server's proxy.
+    let artifacts = files_under(&state.join("mlflow/artifacts"));
+    let under = |kind: &str, suffix: &str| {
+        artifacts.iter().filter(|f| f.split('/').nth(3) == Some(kind) && f.ends_with(suffix)).count()
+    };
+    assert_eq!(under("outputs", ".png") + under("outputs", ".jpg"), 10, "a thumbnail per image: {artifacts:?}");
+    assert_eq!(under("outputs", ".json"), 10, "a histogram per thumbnail: {artifacts:?}");
+    // 1 thumbnails shard (shard_size 10), 8 histograms shards (4 × parallelism 2).
+    assert_eq!(under("logs", "entry_point.log"), 9, "a log per shard run: {artifacts:?}");
     assert_no_process_left(&state.display().to_string());
 }
