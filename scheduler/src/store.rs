@@ -13,6 +13,11 @@ use crate::run_state::{ShardOutcome, StageStatus};
 pub enum StoreError {
     #[error("cannot open the state store at {path}: {source}")]
     Open { path: String, source: sled::Error },
+    #[error(
+        "the state store at {path} is in use by another `concurrent` process: one scheduler at a time per state \
+         dir (choose another with --state-dir)"
+    )]
+    Busy { path: String },
     #[error("state store: {0}")]
     Sled(#[from] sled::Error),
     #[error("state store record {key} does not decode: {source}")]
@@ -142,7 +147,10 @@ impl Store {
         let db = loop {
             match sled::open(dir) {
                 Ok(db) => break db,
-                Err(sled::Error::Io(e)) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                Err(sled::Error::Io(e)) if is_lock_held(&e) => {
+                    if std::time::Instant::now() > deadline {
+                        return Err(StoreError::Busy { path: dir.display().to_string() });
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 Err(source) => return Err(StoreError::Open { path: dir.display().to_string(), source }),

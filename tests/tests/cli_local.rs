@@ -113,3 +113,24 @@ fn with_nothing_configured_run_starts_and_stops_its_own_nats_and_mlflow() {
     assert_eq!(under("logs", "entry_point.log"), 9, "a log per shard run: {artifacts:?}");
     assert_no_process_left(&state.display().to_string());
 }
+
+#[test]
+fn a_second_run_on_a_busy_state_dir_exits_2_and_leaves_the_first_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 2);
+    let dag = dir.path().join("dag.yaml");
+    let text = format!(
+        "name: busy\ninput: file:./raw\nstages:\n  copy:\n    project: {}/failing\n    parameters: {{sleep: 4}}\n",
+        example_projects().display()
+    );
+    std::fs::write(&dag, text).unwrap();
+    let args = ["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "1"];
+    let mut first = spawn_concurrent(&args, &[], dir.path(), "first");
+    wait_until("the first run to start", Duration::from_secs(120), || first.run_id().is_some());
+
+    let second = concurrent(&args, &[], dir.path(), DEADLINE);
+    assert_eq!(second.status.code(), Some(2), "{}", describe(&second));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains("--state-dir: the state store at") && stderr.contains("is in use by another"), "{stderr}");
+    assert_eq!(first.wait(DEADLINE).code(), Some(0), "the first run is not disturbed: {}", first.describe());
+}

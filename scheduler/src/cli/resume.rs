@@ -14,7 +14,7 @@ use crate::plan::plan_stages;
 use crate::queue::Queue;
 use crate::run_id::is_valid_run_id;
 use crate::run_tree::RunTree;
-use crate::store::{RunRecord, RunStatus, RunTracking, Store};
+use crate::store::{RunRecord, RunStatus, RunTracking, Store, StoreError};
 
 /// Resumes a run; returns the exit code.
 pub async fn resume(args: ResumeArgs) -> u8 {
@@ -29,8 +29,12 @@ pub async fn resume(args: ResumeArgs) -> u8 {
     }
     let store = match Store::open(&state_dir.join("state")) {
         Ok(store) => store,
+        Err(error @ StoreError::Busy { .. }) => {
+            eprintln!("error: --state-dir: {error}");
+            return EXIT_INVALID;
+        }
         Err(error) => {
-            eprintln!("error: {error} (is a scheduler still running on this state dir?)");
+            eprintln!("error: {error}");
             return EXIT_SERVICE;
         }
     };

@@ -13,7 +13,7 @@ use crate::plan::{Plan, plan};
 use crate::queue::Queue;
 use crate::run_id::new_run_id;
 use crate::run_tree::{RunTree, now_ms};
-use crate::store::{RunRecord, RunStatus, RunTracking, Store};
+use crate::store::{RunRecord, RunStatus, RunTracking, Store, StoreError};
 
 /// Runs a DAG; returns the exit code.
 pub async fn run(args: RunArgs) -> u8 {
@@ -39,6 +39,18 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let state_dir = absolute(&args.state_dir);
+    // The store first: it holds the state dir, whose services another scheduler may be running.
+    let store = match Store::open(&state_dir.join("state")) {
+        Ok(store) => store,
+        Err(error @ StoreError::Busy { .. }) => {
+            eprintln!("error: --state-dir: {error}");
+            return EXIT_INVALID;
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_SERVICE;
+        }
+    };
     let services = match Services::start(&state_dir, &tracking).await {
         Ok(services) => services,
         Err(error) => {
@@ -46,7 +58,7 @@ pub async fn run(args: RunArgs) -> u8 {
             return EXIT_SERVICE;
         }
     };
-    let code = match record(&args, dag, dag_path, early_plan, &services, &state_dir).await {
+    let code = match record(&args, dag, dag_path, early_plan, &services, store).await {
         Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir).await,
         Err(code) => code,
     };
@@ -61,7 +73,7 @@ async fn record(
     dag_path: PathBuf,
     early_plan: Option<Plan>,
     services: &Services,
-    state_dir: &Path,
+    store: Store,
 ) -> Result<Recorded, u8> {
     let client = services.tracking_uri.as_deref().map(MlflowClient::new).transpose().map_err(|error| {
         eprintln!("error: tracking server: {error}");
@@ -75,10 +87,6 @@ async fn record(
         })?,
     };
     let queue = Queue::connect(&services.nats_url).await.map_err(|error| {
-        eprintln!("error: {error}");
-        EXIT_SERVICE
-    })?;
-    let store = Store::open(&state_dir.join("state")).map_err(|error| {
         eprintln!("error: {error}");
         EXIT_SERVICE
     })?;
