@@ -196,7 +196,11 @@ async fn process_shard(
     // removing a directory tree per shard costs more than the shard on some filesystems.
     let layout = AttemptLayout::slot(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
     let lease_path = lease_path(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
-    let lease = message.reply.as_deref().map(|ack_subject| LeaseSlot { path: &lease_path, ack_subject });
+    let lease = message.reply.as_deref().map(|ack_subject| LeaseSlot {
+        path: &lease_path,
+        ack_subject,
+        input_dir: &layout.input_dir,
+    });
     let current = Current { shard, attempt, layout: &layout, lease };
     let work = run_attempt(stage, &current);
     let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;

@@ -31,11 +31,13 @@ pub struct Invocation<'a> {
     pub lease: Option<LeaseSlot<'a>>,
 }
 
-/// The lease file of the worker's slot, and the ack subject of the shard it runs.
+/// The lease file of the worker's slot, the ack subject of the shard it runs, and the input
+/// dir its entry point is given (`CONCURRENT_INPUT_DIR`).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseSlot<'a> {
     pub path: &'a Path,
     pub ack_subject: &'a str,
+    pub input_dir: &'a Path,
 }
 
 /// How the command ended.
@@ -187,7 +189,8 @@ impl RunningGroup {
         }
         let lease = match (pgid, lease) {
             (Some(pgid), Some(slot)) => {
-                let text = Lease { ack_subject: slot.ack_subject.to_string(), pgid }.to_text();
+                let input_dir = slot.input_dir.to_string_lossy().into_owned();
+                let text = Lease { ack_subject: slot.ack_subject.to_string(), pgid, input_dir }.to_text();
                 write_lease(slot.path, &text);
                 Some(slot.path.to_path_buf())
             }

@@ -134,13 +134,15 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     let lease = dir.path().join("w.lease");
     let seen = dir.path().join("seen");
     let command = format!("cat {} > {}; echo $$ >> {}", lease.display(), seen.display(), seen.display());
-    let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0" };
+    let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0", input_dir: Path::new("/w/in") };
     let invocation =
         Invocation { command: &command, cwd: dir.path(), env: &env, log: &log, timeout: None, lease: Some(slot) };
     assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));
     let seen = std::fs::read_to_string(&seen).unwrap();
-    let (held, shell_pid) = seen.rsplit_once("pgid ").map(|(_, rest)| rest.split_once('\n').unwrap()).unwrap();
-    assert_eq!(held, shell_pid.trim(), "the lease names the command's group: {seen}");
-    assert!(seen.starts_with("ack $JS.ACK.S.c.1.5.5.1.0\n"), "{seen}");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 4, "the lease's three lines, then the shell's pid: {seen}");
+    assert_eq!(lines[0], "ack $JS.ACK.S.c.1.5.5.1.0");
+    assert_eq!(lines[1], format!("pgid {}", lines[3]), "the lease names the command's group");
+    assert_eq!(lines[2], "input /w/in");
     assert_eq!(std::fs::read_to_string(&lease).unwrap(), "", "released once the command is over");
 }

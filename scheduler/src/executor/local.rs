@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
 
+use super::orphans::kill_entry_point;
 use super::{Abandoned, Executor, ExecutorError, StageRef};
 
 /// How a local worker is started.
@@ -162,9 +163,11 @@ fn reclaim(work_dir: &Path, worker: &LocalWorker) -> Option<Abandoned> {
     let _ = std::fs::remove_file(&lease_file);
     let _ = std::fs::remove_dir_all(work_dir.join(&stage.run_id).join(&stage.stage).join(&worker.id));
     let lease = lease?;
-    match nix::sys::signal::killpg(Pid::from_raw(lease.pgid as i32), Signal::SIGKILL) {
-        Ok(()) => tracing::warn!(worker = %worker.id, pgid = lease.pgid, "killed the entry point its dead worker left"),
-        Err(nix::errno::Errno::ESRCH) => {}
+    match kill_entry_point(lease.pgid, &lease.input_dir) {
+        Ok(true) => {
+            tracing::warn!(worker = %worker.id, pgid = lease.pgid, "killed the entry point its dead worker left")
+        }
+        Ok(false) => {}
         Err(error) => {
             tracing::warn!(worker = %worker.id, pgid = lease.pgid, %error, "could not kill the orphaned entry point")
         }

@@ -3,6 +3,7 @@
 //! and reports how many are alive.
 
 pub mod local;
+mod orphans;
 
 use std::collections::BTreeMap;
 use std::future::Future;
