@@ -10,7 +10,7 @@ use super::services::recorded_nats_url;
 use super::{CancelArgs, EXIT_INVALID, EXIT_OK, EXIT_SERVICE};
 use crate::run_id::is_valid_run_id;
 use crate::run_tree::now_ms;
-use crate::store::{RunStatus, Store};
+use crate::store::{RunStatus, Store, StoreError};
 
 /// How long the running scheduler has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(30);
@@ -42,8 +42,17 @@ pub async fn cancel(args: CancelArgs) -> u8 {
     // Nobody drives the run: mark it cancelled in the state dir.
     let store = match Store::open(&state_dir.join("state")) {
         Ok(store) => store,
+        Err(StoreError::Busy { .. }) => {
+            eprintln!(
+                "error: a scheduler holds the state dir {} but no scheduler of run {} answered through NATS \
+                 (set NATS_URL to its server)",
+                state_dir.display(),
+                args.run_id
+            );
+            return EXIT_SERVICE;
+        }
         Err(error) => {
-            eprintln!("error: {error} (is the run's scheduler still running but unreachable?)");
+            eprintln!("error: {error}");
             return EXIT_SERVICE;
         }
     };
