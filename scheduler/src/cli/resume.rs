@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use concurrent_mlflow::tracking::MlflowClient;
 
 use super::drive::{Recorded, drive};
-use super::run::absolute;
+use super::run::{absolute, open_store};
 use super::services::{Services, TrackingChoice};
 use super::{EXIT_INVALID, EXIT_SERVICE, ResumeArgs};
 use crate::dag::{Dag, Overrides, parse_dag};
@@ -14,7 +14,7 @@ use crate::plan::plan_stages;
 use crate::queue::Queue;
 use crate::run_id::is_valid_run_id;
 use crate::run_tree::RunTree;
-use crate::store::{RunRecord, RunStatus, RunTracking, Store, StoreError};
+use crate::store::{RunRecord, RunStatus, RunTracking, Store};
 
 /// Resumes a run; returns the exit code.
 pub async fn resume(args: ResumeArgs) -> u8 {
@@ -27,16 +27,9 @@ pub async fn resume(args: ResumeArgs) -> u8 {
         eprintln!("error: --state-dir: {} holds no runs", state_dir.display());
         return EXIT_INVALID;
     }
-    let store = match Store::open(&state_dir.join("state")) {
+    let store = match open_store(&state_dir) {
         Ok(store) => store,
-        Err(error @ StoreError::Busy { .. }) => {
-            eprintln!("error: --state-dir: {error}");
-            return EXIT_INVALID;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_SERVICE;
-        }
+        Err(code) => return code,
     };
     let record = match store.run(&args.run_id) {
         Ok(Some(record)) => record,

@@ -40,16 +40,9 @@ pub async fn run(args: RunArgs) -> u8 {
     };
     let state_dir = absolute(&args.state_dir);
     // The store first: it holds the state dir, whose services another scheduler may be running.
-    let store = match Store::open(&state_dir.join("state")) {
+    let store = match open_store(&state_dir) {
         Ok(store) => store,
-        Err(error @ StoreError::Busy { .. }) => {
-            eprintln!("error: --state-dir: {error}");
-            return EXIT_INVALID;
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            return EXIT_SERVICE;
-        }
+        Err(code) => return code,
     };
     let services = match Services::start(&state_dir, &tracking).await {
         Ok(services) => services,
@@ -139,6 +132,20 @@ async fn track(
 /// True when a stage reads its input from MLflow.
 pub(super) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
     matches!(source_of(dag, stage), StageInput::Uri(uri) if uri.starts_with("mlflow-artifacts:") || uri.starts_with("runs:"))
+}
+
+/// Opens the state store of `state_dir`, saying why not: exit 2 when another scheduler holds
+/// it, 3 when it cannot be opened.
+pub(super) fn open_store(state_dir: &Path) -> Result<Store, u8> {
+    Store::open(&state_dir.join("state")).map_err(|error| {
+        if matches!(error, StoreError::Busy { .. }) {
+            eprintln!("error: --state-dir: {error}");
+            EXIT_INVALID
+        } else {
+            eprintln!("error: {error}");
+            EXIT_SERVICE
+        }
+    })
 }
 
 /// `path` made absolute against the current directory.
