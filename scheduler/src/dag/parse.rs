@@ -10,7 +10,7 @@ use regex::Regex;
 use super::LoadOptions;
 use super::error::{Errors, SpecError, SpecErrors};
 use super::model::{Dag, InputSource, Overrides, Stage};
-use super::project_check::check_project;
+use super::project_check::{GitProjects, check_project};
 use super::quote::{key, named, quote};
 use super::rules::check_graph;
 use super::stage::read_stage;
@@ -96,9 +96,10 @@ pub(crate) fn parse(
 
     let param_places = apply_parameters(&mut errors, &mut stages, &names, overrides);
     check_graph(&mut errors, &stages, &names, input.as_ref());
+    let mut git = GitProjects::new(&options.git_cache);
     for stage in stages.values_mut() {
         let places = param_places.get(&stage.name).cloned().unwrap_or_default();
-        check_project(&mut errors, stage, base_dir, &options.git_cache, &places);
+        check_project(&mut errors, stage, base_dir, &mut git, &places);
     }
 
     match name {

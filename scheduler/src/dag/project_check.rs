@@ -2,7 +2,7 @@
 //! its entry point and parameters against the MLproject.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use concurrent_mlflow::project::{MlProject, ProjectError};
 
@@ -13,22 +13,44 @@ use super::quote::{named, quote};
 use super::uri::normalize;
 use super::value::join;
 
+/// The git projects of one parse, by URL and revision: each repository is asked for its commit
+/// (and cloned) once, however many stages use it.
+pub(crate) struct GitProjects<'a> {
+    cache: &'a Path,
+    fetched: BTreeMap<(String, Option<String>), Result<PathBuf, String>>,
+}
+
+impl<'a> GitProjects<'a> {
+    /// None fetched yet; clones go under `cache`.
+    pub(crate) fn new(cache: &'a Path) -> Self {
+        GitProjects { cache, fetched: BTreeMap::new() }
+    }
+
+    fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<PathBuf, String> {
+        let cache = self.cache;
+        self.fetched
+            .entry((url.to_string(), rev.map(str::to_string)))
+            .or_insert_with(|| fetch_git(url, rev, cache).map_err(|e| e.to_string()))
+            .clone()
+    }
+}
+
 /// Sets `stage.project_dir` and checks the entry point and parameters. `param_places` maps a
 /// parameter name to where it was given when that is not the DAG file (`-P stage.param`).
 pub(crate) fn check_project(
     errors: &mut Errors,
     stage: &mut Stage,
     base_dir: &Path,
-    git_cache: &Path,
+    git: &mut GitProjects<'_>,
     param_places: &BTreeMap<String, String>,
 ) {
     let place = join("stages", &stage.name);
     let project_place = join(&place, "project");
     let dir = match &stage.project {
         ProjectRef::Local(path) => normalize(&base_dir.join(path)),
-        ProjectRef::Git { url, subdir, rev } => match fetch_git(url, rev.as_deref(), git_cache) {
+        ProjectRef::Git { url, subdir, rev } => match git.fetch(url, rev.as_deref()) {
             Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
-            Err(e) => return errors.push(project_place, e.to_string()),
+            Err(e) => return errors.push(project_place, e),
         },
     };
     if !dir.is_dir() {
