@@ -9,6 +9,7 @@ pub mod messages;
 pub mod names;
 
 pub use messages::{
-    DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec, TrackingTarget,
+    DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
+    TrackingTarget,
     WIRE_VERSION, decode, encode,
 };

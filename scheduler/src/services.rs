@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStdin, Command};
 
 /// A child service could not be started.
@@ -78,7 +77,7 @@ impl ChildService {
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err()
             && let Some(pid) = self.child.id()
         {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = concurrent_procs::kill_group(pid, Signal::SIGKILL);
             let _ = self.child.wait().await;
         }
         tracing::debug!(service = self.name, "stopped");

@@ -27,8 +27,9 @@
 //!   comes back, so an outage never makes a worker exit idle; one longer than 2 minutes
 //!   ([`MAX_NATS_OUTAGE`]) while it waits for a shard makes it exit 3. A result is
 //!   published again, with the same `Nats-Msg-Id` (JetStream keeps one copy), until
-//!   JetStream acks it, for up to 2 minutes; then the worker exits 1 and the unacked shard is
-//!   redelivered. An ack, nak or
+//!   JetStream acks it, for up to 2 minutes (1.5 s once the worker is stopping); then the worker
+//!   exits 1 and the unacked shard is redelivered. A worker whose parent is gone (standard
+//!   input closed) exits within 4 s whatever NATS does. An ack, nak or
 //!   term that fails after the result is stored is logged at warn: the shard comes back and
 //!   the scheduler ignores the duplicate result.
 //! - **MLflow is unreachable** (connection errors, timeouts, 429, 5xx). Every MLflow request
@@ -64,6 +65,7 @@ pub mod env;
 pub mod heartbeat;
 pub mod layout;
 pub mod link;
+pub mod log_cap;
 pub mod materialize;
 pub mod outputs;
 pub mod queue;
@@ -129,6 +131,10 @@ pub const MAX_NATS_OUTAGE: Duration = Duration::from_secs(120);
 /// Serves the stage until it has nothing left for this worker; `Ok` means a clean exit.
 pub async fn run(config: Config) -> Result<(), WorkerError> {
     let cancel = CancellationToken::new();
+    // Orphans of entry points come to the worker rather than to init, to be reaped.
+    if let Err(error) = concurrent_procs::containment::become_subreaper() {
+        tracing::warn!(%error, "could not become a child subreaper; processes are still found by their mark");
+    }
     stop_on_signals(cancel.clone())?;
     if config.stop_when_stdin_closes {
         stop_when_stdin_closes(cancel.clone());
@@ -169,8 +175,10 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         &config.stage,
         &config.worker_id,
     ));
-    // Make sure the last acks leave the socket before the process exits (NATS may be down).
-    let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
+    // Make sure the last acks leave the socket before the process exits (NATS may be down;
+    // a stopping worker waits less).
+    let flush_within = if cancel.is_cancelled() { Duration::from_millis(500) } else { Duration::from_secs(2) };
+    let _ = tokio::time::timeout(flush_within, js.client().flush()).await;
     served
 }
 
@@ -246,8 +254,13 @@ async fn serve(
     }
 }
 
-/// Cancels `cancel` when standard input reaches its end (the parent process is gone). A plain
-/// thread, not tokio's blocking pool, so that it never holds up the worker's exit.
+/// How long a worker whose parent is gone has to stop before it exits anyway (its running
+/// attempt's processes killed first), whatever NATS and MLflow do.
+pub const ORPHANED_EXIT_WITHIN: Duration = Duration::from_secs(4);
+
+/// Cancels `cancel` when standard input reaches its end (the parent process is gone), and
+/// exits the process [`ORPHANED_EXIT_WITHIN`] later if it is still there. A plain thread, not
+/// tokio's blocking pool, so that it never holds up the worker's exit.
 fn stop_when_stdin_closes(cancel: CancellationToken) {
     std::thread::spawn(move || {
         let mut buffer = [0u8; 64];
@@ -259,6 +272,10 @@ fn stop_when_stdin_closes(cancel: CancellationToken) {
         }
         tracing::warn!("standard input closed: the parent is gone, stopping");
         cancel.cancel();
+        std::thread::sleep(ORPHANED_EXIT_WITHIN);
+        tracing::error!(within = ?ORPHANED_EXIT_WITHIN, "the parent is gone and the worker did not stop in time: exiting now");
+        entry_point::kill_running_group();
+        std::process::exit(1);
     });
 }
 

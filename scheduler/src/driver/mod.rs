@@ -89,7 +89,7 @@ pub struct Driver<E: Executor> {
 impl<E: Executor> Driver<E> {
     /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
-        let state = RunState::new(setup.dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+        let state = run_state_of(&setup.dag);
         Driver {
             setup,
             state,
@@ -200,4 +200,13 @@ impl<E: Executor> Driver<E> {
             let _ = events.send(event);
         }
     }
+}
+
+/// The run state of a DAG whose stages are all waiting.
+fn run_state_of(dag: &crate::dag::Dag) -> RunState {
+    let mut state = RunState::new(dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+    for stage in dag.stages.values().filter(|s| s.fail_on_empty) {
+        state.set_fail_on_empty(&stage.name);
+    }
+    state
 }

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStdin, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
@@ -140,7 +139,7 @@ impl Executor for LocalExecutor {
     async fn shutdown(&mut self, grace: Duration) {
         for worker in &self.workers {
             if let Some(pid) = worker.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                let _ = concurrent_procs::kill_process(pid, Signal::SIGTERM);
             }
         }
         let deadline = tokio::time::Instant::now() + grace;
