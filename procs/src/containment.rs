@@ -154,7 +154,8 @@ impl Drop for Containment {
 
 /// Run by `bash -c` with `$1` = the cgroup's `cgroup.procs` and `$2` = the command: the shell
 /// moves itself into the cgroup, then becomes the command's shell (same pid and group).
-const ENTER_CGROUP: &str = r#"echo $$ > "$1" || echo "concurrent-worker: could not enter the attempt's cgroup $1" >&2; exec bash -c "$2""#;
+const ENTER_CGROUP: &str =
+    r#"echo $$ > "$1" || echo "concurrent-worker: could not enter the attempt's cgroup $1" >&2; exec bash -c "$2""#;
 
 /// Kills every process in cgroup `dir`: `cgroup.kill` (Linux 5.14+), else each listed pid.
 fn kill_cgroup(dir: &Path) {

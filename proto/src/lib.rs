@@ -10,6 +10,5 @@ pub mod names;
 
 pub use messages::{
     DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
-    TrackingTarget,
-    WIRE_VERSION, decode, encode,
+    TrackingTarget, WIRE_VERSION, decode, encode,
 };

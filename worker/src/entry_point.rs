@@ -274,7 +274,12 @@ struct RunningAttempt {
 }
 
 impl RunningAttempt {
-    fn register(pgid: Option<u32>, containment: Containment, mark: Mark, lease: Option<LeaseSlot<'_>>) -> RunningAttempt {
+    fn register(
+        pgid: Option<u32>,
+        containment: Containment,
+        mark: Mark,
+        lease: Option<LeaseSlot<'_>>,
+    ) -> RunningAttempt {
         let running = Arc::new(Running { pgid, containment, mark });
         *RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&running));
         let lease = match (pgid, lease) {

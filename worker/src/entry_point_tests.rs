@@ -16,7 +16,8 @@ fn no_env() -> EntryPointEnv {
 
 async fn run_simple(dir: &Path, command: &str, env: &EntryPointEnv, timeout: Option<Duration>) -> Exit {
     let log = dir.join("log");
-    let invocation = Invocation { command, cwd: dir, env, log: &log, timeout, input_dir: dir, log_limit: LIMIT, lease: None };
+    let invocation =
+        Invocation { command, cwd: dir, env, log: &log, timeout, input_dir: dir, log_limit: LIMIT, lease: None };
     run(invocation, &CancellationToken::new()).await.unwrap()
 }
 
@@ -175,10 +176,7 @@ async fn a_daemon_started_with_setsid_does_not_outlive_the_attempt() {
     let env = no_env();
     let pids = dir.path().join("pids");
     // A new session (setsid) and a double fork: neither stays in the entry point's group.
-    let command = format!(
-        "setsid sleep 300 & echo $! >> {p}; (sleep 300 & echo $! >> {p})",
-        p = pids.display()
-    );
+    let command = format!("setsid sleep 300 & echo $! >> {p}; (sleep 300 & echo $! >> {p})", p = pids.display());
     let exit = run(invocation(dir.path(), &command, &env, &log), &CancellationToken::new()).await.unwrap();
     assert_eq!(exit, Exit::Code(0));
     let started: Vec<u32> =
@@ -204,4 +202,3 @@ async fn a_chatty_command_s_log_keeps_its_head_and_tail() {
     assert!(text.contains(&format!("[concurrent-worker: {dropped} bytes of output dropped here;")), "{text}");
     assert!(text.len() < 4096 + 200, "{} bytes", text.len());
 }
-

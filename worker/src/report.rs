@@ -264,12 +264,13 @@ mod tests {
         assert!(result.permanent && result.last_attempt);
         let ShardStatus::Failed { reason } = &result.status else { panic!("{result:?}") };
         assert!(reason.starts_with(PERMANENT_PREFIX) && reason.ends_with("no such file"), "{reason}");
-        let retryable = shard_result(&shard(), 1, 3, &who(), Outcome {
-            end: failed(),
-            mlflow_run_id: None,
-            outputs: vec![],
-            stats: AttemptStats::default(),
-        });
+        let retryable = shard_result(
+            &shard(),
+            1,
+            3,
+            &who(),
+            Outcome { end: failed(), mlflow_run_id: None, outputs: vec![], stats: AttemptStats::default() },
+        );
         assert!(!retryable.permanent && !retryable.last_attempt);
     }
 

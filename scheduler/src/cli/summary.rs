@@ -131,4 +131,3 @@ mod tests {
         assert_eq!(notes.len(), 8, "{notes:#?}");
     }
 }
-

@@ -33,7 +33,10 @@ fn fail_on_empty_and_log_limit() {
         ["stages.a.log_limit: expected a size in bytes like 10MiB, 512Ki, 64M or 1048576, found \"1.5\""]
     );
     assert_eq!(stage("    log_limit: 1Ki\n").log_limit, Some(1024));
-    assert_eq!(stage_errors("    log_limit: 1023\n"), ["stages.a.log_limit: must be at least 1024 bytes, found \"1023\""]);
+    assert_eq!(
+        stage_errors("    log_limit: 1023\n"),
+        ["stages.a.log_limit: must be at least 1024 bytes, found \"1023\""]
+    );
 }
 
 #[test]
