@@ -507,3 +507,58 @@ fn keep_log_locally(spec: &StageSpec, shard: &ShardMsg, attempt: u32, log: &Path
         tracing::warn!(log = %dest.display(), %error, "could not keep the entry point log");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use concurrent_mlflow::artifacts::ArtifactError;
+
+    use super::*;
+
+    fn cut(error: AttemptError) -> Cut {
+        Cut::from(error)
+    }
+
+    fn gone(kind: ErrorKind) -> MaterializeError {
+        let source =
+            ArtifactError::Io { uri: "file:///in/a.txt".into(), path: "/in/a.txt".into(), source: kind.into() };
+        MaterializeError::Fetch { uri: "file:///in/a.txt".into(), source: Box::new(source) }
+    }
+
+    fn unwritable(kind: ErrorKind) -> OutputError {
+        OutputError::Io { what: "creating", path: "/state/outputs/r/s".into(), source: kind.into() }
+    }
+
+    #[test]
+    fn causes_that_cannot_change_are_permanent_and_the_rest_retried() {
+        let permanent = [
+            AttemptError::Materialize(gone(ErrorKind::NotFound)),
+            AttemptError::Materialize(MaterializeError::Duplicate("a.txt".into())),
+            AttemptError::Outputs(unwritable(ErrorKind::PermissionDenied)),
+            AttemptError::Outputs(unwritable(ErrorKind::ReadOnlyFilesystem)),
+            AttemptError::NoOutputRoot(None),
+        ];
+        for error in permanent {
+            let text = error.to_string();
+            assert!(matches!(cut(error), Cut::Permanent(_)), "{text}");
+        }
+        let retried = [
+            AttemptError::Materialize(gone(ErrorKind::PermissionDenied)),
+            AttemptError::Outputs(unwritable(ErrorKind::StorageFull)),
+            AttemptError::Outputs(OutputError::EscapingSymlink { path: "x".into() }),
+            AttemptError::Prepare { path: "/work/slot".into(), source: ErrorKind::PermissionDenied.into() },
+        ];
+        for error in retried {
+            let text = error.to_string();
+            assert!(matches!(cut(error), Cut::Failed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_cut_keeps_its_causes_and_ends_the_attempt_permanently() {
+        let Cut::Permanent(reason) = cut(AttemptError::Materialize(gone(ErrorKind::NotFound))) else { panic!() };
+        assert!(reason.starts_with("materializing the inputs: fetching input `file:///in/a.txt`"), "{reason}");
+        assert!(Cut::Permanent(reason).into_end().is_permanent());
+    }
+}
