@@ -180,6 +180,77 @@ fn an_input_that_vanished_fails_its_shard_once_permanently() {
     assert!(note.starts_with("stage a shard ") && note.contains("fetching input") && note.contains(".txt"), "{note}");
 }
 
+/// A directory made unwritable for the test's length: read-only bind mount when running as
+/// root (which ignores permissions), mode 0555 otherwise.
+struct Unwritable(PathBuf, bool);
+
+impl Unwritable {
+    fn make(dir: &Path) -> Unwritable {
+        std::fs::create_dir_all(dir).unwrap();
+        let root = running_as_root();
+        if root {
+            let run = |args: &[&str]| std::process::Command::new("mount").args(args).arg(dir).arg(dir).status();
+            assert!(run(&["--bind"]).unwrap().success(), "mount --bind");
+            let remount = std::process::Command::new("mount").args(["-o", "remount,ro,bind"]).arg(dir).status();
+            assert!(remount.unwrap().success(), "remount read-only");
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        }
+        assert!(std::fs::write(dir.join("probe"), "").is_err(), "{} is still writable", dir.display());
+        Unwritable(dir.to_path_buf(), root)
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        } else {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+        }
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|ids| ids.split_whitespace().next() == Some("0"))
+}
+
+#[test]
+fn an_unwritable_outputs_dir_fails_each_shard_once_permanently() {
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 2);
+    let copy = project(dir.path(), "copy", "cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"");
+    let dag = write_dag(
+        dir.path(),
+        &format!(
+            "name: unwritable\ninput: file:./raw\nstages:\n  a:\n    project: {}\n    partition: {{by: object, shard_size: 1}}\n    retries: 2\n",
+            copy.display()
+        ),
+    );
+    // With tracking off, outputs are kept under <state dir>/outputs/.
+    let _outputs = Unwritable::make(&dir.path().join("state/outputs"));
+    let output = concurrent(
+        &["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "1", "--state-dir", "state"],
+        &[("NATS_URL", &nats.url)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // stage status shards ok failed attempts …: one attempt per shard instead of three.
+    assert_eq!(&stage_row(&stdout, "a")[1..6], ["FAILED", "2", "0", "2", "2"], "{stdout}");
+    let notes: Vec<&str> = stdout.lines().filter(|l| l.contains("failed permanently (not retried)")).collect();
+    assert_eq!(notes.len(), 2, "{stdout}");
+    assert!(notes.iter().all(|n| n.contains("outputs")), "{notes:#?}");
+}
+
 #[test]
 fn a_stage_with_no_output_from_its_inputs_fails_with_fail_on_empty_and_skips_what_follows() {
     let nats = NatsServer::start().unwrap();
