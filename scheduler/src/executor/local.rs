@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use tokio::process::{Child, ChildStdin, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
@@ -37,7 +35,7 @@ struct LocalWorker {
     child: Child,
     log: PathBuf,
     /// Held open while this process lives: the worker stops when it closes.
-    _lifeline: Option<ChildStdin>,
+    lifeline: Option<ChildStdin>,
 }
 
 /// Runs workers as local child processes.
@@ -91,7 +89,7 @@ impl LocalExecutor {
             .spawn()
             .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
         let lifeline = child.stdin.take();
-        Ok(LocalWorker { stage: stage.clone(), id, child, log, _lifeline: lifeline })
+        Ok(LocalWorker { stage: stage.clone(), id, child, log, lifeline })
     }
 }
 
@@ -137,16 +135,22 @@ impl Executor for LocalExecutor {
         std::mem::take(&mut self.abandoned)
     }
 
+    /// Closes each worker's standard input, which stops it as SIGTERM does (entry point
+    /// killed, shard run KILLED, shard handed back). No signal is sent: a worker that already
+    /// got the terminal's SIGINT would take a second signal as "exit at once" and leave its
+    /// shard run RUNNING. A worker still alive after `grace` is killed, and so is the entry
+    /// point its lease names.
     async fn shutdown(&mut self, grace: Duration) {
-        for worker in &self.workers {
-            if let Some(pid) = worker.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
+        for worker in &mut self.workers {
+            drop(worker.lifeline.take());
         }
         let deadline = tokio::time::Instant::now() + grace;
+        let work_dir = self.config.state_dir.join("work");
         for worker in &mut self.workers {
             if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
+                tracing::warn!(worker = %worker.id, "worker did not stop within {grace:?}: killed");
                 let _ = worker.child.kill().await;
+                reclaim(&work_dir, worker);
             }
         }
         self.workers.clear();
