@@ -60,7 +60,7 @@ pub fn read_free_space(watched: &[Watched]) -> Result<Vec<FreeSpace>, DiskError>
                 path: w.path.clone(),
                 source: std::io::Error::from(errno),
             })?;
-            let available = u64::from(stat.blocks_available()).saturating_mul(u64::from(stat.fragment_size()));
+            let available = stat.blocks_available().saturating_mul(stat.fragment_size());
             let real = std::fs::canonicalize(&existing).unwrap_or(existing);
             Ok(FreeSpace { watched: w.clone(), available, filesystem: filesystem_of(&mounts, &real) })
         })
@@ -112,11 +112,7 @@ mod tests {
     use super::*;
 
     fn reading(what: &'static str, available: u64) -> FreeSpace {
-        FreeSpace {
-            watched: Watched { what, path: PathBuf::from("/x") },
-            available,
-            filesystem: "/ (ext4)".into(),
-        }
+        FreeSpace { watched: Watched { what, path: PathBuf::from("/x") }, available, filesystem: "/ (ext4)".into() }
     }
 
     #[test]

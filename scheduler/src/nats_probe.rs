@@ -58,7 +58,8 @@ async fn probe_one(raw: &str) -> Result<(), NatsProbeError> {
         "ws" | "wss" => return Ok(()),
         other => return Err(NatsProbeError::BadUrl { url, problem: format!("unknown scheme `{other}`") }),
     }
-    let host = parsed.host_str().ok_or_else(|| NatsProbeError::BadUrl { url: url.clone(), problem: "no host".into() })?;
+    let host =
+        parsed.host_str().ok_or_else(|| NatsProbeError::BadUrl { url: url.clone(), problem: "no host".into() })?;
     let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
     let port = parsed.port().unwrap_or(DEFAULT_PORT);
     let resolved = tokio::time::timeout(RESOLVE_WITHIN, tokio::net::lookup_host((host.clone(), port))).await;

@@ -128,7 +128,12 @@ pub async fn start_nats(dir: &Path) -> Result<ChildService, ServiceError> {
             return Ok(ChildService { url, log, name: TOOL, child, watchdog });
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(ServiceError::Exited { tool: TOOL, status, log: log.display().to_string(), tail: log_tail(&log) });
+            return Err(ServiceError::Exited {
+                tool: TOOL,
+                status,
+                log: log.display().to_string(),
+                tail: log_tail(&log),
+            });
         }
         if Instant::now() > deadline {
             let tail = log_tail(&log);
@@ -179,11 +184,21 @@ pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
             return Ok(ChildService { url, log, name: TOOL, child, watchdog });
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(ServiceError::Exited { tool: TOOL, status, log: log.display().to_string(), tail: log_tail(&log) });
+            return Err(ServiceError::Exited {
+                tool: TOOL,
+                status,
+                log: log.display().to_string(),
+                tail: log_tail(&log),
+            });
         }
         if Instant::now() > deadline {
             let tail = log_tail(&log);
-            return Err(ServiceError::NotReady { tool: TOOL, seconds: READY_WITHIN, log: log.display().to_string(), tail });
+            return Err(ServiceError::NotReady {
+                tool: TOOL,
+                seconds: READY_WITHIN,
+                log: log.display().to_string(),
+                tail,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

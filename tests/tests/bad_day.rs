@@ -210,7 +210,8 @@ impl Tmpfs {
     /// `None` (with the reason printed) when this process may not mount.
     fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
         std::fs::create_dir_all(dir).unwrap();
-        let output = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output();
+        let output =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).output();
         match output {
             Ok(output) if output.status.success() => Some(Tmpfs(dir.to_path_buf())),
             Ok(output) => {
@@ -245,10 +246,19 @@ fn a_disk_filling_up_stops_the_run_at_once_naming_the_filesystem_and_path() {
     )
     .unwrap();
     let dag = dir.path().join("dag.yaml");
-    std::fs::write(&dag, "name: filler\ninput: none\nstages:\n  fill:\n    project: ./filler\n    retries: 0\n").unwrap();
+    std::fs::write(&dag, "name: filler\ninput: none\nstages:\n  fill:\n    project: ./filler\n    retries: 0\n")
+        .unwrap();
     let state = small.join("state");
-    let args =
-        ["run", dag.to_str().unwrap(), "--tracking", "none", "--min-free-space", "16Mi", "--state-dir", state.to_str().unwrap()];
+    let args = [
+        "run",
+        dag.to_str().unwrap(),
+        "--tracking",
+        "none",
+        "--min-free-space",
+        "16Mi",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
     let mut run = spawn_concurrent(&args, &[("NATS_URL", &nats.url)], dir.path(), "run");
     let run_id = {
         let mut id = None;
@@ -374,7 +384,9 @@ fn an_unusable_state_dir_exits_2_naming_it() {
     make_images(&dir.path().join("raw"), 1);
     let dag = copy_dag(dir.path(), "state-dir", 0.0);
     std::fs::write(dir.path().join("a-file"), "not a directory").unwrap();
-    for (state, problem) in [("a-file", "cannot use it: not a directory"), ("/proc/concurrent-state", "cannot create it")] {
+    for (state, problem) in
+        [("a-file", "cannot use it: not a directory"), ("/proc/concurrent-state", "cannot create it")]
+    {
         let args = ["run", dag.to_str().unwrap(), "--tracking", "none", "--state-dir", state];
         let output = concurrent(&args, &[("NATS_URL", &nats.url)], dir.path(), QUICK);
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -382,4 +394,38 @@ fn an_unusable_state_dir_exits_2_naming_it() {
         let path = std::path::absolute(dir.path().join(state)).unwrap();
         assert!(stderr.contains(&format!("--state-dir {}: {problem}", path.display())), "{stderr}");
     }
+}
+
+#[test]
+fn cancel_after_the_scheduler_died_ends_its_mlflow_runs_killed() {
+    let mlflow = mlflow_server::shared();
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 4);
+    let experiment = unique("orphan-cancel");
+    let dag = copy_dag(dir.path(), &experiment, 60.0);
+    let env = [("MLFLOW_TRACKING_URI", mlflow.uri.as_str())];
+    let args = ["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"];
+    let mut run = spawn_concurrent(&args, &env, dir.path(), "run");
+    let workdir = dir.path().join("state/work").display().to_string();
+    wait_until("two entry points running", DEADLINE, || {
+        pids_matching(&format!("failing.py --input-dir {workdir}")).len() >= 2
+    });
+    let run_id = run.run_id().unwrap();
+    signal(run.pid(), "KILL");
+    run.wait(Duration::from_secs(60));
+    assert_no_process_left(&dir.path().display().to_string());
+    let rest = MlflowRest::new(&mlflow.uri);
+    let experiment_id = rest.experiment_id(&experiment).unwrap();
+    let running = || rest.runs(&experiment_id).into_iter().filter(|r| run_status(r) == "RUNNING").count();
+    assert!(running() >= 2, "the DAG and stage runs were left RUNNING by the killed scheduler");
+
+    let output = concurrent(&["cancel", &run_id, "--state-dir", "state"], &env, dir.path(), Duration::from_secs(120));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(stdout.contains("no scheduler was running it") && stdout.contains("ended KILLED"), "{stdout}");
+    let runs = rest.runs(&experiment_id);
+    let statuses: Vec<(&str, &str)> = runs.iter().map(|r| (run_name(r), run_status(r))).collect();
+    assert!(runs.iter().all(|r| run_status(r) == "KILLED"), "every run ends KILLED: {statuses:?}");
+    let again = concurrent(&["cancel", &run_id, "--state-dir", "state"], &env, dir.path(), Duration::from_secs(60));
+    assert_eq!(again.status.code(), Some(2), "{}", describe(&again));
 }

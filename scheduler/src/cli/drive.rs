@@ -50,12 +50,7 @@ pub async fn drive(
         state_dir: state_dir.to_path_buf(),
     });
     let verb = if recorded.resume { "resuming run" } else { "run" };
-    say!(
-        "{verb} {}: {} ({} stages, {workers} workers)",
-        recorded.run_id,
-        recorded.dag.name,
-        recorded.dag.stages.len()
-    );
+    say!("{verb} {}: {} ({} stages, {workers} workers)", recorded.run_id, recorded.dag.name, recorded.dag.stages.len());
     let (events, progress) = Progress::start(&recorded.dag);
     let run_id = recorded.run_id.clone();
     // SIGTERM, SIGHUP or a filling disk stop the run and leave it resumable.

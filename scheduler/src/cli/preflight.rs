@@ -40,7 +40,8 @@ pub fn check_writable(what: &'static str, dir: &Path) -> Result<(), UnusableDir>
 
 /// Checks the state dir and its log dir, `--state-dir` named on failure.
 pub fn check_state_dir(state_dir: &Path) -> bool {
-    let checked = check_writable("--state-dir", state_dir).and_then(|()| check_writable("log dir", &state_dir.join("logs")));
+    let checked =
+        check_writable("--state-dir", state_dir).and_then(|()| check_writable("log dir", &state_dir.join("logs")));
     match checked {
         Ok(()) => true,
         Err(error) => {

@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use concurrent_mlflow::tracking::MlflowClient;
 
 use super::drive::{Recorded, drive};
-use super::run::{absolute, open_store};
 use super::preflight::{DiskWatch, check_state_dir};
+use super::run::{absolute, open_store};
 use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
 use super::signals::Signals;
 use super::{EXIT_INVALID, EXIT_SERVICE, ResumeArgs};

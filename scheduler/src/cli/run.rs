@@ -31,10 +31,7 @@ pub async fn run(args: RunArgs) -> u8 {
     if tracking == TrackingChoice::Off
         && let Some(stage) = dag.order().into_iter().find(|s| reads_mlflow(&dag, s))
     {
-        say!(
-            "error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`",
-            stage.name
-        );
+        say!("error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`", stage.name);
         return EXIT_INVALID;
     }
     // Inputs that do not need MLflow are listed before anything is created.

@@ -40,9 +40,19 @@ fn summary_text(summary: &RunSummary, services: &Services, state_dir: &Path, sto
     };
     text.push('\n');
     push_line!(text, "run {} {outcome} in {:.1} s", summary.run_id, summary.wall_s);
-    push_line!(text, 
+    push_line!(
+        text,
         "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>10} {:>11} {:>9}",
-        "stage", "status", "shards", "ok", "failed", "attempts", "duplicates", "objects in", "objects out", "time (s)"
+        "stage",
+        "status",
+        "shards",
+        "ok",
+        "failed",
+        "attempts",
+        "duplicates",
+        "objects in",
+        "objects out",
+        "time (s)"
     );
     for stage in &summary.stages {
         let status = match stage.status {
@@ -52,7 +62,8 @@ fn summary_text(summary: &RunSummary, services: &Services, state_dir: &Path, sto
             StageStatus::Failed => "FAILED",
             StageStatus::Skipped => "skipped",
         };
-        push_line!(text, 
+        push_line!(
+            text,
             "{:<20} {:<10} {:>7} {:>7} {:>7} {:>9} {:>11} {:>10} {:>11} {:>9.1}",
             stage.stage,
             status,
@@ -69,7 +80,8 @@ fn summary_text(summary: &RunSummary, services: &Services, state_dir: &Path, sto
     match (&summary.mlflow, &services.tracking_uri, &services.mlflow_dir) {
         (Some((experiment, run)), _, Some(dir)) => {
             push_line!(text, "MLflow: experiment {experiment}, DAG run {run}. Browse the runs with:");
-            push_line!(text, 
+            push_line!(
+                text,
                 "  mlflow ui --backend-store-uri sqlite:///{} --artifacts-destination {}",
                 dir.join("mlflow.db").display(),
                 dir.join("artifacts").display()
