@@ -137,6 +137,24 @@ fn a_closed_stdout_neither_ends_the_run_nor_loses_its_summary() {
     assert!(stderr.contains(" SUCCEEDED in "), "the summary comes on stderr when stdout is gone:\n{stderr}");
     let run = std::fs::read_dir(dir.path().join("state/outputs")).unwrap().next().unwrap().unwrap().path();
     assert_eq!(files_under(&run.join("copy")).len(), 3, "every output is there");
+
+    // Both streams closed, with logs on: still no panic, the run still ends well.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(workspace_bin("concurrent"))
+        .args(["run", dag.to_str().unwrap(), "--tracking", "none", "--workers", "2", "--state-dir", "state2"])
+        .current_dir(dir.path())
+        .env("PATH", path_with_venv())
+        .env("NATS_URL", &nats.url)
+        .env("RUST_LOG", "info")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let run = std::fs::read_dir(dir.path().join("state2/outputs")).unwrap().next().unwrap().unwrap().path();
+    assert_eq!(files_under(&run.join("copy")).len(), 3, "every output is there");
 }
 
 #[test]
