@@ -10,6 +10,7 @@ use concurrent_proto::names;
 use super::run::absolute;
 use super::services::recorded_nats_url;
 use super::{CancelArgs, EXIT_INVALID, EXIT_OK, EXIT_SERVICE};
+use crate::executor::local::kill_leftover_entry_points;
 use crate::run_id::is_valid_run_id;
 use crate::run_tree::{RunTree, now_ms};
 use crate::services::{ServiceError, start_mlflow};
@@ -61,6 +62,10 @@ pub async fn cancel(args: CancelArgs) -> u8 {
     };
     match store.run(&args.run_id) {
         Ok(Some(mut record)) if record.status == RunStatus::Running => {
+            let killed = kill_leftover_entry_points(&state_dir, &record.run_id);
+            if killed > 0 {
+                say!("killed {killed} entry points the run's dead workers left running");
+            }
             let ended = match &record.tracking {
                 Some(tracking) => end_mlflow_runs(&store, &record.run_id, tracking, &state_dir).await,
                 None => Ok(0),

@@ -178,3 +178,17 @@ fn reclaim(work_dir: &Path, worker: &LocalWorker) -> Option<Abandoned> {
     }
     Some(Abandoned { stage: stage.clone(), ack_subject: lease.ack_subject })
 }
+
+/// Kills the entry points the leases of run `run_id` under `<state dir>/work` still name,
+/// when their workers died with their scheduler; returns how many were killed.
+pub fn kill_leftover_entry_points(state_dir: &Path, run_id: &str) -> usize {
+    let run_dir = state_dir.join("work").join(run_id);
+    let stages = std::fs::read_dir(&run_dir).into_iter().flatten().flatten();
+    let leases = stages
+        .flat_map(|stage| std::fs::read_dir(stage.path()).into_iter().flatten().flatten())
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "lease"));
+    leases
+        .filter_map(|entry| Lease::parse(&std::fs::read_to_string(entry.path()).ok()?))
+        .filter(|lease| kill_entry_point(lease.pgid, &lease.input_dir).unwrap_or(false))
+        .count()
+}
