@@ -223,3 +223,20 @@ pub fn log_tail(log: &Path) -> String {
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_keeps_the_last_lines_indented() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        let text: String = (1..=20).map(|i| format!("line {i}\n\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        assert_eq!(tail.lines().count(), LOG_TAIL_LINES);
+        assert!(tail.starts_with("  line 9\n") && tail.ends_with("  line 20"), "{tail}");
+        assert!(log_tail(&dir.path().join("missing")).starts_with("  (cannot read it:"));
+    }
+}

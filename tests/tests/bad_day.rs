@@ -450,3 +450,26 @@ fn cancel_after_the_scheduler_died_kills_its_entry_points_and_ends_its_mlflow_ru
     let again = concurrent(&["cancel", &run_id, "--state-dir", "state"], &env, dir.path(), Duration::from_secs(60));
     assert_eq!(again.status.code(), Some(2), "{}", describe(&again));
 }
+
+#[test]
+fn what_a_failing_nats_server_says_reaches_the_screen() {
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 1);
+    let dag = copy_dag(dir.path(), "nats-fails", 0.0);
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let fake = bin.join("nats-server");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho '[FTL] Error creating store directory: no space left on device' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), path_with_venv());
+    let args = ["run", dag.to_str().unwrap(), "--tracking", "none", "--state-dir", "state"];
+    let output = concurrent(&args, &[("PATH", &path)], dir.path(), DEADLINE);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(stderr.contains("nats-server exited before it was ready"), "{stderr}");
+    assert!(stderr.contains("no space left on device"), "the end of its log is shown:\n{stderr}");
+}

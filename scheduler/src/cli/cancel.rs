@@ -64,7 +64,7 @@ pub async fn cancel(args: CancelArgs) -> u8 {
         Ok(Some(mut record)) if record.status == RunStatus::Running => {
             let killed = kill_leftover_entry_points(&state_dir, &record.run_id);
             if killed > 0 {
-                say!("killed {killed} entry points the run's dead workers left running");
+                say!("killed the entry points its dead workers left running: {killed}");
             }
             let ended = match &record.tracking {
                 Some(tracking) => end_mlflow_runs(&store, &record.run_id, tracking, &state_dir).await,
