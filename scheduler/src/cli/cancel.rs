@@ -121,8 +121,8 @@ enum EndRunsError {
 
 /// Ends KILLED the MLflow runs still RUNNING of a run whose scheduler is gone: its shard
 /// runs, the stage runs sled knows, and the DAG run. The tracking server is
-/// `MLFLOW_TRACKING_URI`, else the state dir's own MLflow (started for this), else the URI the
-/// run was recorded with. Returns how many runs were ended.
+/// `MLFLOW_TRACKING_URI`, else the state dir's own MLflow (started for this) when the run was
+/// tracked there, else the URI the run was recorded with. Returns how many runs were ended.
 async fn end_mlflow_runs(
     store: &Store,
     run_id: &str,
@@ -133,7 +133,8 @@ async fn end_mlflow_runs(
     let mut child = None;
     let uri = match std::env::var("MLFLOW_TRACKING_URI").ok().filter(|u| !u.is_empty()) {
         Some(uri) => uri,
-        None if own_mlflow.join("mlflow.db").is_file() => {
+        // A run tracked by the state dir's own MLflow recorded that child's loopback URI.
+        None if own_mlflow.join("mlflow.db").is_file() && tracking.uri.starts_with("http://127.0.0.1:") => {
             say!("starting MLflow on {} to end the run's MLflow runs", own_mlflow.display());
             let started = start_mlflow(&own_mlflow).await?;
             let uri = started.url.clone();
