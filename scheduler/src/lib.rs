@@ -5,9 +5,11 @@
 pub mod autoscale;
 pub mod cli;
 pub mod dag;
+pub mod disk;
 pub mod driver;
 pub mod executor;
 pub mod inputs;
+pub mod nats_probe;
 pub mod partition;
 pub mod placement;
 pub mod plan;

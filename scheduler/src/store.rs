@@ -188,6 +188,20 @@ impl Store {
         get(&self.stages, &stage_key(run_id, stage))
     }
 
+    /// Every stage record of a run, by stage name.
+    pub fn stages(&self, run_id: &str) -> Result<Vec<(String, StageRecord)>, StoreError> {
+        let mut prefix = run_id.as_bytes().to_vec();
+        prefix.push(0);
+        self.stages
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (key, value) = kv?;
+                let name = key[prefix.len()..].strip_suffix(&[0]).unwrap_or(&key[prefix.len()..]);
+                Ok((String::from_utf8_lossy(name).into_owned(), decode_bytes(&key, &value)?))
+            })
+            .collect()
+    }
+
     /// Writes a shard record.
     pub fn put_shard(&self, run_id: &str, stage: &str, shard: u32, record: &ShardRecord) -> Result<(), StoreError> {
         self.shards.insert(shard_key(run_id, stage, shard), encode(record))?;

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStdin, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
@@ -36,7 +35,7 @@ struct LocalWorker {
     child: Child,
     log: PathBuf,
     /// Held open while this process lives: the worker stops when it closes.
-    _lifeline: Option<ChildStdin>,
+    lifeline: Option<ChildStdin>,
 }
 
 /// Runs workers as local child processes.
@@ -90,7 +89,7 @@ impl LocalExecutor {
             .spawn()
             .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
         let lifeline = child.stdin.take();
-        Ok(LocalWorker { stage: stage.clone(), id, child, log, _lifeline: lifeline })
+        Ok(LocalWorker { stage: stage.clone(), id, child, log, lifeline })
     }
 }
 
@@ -136,16 +135,22 @@ impl Executor for LocalExecutor {
         std::mem::take(&mut self.abandoned)
     }
 
+    /// Closes each worker's standard input, which stops it as SIGTERM does (entry point
+    /// killed, shard run KILLED, shard handed back). No signal is sent: a worker that already
+    /// got the terminal's SIGINT would take a second signal as "exit at once" and leave its
+    /// shard run RUNNING. A worker still alive after `grace` is killed, and so is the entry
+    /// point its lease names.
     async fn shutdown(&mut self, grace: Duration) {
-        for worker in &self.workers {
-            if let Some(pid) = worker.child.id() {
-                let _ = concurrent_procs::kill_process(pid, Signal::SIGTERM);
-            }
+        for worker in &mut self.workers {
+            drop(worker.lifeline.take());
         }
         let deadline = tokio::time::Instant::now() + grace;
+        let work_dir = self.config.state_dir.join("work");
         for worker in &mut self.workers {
             if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
+                tracing::warn!(worker = %worker.id, "worker did not stop within {grace:?}: killed");
                 let _ = worker.child.kill().await;
+                reclaim(&work_dir, worker);
             }
         }
         self.workers.clear();
@@ -172,4 +177,18 @@ fn reclaim(work_dir: &Path, worker: &LocalWorker) -> Option<Abandoned> {
         }
     }
     Some(Abandoned { stage: stage.clone(), ack_subject: lease.ack_subject })
+}
+
+/// Kills the entry points the leases of run `run_id` under `<state dir>/work` still name,
+/// when their workers died with their scheduler; returns how many were killed.
+pub fn kill_leftover_entry_points(state_dir: &Path, run_id: &str) -> usize {
+    let run_dir = state_dir.join("work").join(run_id);
+    let stages = std::fs::read_dir(&run_dir).into_iter().flatten().flatten();
+    let leases = stages
+        .flat_map(|stage| std::fs::read_dir(stage.path()).into_iter().flatten().flatten())
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "lease"));
+    leases
+        .filter_map(|entry| Lease::parse(&std::fs::read_to_string(entry.path()).ok()?))
+        .filter(|lease| kill_entry_point(lease.pgid, &lease.input_dir).unwrap_or(false))
+        .count()
 }
