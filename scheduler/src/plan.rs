@@ -91,11 +91,7 @@ pub fn skipped_links_line(stage: &str, links: &[SkippedLink]) -> Option<String> 
     let shown: Vec<String> =
         links.iter().take(FIRST_SKIPPED_SHOWN).map(|l| format!("{:?} ({})", l.path.as_str(), l.reason)).collect();
     let more = if links.len() > shown.len() { ", …" } else { "" };
-    Some(format!(
-        "stages.{stage}: skipped {} symbolic link(s) of the input: {}{more}",
-        links.len(),
-        shown.join(", ")
-    ))
+    Some(format!("stages.{stage}: skipped {} symbolic link(s) of the input: {}{more}", links.len(), shown.join(", ")))
 }
 
 /// A missing local input is named plainly; other listing errors keep their cause.

@@ -124,7 +124,9 @@ fn assert_stage_kept_names(view: &StageView, expected: &[(String, String)], down
 fn assert_skipped_link_reported(output: &std::process::Output, view: &StageView) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("stages.first: skipped 1 symbolic link(s) of the input: \"outside link\" (leads outside the input root)"),
+        stderr.contains(
+            "stages.first: skipped 1 symbolic link(s) of the input: \"outside link\" (leads outside the input root)"
+        ),
         "{stderr}"
     );
     assert_eq!(view.tags["concurrent.skipped_symlinks"].as_str(), Some("1"));

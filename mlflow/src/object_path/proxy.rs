@@ -47,7 +47,8 @@ mod tests {
             let err = check(&ObjectPath::parse(bad).unwrap()).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
-        for good in ["100%", "%zz", "a%4g", "%4", "q'\"u", "a b/ü é/😀", "?x=1&y", "-lead", "semi;p", "nel\u{85}x"] {
+        for good in ["100%", "%zz", "a%4g", "%4", "q'\"u", "a b/ü é/😀", "?x=1&y", "-lead", "semi;p", "nel\u{85}x"]
+        {
             assert_eq!(check(&ObjectPath::parse(good).unwrap()), Ok(()), "{good}");
         }
     }

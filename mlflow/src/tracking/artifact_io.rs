@@ -25,9 +25,7 @@ impl MlflowClient {
                 let target = join_optional(path.as_ref(), Some(rel)).unwrap_or_else(|| rel.clone());
                 self.proxy_upload(authority.as_deref(), &target, local).await
             }
-            ArtifactLocation::Local(dir) => {
-                copy_file(&root, local, &rel.to_fs_path(&dir)).await.map_err(local_error)
-            }
+            ArtifactLocation::Local(dir) => copy_file(&root, local, &rel.to_fs_path(&dir)).await.map_err(local_error),
             ArtifactLocation::Store(url) => {
                 let (store, prefix) = store::open(&url).map_err(store_error(&root))?;
                 let key = to_store_key(&prefix, rel)?;
@@ -79,7 +77,8 @@ impl MlflowClient {
                 let what = format!("listing {}", join_optional_uri(&root, path)?);
                 let mut entries = Vec::with_capacity(listed.len());
                 for e in listed {
-                    let name = ObjectPath::parse(&e.path).map_err(|source| MlflowError::BadName { what: what.clone(), source })?;
+                    let name = ObjectPath::parse(&e.path)
+                        .map_err(|source| MlflowError::BadName { what: what.clone(), source })?;
                     entries.push(ArtifactEntry {
                         path: join_optional(path, Some(&name)).unwrap_or(name),
                         is_dir: e.is_dir,
@@ -96,8 +95,9 @@ impl MlflowClient {
                     Some(path) => to_store_key(&prefix, path)?,
                     None => prefix.clone(),
                 };
-                let listed =
-                    store::list_level(store.as_ref(), &level).await.map_err(store_error(&join_optional_uri(&root, path)?))?;
+                let listed = store::list_level(store.as_ref(), &level)
+                    .await
+                    .map_err(store_error(&join_optional_uri(&root, path)?))?;
                 let dirs = listed.common_prefixes.iter().map(|p| (p, true, None));
                 let files = listed.objects.iter().map(|o| (&o.location, false, Some(o.size)));
                 dirs.chain(files)
@@ -131,7 +131,11 @@ impl MlflowClient {
                     .await
                     .map_err(store_error(&join_optional_uri(&root, path)?))?;
                 files.extend(listed.iter().filter_map(|o| {
-                    from_store_key(&prefix, &o.location).map(|path| ArtifactEntry { path, is_dir: false, size: Some(o.size) })
+                    from_store_key(&prefix, &o.location).map(|path| ArtifactEntry {
+                        path,
+                        is_dir: false,
+                        size: Some(o.size),
+                    })
                 }));
             }
             ArtifactLocation::Local(dir) => {
@@ -212,7 +216,9 @@ fn local_level(dir: &Path, path: Option<&ObjectPath>) -> Result<Vec<ArtifactEntr
         let file = entry.path();
         let name = match ObjectPath::below(&under, &file) {
             Some(Ok(name)) => name,
-            Some(Err(source)) => return Err(MlflowError::BadName { what: format!("listing {}", under.display()), source }),
+            Some(Err(source)) => {
+                return Err(MlflowError::BadName { what: format!("listing {}", under.display()), source });
+            }
             None => continue,
         };
         let meta = std::fs::metadata(&file).map_err(|e| MlflowError::io(&file, e))?;

@@ -29,7 +29,9 @@ use url::Url;
 pub use auth::Auth;
 pub use batch::{BatchLimits, LogBatch, split_batch};
 pub use error::MlflowError;
-pub use location::{ArtifactLocation, RunsUri, join_artifact_uri, join_optional_uri, parse_artifact_uri, parse_runs_uri};
+pub use location::{
+    ArtifactLocation, RunsUri, join_artifact_uri, join_optional_uri, parse_artifact_uri, parse_runs_uri,
+};
 pub use retry::{Idempotency, RetryPolicy};
 pub use types::{ArtifactEntry, Metric, Param, Run, RunData, RunInfo, RunStatus, Tag, now_millis};
 

@@ -56,8 +56,9 @@ impl MlflowClient {
             object_path::proxy::check(path)?;
         }
         let base = self.proxy_base(authority)?;
-        let segments =
-            ["api", "2.0", "mlflow-artifacts", "artifacts"].into_iter().chain(path.into_iter().flat_map(|p| p.segments()));
+        let segments = ["api", "2.0", "mlflow-artifacts", "artifacts"]
+            .into_iter()
+            .chain(path.into_iter().flat_map(|p| p.segments()));
         Ok(url_with_segments(&base, segments))
     }
 

@@ -106,7 +106,10 @@ async fn single_file_upload_and_missing_artifact() {
     let run = client.create_run(&exp, "s", &[]).await.unwrap();
     let local = tempfile::tempdir().unwrap();
     write(local.path(), "log.txt", b"line\n");
-    let n = client.upload_file(&run.artifact_uri, &op("logs/entry_point.log"), &local.path().join("log.txt")).await.unwrap();
+    let n = client
+        .upload_file(&run.artifact_uri, &op("logs/entry_point.log"), &local.path().join("log.txt"))
+        .await
+        .unwrap();
     assert_eq!(n, 5);
     let missing = format!("runs:/{}/logs/nope.log", run.run_id);
     let dest = local.path().join("nope");

@@ -9,7 +9,8 @@ use crate::{client, unique};
 
 /// What the proxy cannot keep: `#`, control characters, `%` and two hex digits.
 fn proxy_refuses(name: &str) -> bool {
-    let escape = name.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    let escape =
+        name.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
     name.contains('#') || has_control(name) || escape
 }
 
