@@ -118,3 +118,33 @@ pub fn shard_objects(
     let shards = partition::partition(selected, how, parallelism)?;
     Ok(PlannedStage { objects: count, shards, skipped_links: Vec::new() })
 }
+
+#[cfg(test)]
+mod tests {
+    use concurrent_mlflow::artifacts::SkipReason;
+    use concurrent_mlflow::object_path::ObjectPath;
+
+    use super::*;
+    use crate::run_tree::first_names;
+
+    fn link(path: &str, reason: SkipReason) -> SkippedLink {
+        SkippedLink { path: ObjectPath::parse(path).unwrap(), reason }
+    }
+
+    #[test]
+    fn skipped_links_are_told_with_the_first_names() {
+        assert_eq!(skipped_links_line("s", &[]), None);
+        let links = [link("a\nb", SkipReason::Outside), link("c", SkipReason::Dangling)];
+        assert_eq!(
+            skipped_links_line("first", &links).unwrap(),
+            r#"stages.first: skipped 2 symbolic link(s) of the input: "a\nb" (leads outside the input root), "c" (leads nowhere)"#
+        );
+        let many: Vec<SkippedLink> = (0..7).map(|i| link(&format!("l{i}"), SkipReason::Loop)).collect();
+        assert!(skipped_links_line("s", &many).unwrap().ends_with(r#""l4" (leads round in a loop), …"#));
+        assert_eq!(first_names(&many), r#"["l0","l1","l2","l3","l4"]"#);
+        let long: Vec<SkippedLink> =
+            (0..3).map(|i| link(&format!("{i}{}", "x".repeat(3000)), SkipReason::Outside)).collect();
+        let names: Vec<String> = serde_json::from_str(&first_names(&long)).unwrap();
+        assert_eq!(names.len(), 1, "the tag stays within MLflow's limit");
+    }
+}
