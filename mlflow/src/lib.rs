@@ -5,3 +5,4 @@
 pub mod artifacts;
 pub mod project;
 pub mod tracking;
+pub mod yaml_limits;

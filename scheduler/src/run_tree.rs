@@ -1,7 +1,6 @@
 //! The run's tree in MLflow (DESIGN §4): the DAG run, one child run per stage, their tags,
 //! params and end-of-run metrics. Shard runs are created by the workers under the stage runs.
 
-use std::path::Path;
 
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
 
@@ -36,20 +35,18 @@ impl RunTree {
         self.client.get_or_create_experiment(&dag.experiment).await
     }
 
-    /// Creates the DAG run and attaches the DAG file as `concurrent/dag.yaml`.
-    pub async fn create_dag_run(
-        &self,
-        experiment_id: &str,
-        dag: &Dag,
-        run_id: &str,
-        dag_file: &Path,
-    ) -> Result<TrackedRun, MlflowError> {
+    /// Creates the DAG run and attaches the DAG's text as read (a file or standard input) as
+    /// `concurrent/dag.yaml`.
+    pub async fn create_dag_run(&self, experiment_id: &str, dag: &Dag, run_id: &str) -> Result<TrackedRun, MlflowError> {
         let tags = vec![
             ("concurrent.dag".to_string(), dag.name.clone()),
             ("concurrent.run_id".to_string(), run_id.to_string()),
         ];
         let info = self.client.create_run(experiment_id, &format!("{}-{run_id}", dag.name), &tags).await?;
-        self.client.upload_file(&info.artifact_uri, "concurrent/dag.yaml", dag_file).await?;
+        let copy = tempfile::NamedTempFile::new()
+            .and_then(|copy| std::fs::write(copy.path(), &dag.source_text).map(|()| copy))
+            .map_err(|source| MlflowError::Io { path: std::env::temp_dir(), source })?;
+        self.client.upload_file(&info.artifact_uri, "concurrent/dag.yaml", copy.path()).await?;
         Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
     }
 

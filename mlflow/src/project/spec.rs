@@ -10,10 +10,15 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::yaml_limits::{self, Scan};
+
 use super::{EntryPoint, MlProject, ParamType, Parameter, ProjectEnv, ProjectError};
 
 /// Parses MLproject text; `origin` starts every error message.
 pub(super) fn parse(text: &str, origin: &str) -> Result<MlProject, ProjectError> {
+    if let Scan::TooDeep(position) = yaml_limits::scan(text) {
+        return Err(Places { origin }.invalid(&position.to_string(), yaml_limits::too_deep_message()));
+    }
     let doc: Value =
         serde_yaml::from_str(text).map_err(|source| ProjectError::Yaml { origin: origin.to_owned(), source })?;
     let at = Places { origin };

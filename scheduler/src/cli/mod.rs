@@ -52,7 +52,8 @@ pub enum Command {
 /// The DAG file and what replaces parts of it.
 #[derive(Debug, Args)]
 pub struct DagArgs {
-    /// The DAG file (YAML or JSON).
+    /// The DAG file (YAML or JSON); `-` reads it from standard input, and relative paths in
+    /// it are then relative to the current directory.
     pub file: PathBuf,
     /// Replaces the DAG's `input`.
     #[arg(long, value_name = "URI")]

@@ -4,12 +4,16 @@
 //! `serde_yaml::Value` has no room for integers beyond `i64`/`u64` (it rejects the whole file),
 //! so the text is read with a visitor of our own that keeps such an integer as its digits,
 //! tagged [`BIG_INTEGER`]; the field readers then say what is wrong with it at its place.
+//!
+//! Nesting is bounded by [`yaml_limits::MAX_NESTING`], checked in linear time first.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_yaml::value::{Tag, TaggedValue};
 use serde_yaml::{Mapping, Value};
+
+use concurrent_mlflow::yaml_limits::{self, Scan};
 
 use super::error::{SpecError, SpecErrors};
 use super::quote::clip;
@@ -18,9 +22,18 @@ use super::quote::clip;
 /// spaces, so no YAML file can write it.
 const BIG_INTEGER: &str = "concurrent big integer";
 
-/// Parses the text; an empty document is an error.
+/// Parses the text; an empty document is an error, and so is nesting deeper than
+/// [`yaml_limits::MAX_NESTING`], refused before the text is loaded.
 pub(crate) fn parse_yaml(text: &str) -> Result<Value, SpecErrors> {
-    let Loaded(root) = serde_yaml::from_str(text).map_err(|e| yaml_error(text, &e))?;
+    let scanned = yaml_limits::scan(text);
+    if let Scan::TooDeep(at) = scanned {
+        return Err(SpecError::new(at.to_string(), yaml_limits::too_deep_message()).into());
+    }
+    let invalid_at = match scanned {
+        Scan::Invalid(at) => Some((at.line, at.column)),
+        _ => None,
+    };
+    let Loaded(root) = serde_yaml::from_str(text).map_err(|e| yaml_error(text, &e, invalid_at))?;
     if root.is_null() {
         return Err(SpecError::new("line 1, column 1", "the DAG file is empty").into());
     }
@@ -144,10 +157,13 @@ fn duplicate_message(key: &Value) -> String {
     }
 }
 
-fn yaml_error(text: &str, e: &serde_yaml::Error) -> SpecErrors {
+/// The error at its place: where the loader says, else where the event scan found the text
+/// invalid (the loader does not place every error, e.g. a control character).
+fn yaml_error(text: &str, e: &serde_yaml::Error, invalid_at: Option<(usize, usize)>) -> SpecErrors {
     let message = e.to_string();
     let located = e.location().map(|l| (l.line(), l.column()));
-    let (line, column) = duplicate_key_position(text, &message, located).or(located).unwrap_or((1, 1));
+    let (line, column) =
+        duplicate_key_position(text, &message, located).or(located).or(invalid_at).unwrap_or((1, 1));
     let message = match located {
         Some((l, c)) => message.replace(&format!(" at line {l} column {c}"), ""),
         None => message,
