@@ -16,8 +16,13 @@ use super::{EntryPoint, MlProject, ParamType, Parameter, ProjectEnv, ProjectErro
 
 /// Parses MLproject text; `origin` starts every error message.
 pub(super) fn parse(text: &str, origin: &str) -> Result<MlProject, ProjectError> {
-    if let Scan::TooDeep(position) = yaml_limits::scan(text) {
-        return Err(Places { origin }.invalid(&position.to_string(), yaml_limits::too_deep_message()));
+    let scanned = yaml_limits::scan(text);
+    match &scanned {
+        Scan::TooDeep(at) => return Err(Places { origin }.invalid(&at.to_string(), yaml_limits::too_deep_message())),
+        Scan::Invalid(at, problem) if !scanned.loadable(text) => {
+            return Err(Places { origin }.invalid(&at.to_string(), format!("not valid YAML: {problem}")));
+        }
+        _ => {}
     }
     let doc: Value =
         serde_yaml::from_str(text).map_err(|source| ProjectError::Yaml { origin: origin.to_owned(), source })?;

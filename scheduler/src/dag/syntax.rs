@@ -26,11 +26,15 @@ const BIG_INTEGER: &str = "concurrent big integer";
 /// [`yaml_limits::MAX_NESTING`], refused before the text is loaded.
 pub(crate) fn parse_yaml(text: &str) -> Result<Value, SpecErrors> {
     let scanned = yaml_limits::scan(text);
-    if let Scan::TooDeep(at) = scanned {
-        return Err(SpecError::new(at.to_string(), yaml_limits::too_deep_message()).into());
+    match &scanned {
+        Scan::TooDeep(at) => return Err(SpecError::new(at.to_string(), yaml_limits::too_deep_message()).into()),
+        Scan::Invalid(at, problem) if !scanned.loadable(text) => {
+            return Err(SpecError::new(at.to_string(), format!("not valid YAML or JSON: {}", clip(problem))).into());
+        }
+        _ => {}
     }
     let invalid_at = match scanned {
-        Scan::Invalid(at) => Some((at.line, at.column)),
+        Scan::Invalid(at, _) => Some((at.line, at.column)),
         _ => None,
     };
     let Loaded(root) = serde_yaml::from_str(text).map_err(|e| yaml_error(text, &e, invalid_at))?;
@@ -161,13 +165,24 @@ fn duplicate_message(key: &Value) -> String {
 /// invalid (the loader does not place every error, e.g. a control character).
 fn yaml_error(text: &str, e: &serde_yaml::Error, invalid_at: Option<(usize, usize)>) -> SpecErrors {
     let message = e.to_string();
-    let located = e.location().map(|l| (l.line(), l.column()));
+    // The reader's errors (a character YAML does not allow) carry no line: only a byte offset,
+    // at the end of the message.
+    let reader_offset = message
+        .rsplit_once(" at position ")
+        .and_then(|(head, offset)| Some((head.to_string(), offset.parse::<usize>().ok()?)));
+    let (located, message) = match (reader_offset, e.location()) {
+        (Some((head, offset)), _) => {
+            let before = text.as_bytes().get(..offset).unwrap_or_default();
+            (Some(super::line_column(before)), head)
+        }
+        (None, Some(l)) => {
+            let at = format!(" at line {} column {}", l.line(), l.column());
+            (Some((l.line(), l.column())), message.replace(&at, ""))
+        }
+        (None, None) => (None, message),
+    };
     let (line, column) =
         duplicate_key_position(text, &message, located).or(located).or(invalid_at).unwrap_or((1, 1));
-    let message = match located {
-        Some((l, c)) => message.replace(&format!(" at line {l} column {c}"), ""),
-        None => message,
-    };
     SpecError::new(format!("line {line}, column {column}"), format!("not valid YAML or JSON: {}", clip(&message)))
         .into()
 }
@@ -227,6 +242,14 @@ mod tests {
         assert_eq!(
             error_line("{\n\"name\": \"a\",\n\"name\": \"b\"\n}\n"),
             "line 3, column 1: not valid YAML or JSON: duplicate entry with key \"name\""
+        );
+    }
+
+    #[test]
+    fn a_character_yaml_does_not_allow_is_placed_where_it_is() {
+        assert_eq!(
+            error_line("name: x\nstages:\n  a: {project: \"./p\u{7}\"}\n"),
+            "line 3, column 20: not valid YAML or JSON: control characters are not allowed"
         );
     }
 
