@@ -1,7 +1,6 @@
 //! The run's tree in MLflow (DESIGN §4): the DAG run, one child run per stage, their tags,
 //! params and end-of-run metrics. Shard runs are created by the workers under the stage runs.
 
-
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
 
 use crate::dag::{Dag, ProjectRef, Stage};
@@ -37,7 +36,12 @@ impl RunTree {
 
     /// Creates the DAG run and attaches the DAG's text as read (a file or standard input) as
     /// `concurrent/dag.yaml`.
-    pub async fn create_dag_run(&self, experiment_id: &str, dag: &Dag, run_id: &str) -> Result<TrackedRun, MlflowError> {
+    pub async fn create_dag_run(
+        &self,
+        experiment_id: &str,
+        dag: &Dag,
+        run_id: &str,
+    ) -> Result<TrackedRun, MlflowError> {
         let tags = vec![
             ("concurrent.dag".to_string(), dag.name.clone()),
             ("concurrent.run_id".to_string(), run_id.to_string()),

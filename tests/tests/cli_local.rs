@@ -91,13 +91,15 @@ fn a_dag_on_standard_input_is_read_with_paths_relative_to_the_current_directory(
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains(&format!("1. only: {} (main)", cwd.join("project").display())), "{stdout}");
-    assert!(stdout.contains(&format!("input file://{}", cwd.join("raw").display())), "{stdout}");
-    assert!(stdout.contains("3 objects -> 1 shards"), "{stdout}");
+    assert!(stdout.contains(&format!("input file://{}, 3 objects", cwd.join("raw").display())), "{stdout}");
 
     let output = concurrent_with_stdin(&["validate", "-"], &[], &cwd, Some(b"name: piped\n"), DEADLINE);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("error: standard input is not a valid DAG:\n  stages: required: at least one stage"), "{stderr}");
+    assert!(
+        stderr.contains("error: standard input is not a valid DAG:\n  stages: required: at least one stage"),
+        "{stderr}"
+    );
 }
 
 #[test]

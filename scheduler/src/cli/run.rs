@@ -116,11 +116,7 @@ async fn record(
 }
 
 /// Creates the DAG run in MLflow.
-async fn track(
-    client: &MlflowClient,
-    dag: &Dag,
-    run_id: &str,
-) -> Result<(RunTree, RunTracking), MlflowError> {
+async fn track(client: &MlflowClient, dag: &Dag, run_id: &str) -> Result<(RunTree, RunTracking), MlflowError> {
     let tree = RunTree::new(client.clone());
     let experiment_id = tree.experiment(dag).await?;
     let parent = tree.create_dag_run(&experiment_id, dag, run_id).await?;

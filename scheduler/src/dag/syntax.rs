@@ -181,8 +181,7 @@ fn yaml_error(text: &str, e: &serde_yaml::Error, invalid_at: Option<(usize, usiz
         }
         (None, None) => (None, message),
     };
-    let (line, column) =
-        duplicate_key_position(text, &message, located).or(located).or(invalid_at).unwrap_or((1, 1));
+    let (line, column) = duplicate_key_position(text, &message, located).or(located).or(invalid_at).unwrap_or((1, 1));
     SpecError::new(format!("line {line}, column {column}"), format!("not valid YAML or JSON: {}", clip(&message)))
         .into()
 }
