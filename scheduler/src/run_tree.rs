@@ -5,6 +5,10 @@ use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunS
 
 use crate::dag::{Dag, ProjectRef, Stage};
 
+/// The tag of the experiments Concurrent creates: MLflow 3's UI then opens them on their runs
+/// table rather than its GenAI overview.
+pub const EXPERIMENT_KIND: (&str, &str) = ("mlflow.experimentKind", "custom_model_development");
+
 /// What the scheduler writes to MLflow.
 #[derive(Clone)]
 pub struct RunTree {
@@ -29,9 +33,11 @@ impl RunTree {
         &self.client
     }
 
-    /// Finds or creates the experiment of the DAG.
+    /// Finds or creates the experiment of the DAG; one it creates is tagged
+    /// [`EXPERIMENT_KIND`], so that MLflow's UI opens it on its runs table.
     pub async fn experiment(&self, dag: &Dag) -> Result<String, MlflowError> {
-        self.client.get_or_create_experiment(&dag.experiment).await
+        let (key, value) = EXPERIMENT_KIND;
+        self.client.get_or_create_experiment_tagged(&dag.experiment, &[Tag::new(key, value)]).await
     }
 
     /// Creates the DAG run and attaches the DAG's text as read (a file or standard input) as
