@@ -9,6 +9,14 @@ use crate::dag::{Dag, ProjectRef, Stage};
 /// table rather than its GenAI overview.
 pub const EXPERIMENT_KIND: (&str, &str) = ("mlflow.experimentKind", "custom_model_development");
 
+/// The MLflow UI's page of a run. MLflow 3.17 and later choose the UI's view from the link's
+/// `workflowType` rather than the experiment's tag; `machine_learning` opens the model-training
+/// view (runs, metrics, artifacts) rather than the GenAI one.
+pub fn run_page(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
+    let base = tracking_uri.trim_end_matches('/');
+    format!("{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
+}
+
 /// What the scheduler writes to MLflow.
 #[derive(Clone)]
 pub struct RunTree {
@@ -121,4 +129,17 @@ impl RunTree {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_page_opens_the_run_in_the_model_training_view() {
+        assert_eq!(
+            run_page("http://127.0.0.1:5000/", "7", "abc"),
+            "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+        );
+    }
 }

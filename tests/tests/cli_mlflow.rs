@@ -55,7 +55,11 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
     let dag_runs: Vec<&Value> = runs.iter().filter(|r| tag(r, "mlflow.parentRunId").is_none()).collect();
     assert_eq!(dag_runs.len(), 1, "one DAG run");
     let dag_run = dag_runs[0];
-    let link = format!("{}/#/experiments/{experiment_id}/runs/{}", mlflow.uri.trim_end_matches('/'), mlflow_run_id(dag_run));
+    let link = format!(
+        "{}/#/experiments/{experiment_id}/runs/{}?workflowType=machine_learning",
+        mlflow.uri.trim_end_matches('/'),
+        mlflow_run_id(dag_run)
+    );
     assert!(stdout.contains(&format!("MLflow: {link}\n")), "the link to the DAG run, {link}, in:\n{stdout}");
     let concurrent_run_id = tag(dag_run, "concurrent.run_id").expect("concurrent.run_id tag");
     assert_eq!(run_name(dag_run), format!("image-preprocess-{concurrent_run_id}"));

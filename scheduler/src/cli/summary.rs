@@ -51,7 +51,7 @@ pub fn print_summary(summary: &RunSummary, services: &Services, state_dir: &Path
             );
         }
         (Some((experiment, run)), Some(uri), None) => {
-            println!("MLflow: {}/#/experiments/{experiment}/runs/{run}", uri.trim_end_matches('/'));
+            println!("MLflow: {}", crate::run_tree::run_page(uri, experiment, run));
         }
         _ => println!("outputs: {}", state_dir.join("outputs").join(&summary.run_id).display()),
     }
