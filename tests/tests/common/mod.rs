@@ -141,9 +141,7 @@ impl MlflowRest {
     pub fn experiment_tags(&self, experiment_id: &str) -> std::collections::BTreeMap<String, String> {
         let reply = self.get("/api/2.0/mlflow/experiments/get", &[("experiment_id", experiment_id)]);
         let tags = reply["experiment"]["tags"].as_array().cloned().unwrap_or_default();
-        tags.iter()
-            .filter_map(|t| Some((t["key"].as_str()?.to_string(), t["value"].as_str()?.to_string())))
-            .collect()
+        tags.iter().filter_map(|t| Some((t["key"].as_str()?.to_string(), t["value"].as_str()?.to_string()))).collect()
     }
 
     /// Every run of an experiment.
