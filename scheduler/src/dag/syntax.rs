@@ -253,6 +253,19 @@ mod tests {
     }
 
     #[test]
+    fn invalid_text_with_many_brackets_is_placed_without_loading_it() {
+        let mut text = String::from("name: x\nstages:\n");
+        for i in 0..70 {
+            text.push_str(&format!("  s{i}: {{project: ./p}}\n"));
+        }
+        text.push_str("  bad: {project: ./p\n");
+        assert_eq!(
+            error_line(&text),
+            "line 74, column 1: not valid YAML or JSON: while parsing a flow mapping, did not find expected ',' or '}'"
+        );
+    }
+
+    #[test]
     fn integers_beyond_64_bits_are_kept_as_digits() {
         let v = parse_yaml("a: 99999999999999999999\nb: -99999999999999999999\nc: 7\n").unwrap();
         assert_eq!(big_integer(&v["a"]), Some("99999999999999999999"));
