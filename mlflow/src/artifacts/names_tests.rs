@@ -113,7 +113,7 @@ proptest! {
                 // never writes `file://` through it: file roots are plain files.
                 let part_like = path.file_name().rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
                 let drive_like = path.as_str().split('/').any(|segment| segment.ends_with(':'));
-                if kind == "local" && drive_like {
+                if kind == "local" && drive_like && uploaded.is_err() {
                     continue;
                 }
                 if kind == "local" && part_like {
