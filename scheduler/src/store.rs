@@ -61,6 +61,16 @@ pub struct RunRecord {
     pub status: RunStatus,
     pub created_ms: i64,
     pub ended_ms: Option<i64>,
+    /// The name of the token the run was submitted with, through the service.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
+    /// The run's weight in the fair share of worker slots (default 1).
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// Local projects as written in the DAG -> the snapshot dirs they were unpacked to, for
+    /// runs submitted with uploaded projects.
+    #[serde(default)]
+    pub project_dirs: std::collections::BTreeMap<String, String>,
 }
 
 /// One stage of a run.
@@ -188,6 +198,20 @@ impl Store {
         get(&self.stages, &stage_key(run_id, stage))
     }
 
+    /// Every stage record of a run, by stage name.
+    pub fn stages_of(&self, run_id: &str) -> Result<Vec<(String, StageRecord)>, StoreError> {
+        let mut prefix = run_id.as_bytes().to_vec();
+        prefix.push(0);
+        self.stages
+            .scan_prefix(&prefix)
+            .map(|kv| {
+                let (key, value) = kv?;
+                let name = &key[prefix.len()..key.len().saturating_sub(1)];
+                Ok((String::from_utf8_lossy(name).into_owned(), decode_bytes(&key, &value)?))
+            })
+            .collect()
+    }
+
     /// Writes a shard record.
     pub fn put_shard(&self, run_id: &str, stage: &str, shard: u32, record: &ShardRecord) -> Result<(), StoreError> {
         self.shards.insert(shard_key(run_id, stage, shard), encode(record))?;
@@ -284,6 +308,9 @@ mod tests {
                 status: RunStatus::Running,
                 created_ms: 5,
                 ended_ms: None,
+                submitted_by: Some("alice".into()),
+                priority: None,
+                project_dirs: Default::default(),
             };
             store.put_run(&run).unwrap();
             store.put_stage("r1", "a", &stage_record()).unwrap();

@@ -107,6 +107,9 @@ async fn record(
         status: RunStatus::Running,
         created_ms: now_ms(),
         ended_ms: None,
+        submitted_by: None,
+        priority: None,
+        project_dirs: Default::default(),
     };
     store.put_run(&record).and(Ok(())).map_err(|error| {
         eprintln!("error: {error}");
@@ -116,7 +119,7 @@ async fn record(
 }
 
 /// Creates the DAG run in MLflow.
-async fn track(
+pub(crate) async fn track(
     client: &MlflowClient,
     dag: &Dag,
     run_id: &str,
@@ -130,7 +133,7 @@ async fn track(
 }
 
 /// True when a stage reads its input from MLflow.
-pub(super) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
+pub(crate) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
     matches!(source_of(dag, stage), StageInput::Uri(uri) if uri.starts_with("mlflow-artifacts:") || uri.starts_with("runs:"))
 }
 

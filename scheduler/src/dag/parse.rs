@@ -99,7 +99,7 @@ pub(crate) fn parse(
     let mut git = GitProjects::new(&options.git_cache);
     for stage in stages.values_mut() {
         let places = param_places.get(&stage.name).cloned().unwrap_or_default();
-        check_project(&mut errors, stage, base_dir, &mut git, &places);
+        check_project(&mut errors, stage, base_dir, &mut git, &places, options);
     }
 
     match name {

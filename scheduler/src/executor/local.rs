@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
 
@@ -36,8 +36,11 @@ struct LocalWorker {
     id: String,
     child: Child,
     log: PathBuf,
-    /// Held open while this process lives: the worker stops when it closes.
-    _lifeline: Option<ChildStdin>,
+    /// Held open while this process lives: the worker stops when it closes, and gives up its
+    /// slot after its shard when a drain line is written to it.
+    lifeline: Option<std::fs::File>,
+    /// Asked to drain already.
+    draining: bool,
 }
 
 /// Runs workers as local child processes.
@@ -90,8 +93,82 @@ impl LocalExecutor {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
-        let lifeline = child.stdin.take();
-        Ok(LocalWorker { stage: stage.clone(), id, child, log, _lifeline: lifeline })
+        let lifeline = child.stdin.take().and_then(|stdin| stdin.into_owned_fd().ok()).map(std::fs::File::from);
+        Ok(LocalWorker { stage: stage.clone(), id, child, log, lifeline, draining: false })
+    }
+}
+
+impl LocalExecutor {
+    /// Starts `count` more workers for `stage` (launching is immediate: no await needed).
+    pub fn start_workers(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
+        for _ in 0..count {
+            let worker = self.spawn(stage)?;
+            tracing::debug!(worker = %worker.id, stage = %stage.stage, "worker launched");
+            self.workers.push(worker);
+        }
+        Ok(())
+    }
+
+    /// Shards of `run_id` whose workers died mid-attempt; those of other runs stay.
+    pub fn take_abandoned_of(&mut self, run_id: &str) -> Vec<Abandoned> {
+        let (ours, others) = std::mem::take(&mut self.abandoned).into_iter().partition(|a| a.stage.run_id == run_id);
+        self.abandoned = others;
+        ours
+    }
+
+    /// Asks up to `count` workers of `run_id` not draining yet to exit after the shard in hand;
+    /// returns how many were asked.
+    pub fn drain(&mut self, run_id: &str, count: u32) -> u32 {
+        use std::io::Write;
+        let mut asked = 0;
+        for worker in self.workers.iter_mut().filter(|w| w.stage.run_id == run_id && !w.draining) {
+            if asked == count {
+                break;
+            }
+            let line = format!("{}\n", concurrent_proto::names::DRAIN_LINE);
+            if let Some(lifeline) = &mut worker.lifeline
+                && lifeline.write_all(line.as_bytes()).is_ok()
+            {
+                worker.draining = true;
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    /// Workers of `run_id` alive and not draining, as of the last [`Executor::alive`].
+    pub fn serving(&self, run_id: &str) -> u32 {
+        self.workers.iter().filter(|w| w.stage.run_id == run_id && !w.draining).count() as u32
+    }
+
+    /// Sends SIGTERM to the workers of `run_id` and hands them over, forgotten here, for the
+    /// caller to wait on.
+    pub fn stop_run(&mut self, run_id: &str) -> Vec<StoppingWorker> {
+        let (ours, others): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.workers).into_iter().partition(|w| w.stage.run_id == run_id);
+        self.workers = others;
+        ours.into_iter()
+            .map(|worker| {
+                if let Some(pid) = worker.child.id() {
+                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+                }
+                StoppingWorker { child: worker.child }
+            })
+            .collect()
+    }
+}
+
+/// A worker told to stop, to be waited on (and killed after a grace period).
+pub struct StoppingWorker {
+    child: Child,
+}
+
+impl StoppingWorker {
+    /// Waits until `deadline` for the worker to exit, then kills it.
+    pub async fn wait_until(mut self, deadline: tokio::time::Instant) {
+        if tokio::time::timeout_at(deadline, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
     }
 }
 
@@ -101,12 +178,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn launch(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
-        for _ in 0..count {
-            let worker = self.spawn(stage)?;
-            tracing::debug!(worker = %worker.id, stage = %stage.stage, "worker launched");
-            self.workers.push(worker);
-        }
-        Ok(())
+        self.start_workers(stage, count)
     }
 
     fn alive(&mut self) -> BTreeMap<StageRef, u32> {
