@@ -173,7 +173,7 @@ fn a_run_submitted_with_curl_is_followed_over_rest_and_grpc_and_tokens_stay_secr
     let (code, events) = curl(&["-N", "-H", &auth, &format!("{runs_url}/{run_id}/events")]);
     assert_eq!(code, 200);
     assert!(events.contains("event: shard_decided"), "{events}");
-    let last = events.lines().filter_map(|l| l.strip_prefix("data: ")).last().unwrap();
+    let last = events.lines().filter_map(|l| l.strip_prefix("data: ")).next_back().unwrap();
     let last: Value = serde_json::from_str(last).unwrap();
     assert_eq!(last["kind"], "run_ended");
     assert_eq!(last["run"]["status"], "succeeded");
