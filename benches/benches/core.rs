@@ -12,7 +12,7 @@ use concurrent_scheduler::autoscale::{StageDemand, plan_launches};
 use concurrent_scheduler::dag::{Overrides, Partition, parse_dag};
 use concurrent_scheduler::partition::partition;
 use concurrent_scheduler::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed, StageNeed, place};
-use concurrent_scheduler::run_state::RunState;
+use concurrent_scheduler::run_state::{AttemptResult, RunState};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
 fn listing(count: usize) -> Vec<InputObject> {
@@ -62,6 +62,7 @@ fn result(shard: u32, outputs: usize) -> ShardResult {
         worker: "local-4242-7".into(),
         cluster: "local".into(),
         status: ShardStatus::Succeeded,
+        permanent: false,
         mlflow_run_id: Some("0123456789abcdef0123456789abcdef".into()),
         outputs: (0..outputs)
             .map(|i| OutputObject {
@@ -144,12 +145,12 @@ fn core(c: &mut Criterion) {
             || {
                 let mut run = RunState::new([(names[0].as_str(), none.as_slice())]);
                 run.start();
-                run.stage_published(&names[0], 10_000);
+                run.stage_published(&names[0], 10_000, 10_000);
                 run
             },
             |mut run| {
                 for shard in 0..10_000 {
-                    run.apply_result(&names[0], shard, true, false);
+                    run.apply_result(&names[0], shard, AttemptResult::Succeeded { outputs: 1 });
                 }
                 run
             },

@@ -9,8 +9,8 @@ pub mod messages;
 pub mod names;
 
 pub use messages::{
-    DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec, TrackingTarget,
-    WIRE_VERSION, decode, encode,
+    DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
+    TrackingTarget, WIRE_VERSION, decode, encode,
 };
 
 /// The gRPC service `concurrent.v1.Scheduler` and its messages, generated from

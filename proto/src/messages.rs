@@ -68,6 +68,20 @@ pub struct StageSpec {
     /// Attempts per shard: `retries + 1`.
     pub max_attempts: u32,
     pub shards: u32,
+    /// Most bytes of an attempt's log kept (its head and tail); `None` = [`DEFAULT_LOG_LIMIT`].
+    /// Absent in descriptions written before it existed.
+    #[serde(default)]
+    pub log_limit: Option<u64>,
+}
+
+/// The log cap of an attempt when the stage sets none: 64 MiB.
+pub const DEFAULT_LOG_LIMIT: u64 = 64 * 1024 * 1024;
+
+impl StageSpec {
+    /// The stage's log cap in bytes.
+    pub fn log_limit(&self) -> u64 {
+        self.log_limit.unwrap_or(DEFAULT_LOG_LIMIT)
+    }
 }
 
 /// One file a shard attempt produced.
@@ -105,6 +119,11 @@ pub struct ShardResult {
     pub worker: String,
     pub cluster: String,
     pub status: ShardStatus,
+    /// The failure's cause cannot change (an unwritable outputs dir, an input that no longer
+    /// exists, two inputs with one path): no attempt follows and the shard is failed at once.
+    /// Absent (false) in results written before it existed.
+    #[serde(default)]
+    pub permanent: bool,
     /// The shard run of this attempt, when tracking is on.
     pub mlflow_run_id: Option<String>,
     pub outputs: Vec<OutputObject>,
@@ -181,6 +200,7 @@ mod tests {
             worker: "w-1".into(),
             cluster: "local".into(),
             status: ShardStatus::Failed { reason: "exit code 1".into() },
+            permanent: true,
             mlflow_run_id: Some("abc".into()),
             outputs: vec![OutputObject { path: "x.png".into(), uri: "file:///o/x.png".into(), size: 4 }],
             duration_s: 1.5,
@@ -189,6 +209,88 @@ mod tests {
             bytes_out: 4,
         };
         assert_eq!(decode::<ShardResult>(&encode(&result)).unwrap(), result);
+    }
+
+    /// A result as written before `permanent` existed: the same fields, without it.
+    #[derive(Serialize)]
+    struct ResultBeforePermanent {
+        v: u32,
+        run_id: String,
+        stage: String,
+        shard: u32,
+        attempt: u32,
+        last_attempt: bool,
+        worker: String,
+        cluster: String,
+        status: ShardStatus,
+        mlflow_run_id: Option<String>,
+        outputs: Vec<OutputObject>,
+        duration_s: f64,
+        objects_in: u64,
+        bytes_in: u64,
+        bytes_out: u64,
+    }
+
+    #[test]
+    fn a_result_without_the_permanent_field_decodes_as_retryable() {
+        let old = ResultBeforePermanent {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "s".into(),
+            shard: 1,
+            attempt: 1,
+            last_attempt: false,
+            worker: "w".into(),
+            cluster: "local".into(),
+            status: ShardStatus::Failed { reason: "exit code 1".into() },
+            mlflow_run_id: None,
+            outputs: vec![],
+            duration_s: 0.5,
+            objects_in: 1,
+            bytes_in: 1,
+            bytes_out: 0,
+        };
+        let decoded: ShardResult = decode(&encode(&old)).unwrap();
+        assert!(!decoded.permanent);
+        assert_eq!(decoded.status, old.status);
+    }
+
+    #[test]
+    fn a_stage_spec_without_a_log_limit_gets_the_default() {
+        #[derive(Serialize)]
+        struct SpecBeforeLogLimit {
+            v: u32,
+            dag: String,
+            run_id: String,
+            stage: String,
+            project_snapshot: String,
+            project_source: String,
+            entry_point: String,
+            parameters: BTreeMap<String, String>,
+            tracking: Option<TrackingTarget>,
+            output_root: Option<String>,
+            timeout_s: Option<u64>,
+            max_attempts: u32,
+            shards: u32,
+        }
+        let old = SpecBeforeLogLimit {
+            v: WIRE_VERSION,
+            dag: "d".into(),
+            run_id: "r".into(),
+            stage: "s".into(),
+            project_snapshot: "sha256:0".into(),
+            project_source: "./p".into(),
+            entry_point: "main".into(),
+            parameters: BTreeMap::new(),
+            tracking: None,
+            output_root: None,
+            timeout_s: None,
+            max_attempts: 3,
+            shards: 1,
+        };
+        let decoded: StageSpec = decode(&encode(&old)).unwrap();
+        assert_eq!(decoded.log_limit, None);
+        assert_eq!(decoded.log_limit(), DEFAULT_LOG_LIMIT);
     }
 
     #[test]

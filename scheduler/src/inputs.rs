@@ -100,6 +100,7 @@ mod tests {
                 worker: "w".into(),
                 cluster: "local".into(),
                 status,
+                permanent: false,
                 mlflow_run_id: Some(format!("m-{stage}-{shard}")),
                 outputs,
                 duration_s: 0.0,

@@ -5,10 +5,12 @@
 pub mod autoscale;
 pub mod cli;
 pub mod dag;
+pub mod disk;
 pub mod driver;
 pub mod executor;
 pub mod fair_share;
 pub mod inputs;
+pub mod nats_probe;
 pub mod partition;
 pub mod placement;
 pub mod plan;

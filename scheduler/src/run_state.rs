@@ -51,6 +51,15 @@ pub enum Effect {
     EndRun(RunOutcome),
 }
 
+/// One attempt's result, as far as the run's state is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The attempt succeeded with this many outputs.
+    Succeeded { outputs: u64 },
+    /// The attempt failed; no attempt follows after the last one or a permanent failure.
+    Failed { last_attempt: bool, permanent: bool },
+}
+
 /// What a shard result meant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -71,6 +80,11 @@ struct StageProgress {
     shards: Vec<ShardOutcome>,
     pending: u32,
     failed: u32,
+    /// Input objects of the stage, and outputs of its decided shards.
+    objects_in: u64,
+    outputs: u64,
+    /// Whether no output from a non-empty input fails the stage.
+    fail_on_empty: bool,
 }
 
 /// The state of one DAG run's stages and shards.
@@ -92,6 +106,9 @@ impl RunState {
                     shards: Vec::new(),
                     pending: 0,
                     failed: 0,
+                    objects_in: 0,
+                    outputs: 0,
+                    fail_on_empty: false,
                 };
                 (name.to_string(), progress)
             })
@@ -99,22 +116,31 @@ impl RunState {
         RunState { stages, ended: false }
     }
 
+    /// Makes a stage fail when all its shards succeed with no output from a non-empty input.
+    pub fn set_fail_on_empty(&mut self, stage: &str) {
+        if let Some(progress) = self.stages.get_mut(stage) {
+            progress.fail_on_empty = true;
+        }
+    }
+
     /// Starts the run: the stages with no upstream stage start.
     pub fn start(&mut self) -> Vec<Effect> {
         self.advance()
     }
 
-    /// Records that a started stage published `shards` shards. A stage restored with its
-    /// shards keeps their outcomes.
-    pub fn stage_published(&mut self, stage: &str, shards: u32) -> Vec<Effect> {
+    /// Records that a started stage published `shards` shards holding `objects` input objects.
+    /// A stage restored with its shards keeps their outcomes.
+    pub fn stage_published(&mut self, stage: &str, shards: u32, objects: u64) -> Vec<Effect> {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
         if progress.status != StageStatus::Running {
             return Vec::new();
         }
+        progress.objects_in = objects;
         if progress.shards.len() != shards as usize {
             progress.shards = vec![ShardOutcome::Pending; shards as usize];
             progress.pending = shards;
             progress.failed = 0;
+            progress.outputs = 0;
         }
         if progress.pending == 0 {
             return self.end_stage(stage);
@@ -140,9 +166,19 @@ impl RunState {
         effects
     }
 
-    /// Restores a stage's state (when resuming a run from the store).
-    pub fn restore_stage(&mut self, stage: &str, status: StageStatus, shards: Vec<ShardOutcome>) {
+    /// Restores a stage's state (when resuming a run from the store): its status, its shards'
+    /// outcomes, its input objects and the outputs of its succeeded shards.
+    pub fn restore_stage(
+        &mut self,
+        stage: &str,
+        status: StageStatus,
+        shards: Vec<ShardOutcome>,
+        objects_in: u64,
+        outputs: u64,
+    ) {
         if let Some(progress) = self.stages.get_mut(stage) {
+            progress.objects_in = objects_in;
+            progress.outputs = outputs;
             progress.pending = shards.iter().filter(|s| **s == ShardOutcome::Pending).count() as u32;
             progress.failed = shards.iter().filter(|s| **s == ShardOutcome::Failed).count() as u32;
             progress.shards = shards;
@@ -159,14 +195,9 @@ impl RunState {
         self.end_stage(stage)
     }
 
-    /// Applies one shard attempt's result.
-    pub fn apply_result(
-        &mut self,
-        stage: &str,
-        shard: u32,
-        succeeded: bool,
-        last_attempt: bool,
-    ) -> (Verdict, Vec<Effect>) {
+    /// Applies one shard attempt's result. A failure is final on the last attempt or when it
+    /// is permanent (its cause cannot change): the shard is decided FAILED at once.
+    pub fn apply_result(&mut self, stage: &str, shard: u32, result: AttemptResult) -> (Verdict, Vec<Effect>) {
         let Some(progress) = self.stages.get_mut(stage) else { return (Verdict::Unknown, Vec::new()) };
         if progress.status == StageStatus::Waiting || progress.status == StageStatus::Skipped {
             return (Verdict::Unknown, Vec::new());
@@ -175,10 +206,13 @@ impl RunState {
         if *slot != ShardOutcome::Pending {
             return (Verdict::Duplicate, Vec::new());
         }
-        let outcome = match (succeeded, last_attempt) {
-            (true, _) => ShardOutcome::Succeeded,
-            (false, true) => ShardOutcome::Failed,
-            (false, false) => return (Verdict::AttemptFailed, Vec::new()),
+        let outcome = match result {
+            AttemptResult::Succeeded { outputs } => {
+                progress.outputs += outputs;
+                ShardOutcome::Succeeded
+            }
+            AttemptResult::Failed { last_attempt, permanent } if last_attempt || permanent => ShardOutcome::Failed,
+            AttemptResult::Failed { .. } => return (Verdict::AttemptFailed, Vec::new()),
         };
         *slot = outcome;
         progress.pending -= 1;
@@ -209,6 +243,14 @@ impl RunState {
         self.stages.iter().filter(|(_, p)| p.status == StageStatus::Running).map(|(n, _)| n.as_str())
     }
 
+    /// The stage's input objects when it ended with no shard failed, no output, and a
+    /// non-empty input: a success that produced nothing (or a failure with `fail_on_empty`).
+    pub fn empty_output(&self, stage: &str) -> Option<u64> {
+        let p = self.stages.get(stage)?;
+        let decided = p.status.is_terminal() && p.pending == 0 && !p.shards.is_empty();
+        (decided && p.failed == 0 && p.outputs == 0 && p.objects_in > 0).then_some(p.objects_in)
+    }
+
     /// True once the run has ended.
     pub fn is_ended(&self) -> bool {
         self.ended
@@ -216,7 +258,8 @@ impl RunState {
 
     fn end_stage(&mut self, stage: &str) -> Vec<Effect> {
         let progress = self.stages.get_mut(stage).expect("ending a known stage");
-        progress.status = if progress.failed > 0 { StageStatus::Failed } else { StageStatus::Succeeded };
+        let empty = progress.fail_on_empty && progress.outputs == 0 && progress.objects_in > 0;
+        progress.status = if progress.failed > 0 || empty { StageStatus::Failed } else { StageStatus::Succeeded };
         let mut effects = vec![Effect::EndStage { stage: stage.to_string(), status: progress.status }];
         effects.extend(self.advance());
         effects
@@ -265,6 +308,14 @@ impl RunState {
 mod tests {
     use super::*;
 
+    fn ok(outputs: u64) -> AttemptResult {
+        AttemptResult::Succeeded { outputs }
+    }
+
+    fn failed(last_attempt: bool) -> AttemptResult {
+        AttemptResult::Failed { last_attempt, permanent: false }
+    }
+
     fn chain() -> RunState {
         let none: Vec<String> = vec![];
         let a = vec!["a".to_string()];
@@ -283,12 +334,12 @@ mod tests {
     fn a_stage_ends_when_every_shard_is_decided_and_its_successor_starts() {
         let mut run = chain();
         run.start();
-        assert!(run.stage_published("a", 2).is_empty());
+        assert!(run.stage_published("a", 2, 2).is_empty());
         assert_eq!(run.backlog("a"), 2);
-        let (verdict, effects) = run.apply_result("a", 0, true, false);
+        let (verdict, effects) = run.apply_result("a", 0, ok(1));
         assert_eq!(verdict, Verdict::Decided(ShardOutcome::Succeeded));
         assert!(effects.is_empty());
-        let (_, effects) = run.apply_result("a", 1, true, false);
+        let (_, effects) = run.apply_result("a", 1, ok(1));
         assert_eq!(
             effects,
             vec![
@@ -302,18 +353,18 @@ mod tests {
     fn a_failed_attempt_with_attempts_left_keeps_the_shard_pending() {
         let mut run = chain();
         run.start();
-        run.stage_published("a", 1);
-        assert_eq!(run.apply_result("a", 0, false, false).0, Verdict::AttemptFailed);
+        run.stage_published("a", 1, 1);
+        assert_eq!(run.apply_result("a", 0, failed(false)).0, Verdict::AttemptFailed);
         assert_eq!(run.backlog("a"), 1);
-        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Decided(ShardOutcome::Succeeded));
+        assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Decided(ShardOutcome::Succeeded));
     }
 
     #[test]
     fn a_failed_stage_skips_everything_downstream_and_fails_the_run() {
         let mut run = chain();
         run.start();
-        run.stage_published("a", 1);
-        let (verdict, effects) = run.apply_result("a", 0, false, true);
+        run.stage_published("a", 1, 1);
+        let (verdict, effects) = run.apply_result("a", 0, failed(true));
         assert_eq!(verdict, Verdict::Decided(ShardOutcome::Failed));
         assert_eq!(
             effects,
@@ -331,10 +382,10 @@ mod tests {
     fn the_first_decision_wins_and_later_results_are_duplicates() {
         let mut run = chain();
         run.start();
-        run.stage_published("a", 2);
-        run.apply_result("a", 0, true, false);
-        assert_eq!(run.apply_result("a", 0, false, true).0, Verdict::Duplicate);
-        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Duplicate);
+        run.stage_published("a", 2, 2);
+        run.apply_result("a", 0, ok(1));
+        assert_eq!(run.apply_result("a", 0, failed(true)).0, Verdict::Duplicate);
+        assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Duplicate);
         assert_eq!(run.backlog("a"), 1);
     }
 
@@ -342,17 +393,17 @@ mod tests {
     fn results_for_unknown_stages_or_shards_are_refused() {
         let mut run = chain();
         run.start();
-        run.stage_published("a", 1);
-        assert_eq!(run.apply_result("a", 5, true, true).0, Verdict::Unknown);
-        assert_eq!(run.apply_result("b", 0, true, true).0, Verdict::Unknown);
-        assert_eq!(run.apply_result("zzz", 0, true, true).0, Verdict::Unknown);
+        run.stage_published("a", 1, 1);
+        assert_eq!(run.apply_result("a", 5, ok(1)).0, Verdict::Unknown);
+        assert_eq!(run.apply_result("b", 0, ok(1)).0, Verdict::Unknown);
+        assert_eq!(run.apply_result("zzz", 0, ok(1)).0, Verdict::Unknown);
     }
 
     #[test]
     fn a_stage_without_shards_succeeds_at_once() {
         let mut run = chain();
         run.start();
-        let effects = run.stage_published("a", 0);
+        let effects = run.stage_published("a", 0, 0);
         assert_eq!(
             effects,
             vec![
@@ -367,8 +418,8 @@ mod tests {
         let mut run = chain();
         run.start();
         for stage in ["a", "b", "c"] {
-            run.stage_published(stage, 1);
-            let (_, effects) = run.apply_result(stage, 0, true, true);
+            run.stage_published(stage, 1, 1);
+            let (_, effects) = run.apply_result(stage, 0, ok(1));
             if stage == "c" {
                 assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Succeeded)));
             }
@@ -382,14 +433,14 @@ mod tests {
         let x = vec!["x".to_string()];
         let mut run = RunState::new([("x", none.as_slice()), ("y", none.as_slice()), ("z", x.as_slice())]);
         assert_eq!(run.start(), vec![Effect::StartStage("x".into()), Effect::StartStage("y".into())]);
-        run.stage_published("x", 1);
-        run.stage_published("y", 1);
-        let (_, effects) = run.apply_result("x", 0, false, true);
+        run.stage_published("x", 1, 1);
+        run.stage_published("y", 1, 1);
+        let (_, effects) = run.apply_result("x", 0, failed(true));
         assert_eq!(
             effects,
             vec![Effect::EndStage { stage: "x".into(), status: StageStatus::Failed }, Effect::SkipStage("z".into())]
         );
-        let (_, effects) = run.apply_result("y", 0, true, true);
+        let (_, effects) = run.apply_result("y", 0, ok(1));
         assert_eq!(
             effects,
             vec![
@@ -407,21 +458,21 @@ mod tests {
         let mut run =
             RunState::new([("a", none.as_slice()), ("b", a.as_slice()), ("c", a.as_slice()), ("d", bc.as_slice())]);
         run.start();
-        run.stage_published("a", 1);
-        let (_, effects) = run.apply_result("a", 0, true, true);
+        run.stage_published("a", 1, 1);
+        let (_, effects) = run.apply_result("a", 0, ok(1));
         assert!(effects.contains(&Effect::StartStage("b".into())) && effects.contains(&Effect::StartStage("c".into())));
-        run.stage_published("b", 1);
-        run.stage_published("c", 1);
-        let (_, effects) = run.apply_result("b", 0, true, true);
+        run.stage_published("b", 1, 1);
+        run.stage_published("c", 1, 1);
+        let (_, effects) = run.apply_result("b", 0, ok(1));
         assert!(!effects.contains(&Effect::StartStage("d".into())));
-        let (_, effects) = run.apply_result("c", 0, true, true);
+        let (_, effects) = run.apply_result("c", 0, ok(1));
         assert!(effects.contains(&Effect::StartStage("d".into())));
     }
 
     #[test]
     fn a_restored_run_ends_stages_whose_shards_were_all_decided_and_starts_the_next() {
         let mut run = chain();
-        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Succeeded]);
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Succeeded], 1, 1);
         let effects = run.resume();
         assert_eq!(
             effects,
@@ -435,18 +486,18 @@ mod tests {
     #[test]
     fn a_restored_stage_keeps_its_decided_shards_when_publishing_resumes() {
         let mut run = chain();
-        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Pending]);
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Pending], 1, 1);
         assert!(run.resume().is_empty());
-        assert!(run.stage_published("a", 2).is_empty());
+        assert!(run.stage_published("a", 2, 2).is_empty());
         assert_eq!(run.backlog("a"), 1, "the shard decided before the restart stays decided");
-        assert_eq!(run.apply_result("a", 0, true, false).0, Verdict::Duplicate);
+        assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Duplicate);
     }
 
     #[test]
     fn a_restored_run_whose_stages_all_ended_ends() {
         let mut run = chain();
-        run.restore_stage("a", StageStatus::Succeeded, vec![ShardOutcome::Succeeded]);
-        run.restore_stage("b", StageStatus::Failed, vec![ShardOutcome::Failed]);
+        run.restore_stage("a", StageStatus::Succeeded, vec![ShardOutcome::Succeeded], 1, 1);
+        run.restore_stage("b", StageStatus::Failed, vec![ShardOutcome::Failed], 1, 1);
         assert_eq!(run.resume(), vec![Effect::SkipStage("c".into()), Effect::EndRun(RunOutcome::Failed)]);
     }
 
@@ -457,5 +508,77 @@ mod tests {
         let effects = run.stage_aborted("a");
         assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
         assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Failed)));
+    }
+
+    #[test]
+    fn a_permanent_failure_decides_the_shard_at_once() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 2, 2);
+        let permanent = AttemptResult::Failed { last_attempt: false, permanent: true };
+        let (verdict, effects) = run.apply_result("a", 0, permanent);
+        assert_eq!(verdict, Verdict::Decided(ShardOutcome::Failed));
+        assert!(effects.is_empty(), "the other shard is still pending");
+        assert_eq!(run.backlog("a"), 1);
+        let (_, effects) = run.apply_result("a", 1, ok(1));
+        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
+        assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Duplicate, "a late success changes nothing");
+    }
+
+    #[test]
+    fn a_stage_with_no_output_from_its_inputs_succeeds_with_a_warning() {
+        let mut run = chain();
+        run.start();
+        run.stage_published("a", 2, 5);
+        run.apply_result("a", 0, ok(0));
+        let (_, effects) = run.apply_result("a", 1, ok(0));
+        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
+        assert_eq!(run.empty_output("a"), Some(5));
+    }
+
+    #[test]
+    fn fail_on_empty_fails_a_stage_with_no_output_and_skips_what_follows() {
+        let mut run = chain();
+        run.set_fail_on_empty("a");
+        run.start();
+        run.stage_published("a", 1, 3);
+        let (_, effects) = run.apply_result("a", 0, ok(0));
+        assert_eq!(
+            effects,
+            vec![
+                Effect::EndStage { stage: "a".into(), status: StageStatus::Failed },
+                Effect::SkipStage("b".into()),
+                Effect::SkipStage("c".into()),
+                Effect::EndRun(RunOutcome::Failed),
+            ]
+        );
+        assert_eq!(run.empty_output("a"), Some(3));
+    }
+
+    #[test]
+    fn fail_on_empty_lets_outputs_and_empty_inputs_through() {
+        let mut run = chain();
+        run.set_fail_on_empty("a");
+        run.set_fail_on_empty("b");
+        run.start();
+        run.stage_published("a", 2, 2);
+        run.apply_result("a", 0, ok(0));
+        let (_, effects) = run.apply_result("a", 1, ok(1));
+        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
+        assert_eq!(run.empty_output("a"), None);
+        // `input: none`: one shard, no input objects: nothing was expected out of it.
+        run.stage_published("b", 1, 0);
+        let (_, effects) = run.apply_result("b", 0, ok(0));
+        assert_eq!(effects[0], Effect::EndStage { stage: "b".into(), status: StageStatus::Succeeded });
+    }
+
+    #[test]
+    fn a_restored_stage_keeps_its_outputs_for_fail_on_empty() {
+        let mut run = chain();
+        run.set_fail_on_empty("a");
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Pending], 4, 0);
+        assert!(run.resume().is_empty());
+        let (_, effects) = run.apply_result("a", 1, ok(0));
+        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
     }
 }

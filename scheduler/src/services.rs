@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use tokio::process::{Child, ChildStdin, Command};
 
 /// A child service could not be started.
@@ -16,10 +15,10 @@ pub enum ServiceError {
     NotFound { tool: &'static str, env: &'static str },
     #[error("cannot start {tool}: {source}")]
     Spawn { tool: &'static str, source: std::io::Error },
-    #[error("{tool} did not become ready within {seconds} s; its log: {log}")]
-    NotReady { tool: &'static str, seconds: u64, log: String },
-    #[error("{tool} exited before it was ready ({status}); its log: {log}")]
-    Exited { tool: &'static str, status: std::process::ExitStatus, log: String },
+    #[error("{tool} did not become ready within {seconds} s; the end of its log {log}:\n{tail}")]
+    NotReady { tool: &'static str, seconds: u64, log: String, tail: String },
+    #[error("{tool} exited before it was ready ({status}); the end of its log {log}:\n{tail}")]
+    Exited { tool: &'static str, status: std::process::ExitStatus, log: String, tail: String },
     #[error("cannot prepare {dir}: {source}")]
     Dir { dir: String, source: std::io::Error },
 }
@@ -45,6 +44,8 @@ wait "$child""#;
 pub struct ChildService {
     /// URL clients use.
     pub url: String,
+    /// Its log (stdout and stderr).
+    pub log: PathBuf,
     name: &'static str,
     child: Child,
     watchdog: Option<ChildStdin>,
@@ -78,7 +79,7 @@ impl ChildService {
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err()
             && let Some(pid) = self.child.id()
         {
-            let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            let _ = concurrent_procs::kill_group(pid, Signal::SIGKILL);
             let _ = self.child.wait().await;
         }
         tracing::debug!(service = self.name, "stopped");
@@ -123,13 +124,19 @@ pub async fn start_nats(dir: &Path) -> Result<ChildService, ServiceError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(url) = read_ports_file(&ports) {
-            return Ok(ChildService { url, name: TOOL, child, watchdog });
+            return Ok(ChildService { url, log, name: TOOL, child, watchdog });
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(ServiceError::Exited { tool: TOOL, status, log: log.display().to_string() });
+            return Err(ServiceError::Exited {
+                tool: TOOL,
+                status,
+                log: log.display().to_string(),
+                tail: log_tail(&log),
+            });
         }
         if Instant::now() > deadline {
-            return Err(ServiceError::NotReady { tool: TOOL, seconds: 20, log: log.display().to_string() });
+            let tail = log_tail(&log);
+            return Err(ServiceError::NotReady { tool: TOOL, seconds: 20, log: log.display().to_string(), tail });
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -173,19 +180,62 @@ pub async fn start_mlflow(dir: &Path) -> Result<ChildService, ServiceError> {
     let deadline = Instant::now() + Duration::from_secs(READY_WITHIN);
     loop {
         if http.get(&health).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(ChildService { url, name: TOOL, child, watchdog });
+            return Ok(ChildService { url, log, name: TOOL, child, watchdog });
         }
-        let log = log.display().to_string();
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(ServiceError::Exited { tool: TOOL, status, log });
+            return Err(ServiceError::Exited {
+                tool: TOOL,
+                status,
+                log: log.display().to_string(),
+                tail: log_tail(&log),
+            });
         }
         if Instant::now() > deadline {
-            return Err(ServiceError::NotReady { tool: TOOL, seconds: READY_WITHIN, log });
+            let tail = log_tail(&log);
+            return Err(ServiceError::NotReady {
+                tool: TOOL,
+                seconds: READY_WITHIN,
+                log: log.display().to_string(),
+                tail,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// Lines of a child's log shown when it explains a failure.
+const LOG_TAIL_LINES: usize = 12;
+
+/// The last lines of a child's log, indented, for an error message.
+pub fn log_tail(log: &Path) -> String {
+    let text = match std::fs::read(log) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(64 * 1024)..]).into_owned(),
+        Err(error) => return format!("  (cannot read it: {error})"),
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return "  (empty)".to_string();
+    }
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].iter().map(|l| format!("  {l}")).collect::<Vec<_>>().join("\n")
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_keeps_the_last_lines_indented() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("x.log");
+        let text: String = (1..=20).map(|i| format!("line {i}\n\n")).collect();
+        std::fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        assert_eq!(tail.lines().count(), LOG_TAIL_LINES);
+        assert!(tail.starts_with("  line 9\n") && tail.ends_with("  line 20"), "{tail}");
+        assert!(log_tail(&dir.path().join("missing")).starts_with("  (cannot read it:"));
+    }
 }

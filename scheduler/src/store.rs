@@ -199,14 +199,14 @@ impl Store {
     }
 
     /// Every stage record of a run, by stage name.
-    pub fn stages_of(&self, run_id: &str) -> Result<Vec<(String, StageRecord)>, StoreError> {
+    pub fn stages(&self, run_id: &str) -> Result<Vec<(String, StageRecord)>, StoreError> {
         let mut prefix = run_id.as_bytes().to_vec();
         prefix.push(0);
         self.stages
             .scan_prefix(&prefix)
             .map(|kv| {
                 let (key, value) = kv?;
-                let name = &key[prefix.len()..key.len().saturating_sub(1)];
+                let name = key[prefix.len()..].strip_suffix(&[0]).unwrap_or(&key[prefix.len()..]);
                 Ok((String::from_utf8_lossy(name).into_owned(), decode_bytes(&key, &value)?))
             })
             .collect()

@@ -124,11 +124,32 @@ enum AttemptError {
     NoOutputRoot(Option<String>),
 }
 
+impl AttemptError {
+    /// Whether another attempt would fail the same way: its cause cannot change (an input
+    /// that no longer exists or two inputs with one path, parameters the entry point refuses,
+    /// an outputs dir that refuses writes). What can change (the entry point's exit, a
+    /// timeout, a lost worker, a service's outage) is retried.
+    fn is_permanent(&self) -> bool {
+        match self {
+            AttemptError::Materialize(e) => e.is_permanent(),
+            AttemptError::Outputs(e) => e.is_permanent(),
+            AttemptError::Render(_) | AttemptError::NoOutputRoot(_) => true,
+            AttemptError::Prepare { .. }
+            | AttemptError::StartRun(_)
+            | AttemptError::EntryPoint(_)
+            | AttemptError::Upload(_)
+            | AttemptError::FinishRun(_) => false,
+        }
+    }
+}
+
 /// How the body of an attempt ended short of success.
 #[derive(Debug)]
 enum Cut {
     /// A failure of the attempt, with its reason.
     Failed(String),
+    /// A failure another attempt would repeat, with its reason.
+    Permanent(String),
     /// The worker was told to stop.
     Stopped,
     /// MLflow could not be reached, with the reason.
@@ -139,7 +160,13 @@ impl From<AttemptError> for Cut {
     /// The one place that decides whether a failure is the attempt's or MLflow's outage.
     fn from(error: AttemptError) -> Cut {
         let reason = reason_with_causes(&error);
-        if mlflow_unreachable(&error) { Cut::Unrecorded(reason) } else { Cut::Failed(reason) }
+        if mlflow_unreachable(&error) {
+            Cut::Unrecorded(reason)
+        } else if error.is_permanent() {
+            Cut::Permanent(reason)
+        } else {
+            Cut::Failed(reason)
+        }
     }
 }
 
@@ -147,6 +174,7 @@ impl Cut {
     fn into_end(self) -> AttemptEnd {
         match self {
             Cut::Failed(reason) => AttemptEnd::Recorded(ShardStatus::Failed { reason }),
+            Cut::Permanent(reason) => AttemptEnd::Permanent { reason },
             Cut::Stopped => AttemptEnd::Stopped,
             Cut::Unrecorded(reason) => AttemptEnd::Unrecorded { reason },
         }
@@ -191,6 +219,8 @@ async fn process_shard(
     attempt: u32,
 ) -> Result<(), QueueError> {
     tracing::info!(inputs = shard.inputs.len(), "shard pulled");
+    // No entry point runs between attempts: whatever adopted orphan exited since is reaped.
+    concurrent_procs::containment::reap_exited_children();
 
     // Every attempt of this worker runs in its slot, emptied in between: creating and
     // removing a directory tree per shard costs more than the shard on some filesystems.
@@ -208,6 +238,7 @@ async fn process_shard(
     match &outcome.end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => {}
         AttemptEnd::Recorded(ShardStatus::Failed { reason }) => tracing::warn!(%reason, "attempt failed"),
+        AttemptEnd::Permanent { reason } => tracing::warn!(%reason, "attempt failed permanently: not retried"),
         AttemptEnd::Stopped => tracing::warn!("attempt stopped by SIGTERM/SIGINT"),
         AttemptEnd::Unrecorded { reason } => tracing::error!(
             %reason,
@@ -219,8 +250,7 @@ async fn process_shard(
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
     // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
     let report = async {
-        let budget = if stage.cancel.is_cancelled() { queue::STOPPING_PUBLISH_BUDGET } else { queue::PUBLISH_BUDGET };
-        queue.publish_result(&result, budget).await?;
+        queue.publish_result(&result, queue::PUBLISH_BUDGET, &stage.cancel).await?;
         if let Err(error) = queue::settle(message, disposition).await {
             // The result is out; the worst case is a redelivery and a duplicate result,
             // which the scheduler ignores.
@@ -297,7 +327,7 @@ async fn end_run(
 ) -> AttemptEnd {
     let status = match &end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => RunStatus::Finished,
-        AttemptEnd::Recorded(ShardStatus::Failed { .. }) => RunStatus::Failed,
+        AttemptEnd::Recorded(ShardStatus::Failed { .. }) | AttemptEnd::Permanent { .. } => RunStatus::Failed,
         AttemptEnd::Stopped => {
             end_quickly(tracking, run, log, stats, RunStatus::Killed).await;
             return AttemptEnd::Stopped;
@@ -308,7 +338,8 @@ async fn end_run(
             return end;
         }
     };
-    let finish = shard_run::finish(&tracking.client, run, log, stats, status);
+    let tags = shard_run::failure_tags(&end);
+    let finish = shard_run::finish(&tracking.client, run, log, stats, status, &tags);
     match until_stopped(&stage.cancel, finish).await {
         Some(Ok(())) => end,
         Some(Err(e)) => match Cut::from(AttemptError::FinishRun(e)) {
@@ -324,7 +355,7 @@ async fn end_run(
 
 /// Ends the run with the short retry policy; a failure is only logged.
 async fn end_quickly(tracking: &Tracking, run: &ShardRun, log: &Path, stats: &AttemptStats, status: RunStatus) {
-    if let Err(error) = shard_run::finish(&tracking.stopping, run, log, stats, status).await {
+    if let Err(error) = shard_run::finish(&tracking.stopping, run, log, stats, status, &[]).await {
         tracing::warn!(run = %run.run_id, ?status, error = %reason_with_causes(&error), "could not end the shard run");
     }
 }
@@ -370,6 +401,8 @@ async fn run_body(
         env: &env,
         log: &layout.log,
         timeout: stage.spec.timeout_s.map(std::time::Duration::from_secs),
+        input_dir: &layout.input_dir,
+        log_limit: stage.spec.log_limit(),
         lease,
     };
     tracing::debug!("running the entry point");
@@ -472,5 +505,60 @@ fn keep_log_locally(spec: &StageSpec, shard: &ShardMsg, attempt: u32, log: &Path
         && log.is_file()
     {
         tracing::warn!(log = %dest.display(), %error, "could not keep the entry point log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use concurrent_mlflow::artifacts::ArtifactError;
+
+    use super::*;
+
+    fn cut(error: AttemptError) -> Cut {
+        Cut::from(error)
+    }
+
+    fn gone(kind: ErrorKind) -> MaterializeError {
+        let source =
+            ArtifactError::Io { uri: "file:///in/a.txt".into(), path: "/in/a.txt".into(), source: kind.into() };
+        MaterializeError::Fetch { uri: "file:///in/a.txt".into(), source: Box::new(source) }
+    }
+
+    fn unwritable(kind: ErrorKind) -> OutputError {
+        OutputError::Io { what: "creating", path: "/state/outputs/r/s".into(), source: kind.into() }
+    }
+
+    #[test]
+    fn causes_that_cannot_change_are_permanent_and_the_rest_retried() {
+        let permanent = [
+            AttemptError::Materialize(gone(ErrorKind::NotFound)),
+            AttemptError::Materialize(MaterializeError::Duplicate("a.txt".into())),
+            AttemptError::Outputs(unwritable(ErrorKind::PermissionDenied)),
+            AttemptError::Outputs(unwritable(ErrorKind::ReadOnlyFilesystem)),
+            AttemptError::NoOutputRoot(None),
+        ];
+        for error in permanent {
+            let text = error.to_string();
+            assert!(matches!(cut(error), Cut::Permanent(_)), "{text}");
+        }
+        let retried = [
+            AttemptError::Materialize(gone(ErrorKind::PermissionDenied)),
+            AttemptError::Outputs(unwritable(ErrorKind::StorageFull)),
+            AttemptError::Outputs(OutputError::EscapingSymlink { path: "x".into() }),
+            AttemptError::Prepare { path: "/work/slot".into(), source: ErrorKind::PermissionDenied.into() },
+        ];
+        for error in retried {
+            let text = error.to_string();
+            assert!(matches!(cut(error), Cut::Failed(_)), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_permanent_cut_keeps_its_causes_and_ends_the_attempt_permanently() {
+        let Cut::Permanent(reason) = cut(AttemptError::Materialize(gone(ErrorKind::NotFound))) else { panic!() };
+        assert!(reason.starts_with("materializing the inputs: fetching input `file:///in/a.txt`"), "{reason}");
+        assert!(Cut::Permanent(reason).into_end().is_permanent());
     }
 }

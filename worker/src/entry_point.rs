@@ -1,18 +1,24 @@
-//! Runs an entry point's command: `bash -c <command>` in its own process group, output appended
-//! to the attempt's log, and the whole group killed on timeout, on interruption of the worker,
-//! and after the command exits (no orphans). While it runs, the worker's lease names the shard
-//! and the group, for an executor that sees the worker die.
+//! Runs an entry point's command: `bash -c <command>` in its own process group, contained (a
+//! cgroup per attempt, else the worker as subreaper plus the environment mark, see
+//! `concurrent_procs::containment`), its output appended to the attempt's log through a pipe
+//! and capped (head and tail, `log_limit`). Every process it started is killed on timeout, on
+//! interruption of the worker, and after the command exits, however it left the group. While
+//! it runs, the worker's lease names the shard and the group, for an executor that sees the
+//! worker die.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use concurrent_procs::{Containment, Mark};
 use concurrent_proto::lease::Lease;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::EntryPointEnv;
+use crate::log_cap::CappedLog;
 
 /// One run of an entry point command.
 #[derive(Debug, Clone)]
@@ -27,6 +33,11 @@ pub struct Invocation<'a> {
     pub log: &'a Path,
     /// Kill the command after this long.
     pub timeout: Option<Duration>,
+    /// The attempt's input dir (`CONCURRENT_INPUT_DIR`): every process of the attempt carries
+    /// it in its environment, which is how the ones that leave the group are found.
+    pub input_dir: &'a Path,
+    /// Most bytes of output kept in the log (head and tail).
+    pub log_limit: u64,
     /// Where to keep the lease while the command runs.
     pub lease: Option<LeaseSlot<'a>>,
 }
@@ -90,38 +101,51 @@ pub enum EntryPointError {
     /// Waiting for the command failed.
     #[error("waiting for the entry point")]
     Wait(#[source] std::io::Error),
+    /// The pipe carrying its output could not be made.
+    #[error("creating the pipe for the entry point's output")]
+    Pipe(#[source] std::io::Error),
 }
 
-/// Runs the command to its end; kills its process group when `timeout` expires or `cancel`
-/// fires.
+/// How long the log waits for the output pipe to close once every process of the attempt has
+/// been killed (a process that escaped both the cgroup and the mark may hold it open).
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+
+/// Runs the command to its end; kills every process of the attempt when `timeout` expires,
+/// `cancel` fires, or the command exits.
 pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Result<Exit, EntryPointError> {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(invocation.log)
-        .map_err(|source| EntryPointError::Log { path: invocation.log.to_path_buf(), source })?;
-    let log_err =
-        log.try_clone().map_err(|source| EntryPointError::Log { path: invocation.log.to_path_buf(), source })?;
-    let mut command = Command::new("bash");
+    let log_error = |source| EntryPointError::Log { path: invocation.log.to_path_buf(), source };
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(invocation.log).map_err(log_error)?;
+    let (reader, writer) = std::io::pipe().map_err(EntryPointError::Pipe)?;
+    let writer_err = writer.try_clone().map_err(EntryPointError::Pipe)?;
+    let containment = Containment::for_attempt(&next_cgroup_name());
+    let (program, args) = containment.command_line(invocation.command);
+    let mut command = Command::new(program);
     command
-        .arg("-c")
-        .arg(invocation.command)
+        .args(args)
         .current_dir(invocation.cwd)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log_err))
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer_err))
         .process_group(0)
         .kill_on_drop(true);
     for name in &invocation.env.remove {
         command.env_remove(name);
     }
     command.envs(invocation.env.set.iter().map(|(k, v)| (k, v)));
-    let mut child =
-        command.spawn().map_err(|source| EntryPointError::Spawn { cwd: invocation.cwd.to_path_buf(), source })?;
+    command.env(Mark::VARIABLE, invocation.input_dir);
+    let spawned = command.spawn();
+    // The pipe's write ends now belong to the command alone: the log ends when it and every
+    // process it started are gone.
+    drop(command);
+    let mut child = spawned.map_err(|source| EntryPointError::Spawn { cwd: invocation.cwd.to_path_buf(), source })?;
+    let output = OutputPump::start(reader, log, invocation.log_limit);
+    tracing::debug!(containment = containment.kind(), "entry point started");
     // With process_group(0) the group id is the leader's pid.
     let pgid = child.id();
-    // Kills the group however this function ends, even when its future is dropped.
-    let _group = RunningGroup::register(pgid, invocation.lease);
+    let mark = Mark::input_dir(&invocation.input_dir.to_string_lossy());
+    // Kills every process of the attempt however this function ends, even when its future is
+    // dropped.
+    let running = RunningAttempt::register(pgid, containment, mark, invocation.lease);
 
     let deadline = invocation.timeout.map(|t| tokio::time::Instant::now() + t);
     let timeout = async {
@@ -134,18 +158,26 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     let exit = tokio::select! {
         status = child.wait() => from_status(status.map_err(EntryPointError::Wait)?),
         () = &mut timeout => {
-            kill_group(pgid).await;
+            running.kill_all();
             child.wait().await.map_err(EntryPointError::Wait)?;
             Exit::TimedOut(invocation.timeout.unwrap_or_default())
         }
         () = cancel.cancelled() => {
-            kill_group(pgid).await;
+            running.kill_all();
             child.wait().await.map_err(EntryPointError::Wait)?;
             Exit::Interrupted
         }
     };
-    // Whatever the command left running in its group goes with it (`_group` kills it).
+    // Whatever the command left running goes with it, then the log is completed.
+    drop(running);
+    output.finish(OUTPUT_DRAIN).await.map_err(log_error)?;
     Ok(exit)
+}
+
+/// A name for the next attempt's cgroup, unique on the machine.
+fn next_cgroup_name() -> String {
+    static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+    format!("concurrent-worker-{}-{}", std::process::id(), ATTEMPTS.fetch_add(1, Ordering::Relaxed))
 }
 
 fn from_status(status: ExitStatus) -> Exit {
@@ -157,36 +189,99 @@ fn from_status(status: ExitStatus) -> Exit {
     }
 }
 
-/// Sends SIGKILL to every process of group `pgid`. A group that is already empty is fine.
-pub async fn kill_group(pgid: Option<u32>) {
-    let Some(pgid) = pgid else { return };
-    killpg(pgid);
+/// Copies the entry point's output from the pipe into the capped log, on a thread of its own.
+struct OutputPump {
+    log: Arc<Mutex<Option<CappedLog<std::fs::File>>>>,
+    done: tokio::sync::oneshot::Receiver<()>,
 }
 
-/// The process group of the entry point running now (0: none). A worker runs one at a time.
-static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
+impl OutputPump {
+    fn start(mut reader: std::io::PipeReader, file: std::fs::File, limit: u64) -> OutputPump {
+        let log = Arc::new(Mutex::new(Some(CappedLog::new(file, limit))));
+        let (tx, done) = tokio::sync::oneshot::channel();
+        let shared = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                let read = match std::io::Read::read(&mut reader, &mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let mut guard = shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(log) = guard.as_mut() else { break };
+                if let Err(error) = log.write_output(&buffer[..read]) {
+                    tracing::warn!(%error, "could not write the entry point's log");
+                }
+            }
+            let _ = tx.send(());
+        });
+        OutputPump { log, done }
+    }
 
-/// Kills the process group of the entry point running now, if any: for a worker about to
-/// exit at once (second SIGTERM/SIGINT) without unwinding.
-pub fn kill_running_group() {
-    let pgid = RUNNING_GROUP.load(Ordering::SeqCst);
-    if let Ok(pgid @ 1..) = u32::try_from(pgid) {
-        killpg(pgid);
+    /// Waits up to `drain` for the pipe to close, then writes the log's tail.
+    async fn finish(self, drain: Duration) -> std::io::Result<()> {
+        if tokio::time::timeout(drain, self.done).await.is_err() {
+            tracing::warn!("a process of the entry point still holds its output open; the log ends here");
+        }
+        let taken = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        match taken {
+            Some(log) => log.finish().map(drop),
+            None => Ok(()),
+        }
     }
 }
 
-/// Registers the running entry point's group, and writes the lease; kills the group, clears
-/// it and releases the lease when dropped.
-struct RunningGroup {
+/// The attempt running now, for a worker about to exit at once (second SIGTERM/SIGINT)
+/// without unwinding. A worker runs one attempt at a time.
+static RUNNING: Mutex<Option<Arc<Running>>> = Mutex::new(None);
+
+/// Kills every process of the attempt running now, if any.
+pub fn kill_running_group() {
+    let running = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if let Some(running) = running {
+        running.kill_all();
+    }
+}
+
+/// What holds an attempt's processes: its group, its containment and its mark.
+struct Running {
     pgid: Option<u32>,
+    containment: Containment,
+    mark: Mark,
+}
+
+impl Running {
+    fn kill_all(&self) {
+        if let Some(pgid) = self.pgid
+            && let Err(error) = concurrent_procs::kill_group(pgid, nix::sys::signal::Signal::SIGKILL)
+        {
+            tracing::warn!(pgid, %error, "could not stop the entry point's process group");
+        }
+        let left = self.containment.kill_all(&self.mark, self.pgid);
+        if left > 0 {
+            tracing::info!(processes = left, "killed processes the entry point left outside its group");
+        }
+    }
+}
+
+/// Registers the running attempt and writes the lease; kills every process of the attempt,
+/// clears it and releases the lease when dropped.
+struct RunningAttempt {
+    running: Arc<Running>,
     lease: Option<PathBuf>,
 }
 
-impl RunningGroup {
-    fn register(pgid: Option<u32>, lease: Option<LeaseSlot<'_>>) -> RunningGroup {
-        if let Some(id) = pgid.and_then(|p| i32::try_from(p).ok()) {
-            RUNNING_GROUP.store(id, Ordering::SeqCst);
-        }
+impl RunningAttempt {
+    fn register(
+        pgid: Option<u32>,
+        containment: Containment,
+        mark: Mark,
+        lease: Option<LeaseSlot<'_>>,
+    ) -> RunningAttempt {
+        let running = Arc::new(Running { pgid, containment, mark });
+        *RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&running));
         let lease = match (pgid, lease) {
             (Some(pgid), Some(slot)) => {
                 let input_dir = slot.input_dir.to_string_lossy().into_owned();
@@ -196,16 +291,18 @@ impl RunningGroup {
             }
             _ => None,
         };
-        RunningGroup { pgid, lease }
+        RunningAttempt { running, lease }
+    }
+
+    fn kill_all(&self) {
+        self.running.kill_all();
     }
 }
 
-impl Drop for RunningGroup {
+impl Drop for RunningAttempt {
     fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
-            RUNNING_GROUP.store(0, Ordering::SeqCst);
-            killpg(pgid);
-        }
+        self.running.kill_all();
+        RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(path) = &self.lease {
             write_lease(path, "");
         }
@@ -216,13 +313,6 @@ impl Drop for RunningGroup {
 fn write_lease(path: &Path, text: &str) {
     if let Err(error) = std::fs::write(path, text) {
         tracing::warn!(path = %path.display(), %error, "could not write the worker's lease");
-    }
-}
-
-fn killpg(pgid: u32) {
-    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid as i32), nix::sys::signal::Signal::SIGKILL) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(error) => tracing::warn!(pgid, %error, "could not stop the entry point's process group"),
     }
 }
 

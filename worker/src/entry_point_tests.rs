@@ -1,6 +1,14 @@
 //! Unit tests of `entry_point`: real `bash` children, no sockets.
 
+use concurrent_procs::Mark;
+
 use super::*;
+
+const LIMIT: u64 = concurrent_proto::DEFAULT_LOG_LIMIT;
+
+fn invocation<'a>(dir: &'a Path, command: &'a str, env: &'a EntryPointEnv, log: &'a Path) -> Invocation<'a> {
+    Invocation { command, cwd: dir, env, log, timeout: None, input_dir: dir, log_limit: LIMIT, lease: None }
+}
 
 fn no_env() -> EntryPointEnv {
     EntryPointEnv { set: vec![], remove: vec![] }
@@ -8,7 +16,8 @@ fn no_env() -> EntryPointEnv {
 
 async fn run_simple(dir: &Path, command: &str, env: &EntryPointEnv, timeout: Option<Duration>) -> Exit {
     let log = dir.join("log");
-    let invocation = Invocation { command, cwd: dir, env, log: &log, timeout, lease: None };
+    let invocation =
+        Invocation { command, cwd: dir, env, log: &log, timeout, input_dir: dir, log_limit: LIMIT, lease: None };
     run(invocation, &CancellationToken::new()).await.unwrap()
 }
 
@@ -66,6 +75,8 @@ async fn timeout_kills_the_whole_process_group() {
         env: &env,
         log: &log,
         timeout: Some(Duration::from_secs(1)),
+        input_dir: dir.path(),
+        log_limit: LIMIT,
         lease: None,
     };
     let started = std::time::Instant::now();
@@ -107,7 +118,7 @@ async fn cancellation_kills_the_command() {
         trigger.cancel();
     });
     let invocation =
-        Invocation { command: "sleep 100", cwd: dir.path(), env: &env, log: &log, timeout: None, lease: None };
+        Invocation { input_dir: dir.path(), log_limit: LIMIT, ..invocation(dir.path(), "sleep 100", &env, &log) };
     let exit = run(invocation, &cancel).await.unwrap();
     assert_eq!(exit, Exit::Interrupted);
 }
@@ -135,8 +146,7 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     let seen = dir.path().join("seen");
     let command = format!("cat {} > {}; echo $$ >> {}", lease.display(), seen.display(), seen.display());
     let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0", input_dir: Path::new("/w/in") };
-    let invocation =
-        Invocation { command: &command, cwd: dir.path(), env: &env, log: &log, timeout: None, lease: Some(slot) };
+    let invocation = Invocation { lease: Some(slot), ..invocation(dir.path(), &command, &env, &log) };
     assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));
     let seen = std::fs::read_to_string(&seen).unwrap();
     let lines: Vec<&str> = seen.lines().collect();
@@ -145,4 +155,50 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     assert_eq!(lines[1], format!("pgid {}", lines[3]), "the lease names the command's group");
     assert_eq!(lines[2], "input /w/in");
     assert_eq!(std::fs::read_to_string(&lease).unwrap(), "", "released once the command is over");
+}
+
+/// Waits (with a deadline that only catches a hang) until no live process carries `mark`.
+fn marked_after_end(mark: &Mark) -> Vec<u32> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let marked = concurrent_procs::marked_processes(mark);
+        if marked.is_empty() || std::time::Instant::now() > deadline {
+            return marked;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn a_daemon_started_with_setsid_does_not_outlive_the_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let env = no_env();
+    let pids = dir.path().join("pids");
+    // A new session (setsid) and a double fork: neither stays in the entry point's group.
+    let command = format!("setsid sleep 300 & echo $! >> {p}; (sleep 300 & echo $! >> {p})", p = pids.display());
+    let exit = run(invocation(dir.path(), &command, &env, &log), &CancellationToken::new()).await.unwrap();
+    assert_eq!(exit, Exit::Code(0));
+    let started: Vec<u32> =
+        std::fs::read_to_string(&pids).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect();
+    assert_eq!(started.len(), 2, "both daemons started");
+    let mark = Mark::input_dir(&dir.path().to_string_lossy());
+    assert_eq!(marked_after_end(&mark), Vec::<u32>::new(), "no process of the attempt survives it");
+}
+
+#[tokio::test]
+async fn a_chatty_command_s_log_keeps_its_head_and_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let env = no_env();
+    let command = "echo FIRST; seq 1 100000; echo LAST >&2";
+    let invocation = Invocation { log_limit: 4096, ..invocation(dir.path(), command, &env, &log) };
+    assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("FIRST\n1\n2\n"), "{}", &text[..100]);
+    assert!(text.ends_with("100000\nLAST\n"), "{}", &text[text.len() - 100..]);
+    let total = "FIRST\n".len() + (1..=100000).map(|i: u32| i.to_string().len() + 1).sum::<usize>() + "LAST\n".len();
+    let dropped = total - 4096;
+    assert!(text.contains(&format!("[concurrent-worker: {dropped} bytes of output dropped here;")), "{text}");
+    assert!(text.len() < 4096 + 200, "{} bytes", text.len());
 }

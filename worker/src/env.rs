@@ -93,6 +93,7 @@ mod tests {
             timeout_s: None,
             max_attempts: 3,
             shards: 10,
+            log_limit: None,
         }
     }
 

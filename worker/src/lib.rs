@@ -27,8 +27,9 @@
 //!   comes back, so an outage never makes a worker exit idle; one longer than 2 minutes
 //!   ([`MAX_NATS_OUTAGE`]) while it waits for a shard makes it exit 3. A result is
 //!   published again, with the same `Nats-Msg-Id` (JetStream keeps one copy), until
-//!   JetStream acks it, for up to 2 minutes; then the worker exits 1 and the unacked shard is
-//!   redelivered. An ack, nak or
+//!   JetStream acks it, for up to 2 minutes (1.5 s once the worker is stopping); then the worker
+//!   exits 1 and the unacked shard is redelivered. A worker whose parent is gone (standard
+//!   input closed) exits within 4 s whatever NATS does. An ack, nak or
 //!   term that fails after the result is stored is logged at warn: the shard comes back and
 //!   the scheduler ignores the duplicate result.
 //! - **MLflow is unreachable** (connection errors, timeouts, 429, 5xx). Every MLflow request
@@ -64,6 +65,7 @@ pub mod env;
 pub mod heartbeat;
 pub mod layout;
 pub mod link;
+pub mod log_cap;
 pub mod materialize;
 pub mod outputs;
 pub mod queue;
@@ -130,6 +132,10 @@ pub const MAX_NATS_OUTAGE: Duration = Duration::from_secs(120);
 pub async fn run(config: Config) -> Result<(), WorkerError> {
     let cancel = CancellationToken::new();
     let drain = CancellationToken::new();
+    // Orphans of entry points come to the worker rather than to init, to be reaped.
+    if let Err(error) = concurrent_procs::containment::become_subreaper() {
+        tracing::warn!(%error, "could not become a child subreaper; processes are still found by their mark");
+    }
     stop_on_signals(cancel.clone())?;
     if config.stop_when_stdin_closes {
         follow_stdin(cancel.clone(), drain.clone());
@@ -170,8 +176,10 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         &config.stage,
         &config.worker_id,
     ));
-    // Make sure the last acks leave the socket before the process exits (NATS may be down).
-    let _ = tokio::time::timeout(Duration::from_secs(2), js.client().flush()).await;
+    // Make sure the last acks leave the socket before the process exits (NATS may be down;
+    // a stopping worker waits less).
+    let flush_within = if cancel.is_cancelled() { Duration::from_millis(500) } else { Duration::from_secs(2) };
+    let _ = tokio::time::timeout(flush_within, js.client().flush()).await;
     served
 }
 
@@ -254,9 +262,14 @@ async fn serve(
     }
 }
 
+/// How long a worker whose parent is gone has to stop before it exits anyway (its running
+/// attempt's processes killed first), whatever NATS and MLflow do.
+pub const ORPHANED_EXIT_WITHIN: Duration = Duration::from_secs(4);
+
 /// Follows standard input, the executor's line to this worker: a line `drain` asks it to give
 /// up its slot after the shard in hand ([`concurrent_proto::names::DRAIN_LINE`]); the end of
-/// input means the parent is gone, and cancels `cancel`. A plain thread, not tokio's blocking
+/// input means the parent is gone: it cancels `cancel`, and exits the process
+/// [`ORPHANED_EXIT_WITHIN`] later if it is still there. A plain thread, not tokio's blocking
 /// pool, so that it never holds up the worker's exit.
 fn follow_stdin(cancel: CancellationToken, drain: CancellationToken) {
     std::thread::spawn(move || {
@@ -275,6 +288,10 @@ fn follow_stdin(cancel: CancellationToken, drain: CancellationToken) {
         }
         tracing::warn!("standard input closed: the parent is gone, stopping");
         cancel.cancel();
+        std::thread::sleep(ORPHANED_EXIT_WITHIN);
+        tracing::error!(within = ?ORPHANED_EXIT_WITHIN, "the parent is gone and the worker did not stop in time: exiting now");
+        entry_point::kill_running_group();
+        std::process::exit(1);
     });
 }
 

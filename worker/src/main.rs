@@ -1,6 +1,7 @@
 //! `concurrent-worker`: the command-line entry of the Concurrent worker. Parses flags, sets up
 //! logging to stderr (`RUST_LOG`), runs the worker and maps its end to an exit code.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -59,12 +60,15 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
-            eprintln!("concurrent-worker: {message}");
+            // A closed stderr must not turn a clean stop into a panic.
+            let _ = writeln!(std::io::stderr(), "concurrent-worker: {message}");
             ExitCode::from(code)
         }
     }

@@ -26,6 +26,18 @@ pub struct ManifestEntry {
     pub upstream_run: Option<String>,
 }
 
+impl MaterializeError {
+    /// Whether another attempt would fail the same way: an input path that is unsafe or
+    /// taken twice, or an input that no longer exists.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            MaterializeError::UnsafePath { .. } | MaterializeError::Duplicate(_) => true,
+            MaterializeError::Fetch { source, .. } => source.is_gone(),
+            MaterializeError::Io { .. } => false,
+        }
+    }
+}
+
 /// The inputs could not be put in place.
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {

@@ -51,6 +51,22 @@ pub enum OutputError {
     },
 }
 
+impl OutputError {
+    /// Whether another attempt would fail the same way: the outputs' destination refuses
+    /// writes (permissions, a read-only filesystem).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            OutputError::Io { source, .. } => is_unwritable(source),
+            OutputError::Walk { source, .. } => source.io_error().is_some_and(is_unwritable),
+            OutputError::EscapingSymlink { .. } | OutputError::NotUtf8(_) => false,
+        }
+    }
+}
+
+fn is_unwritable(error: &std::io::Error) -> bool {
+    matches!(error.kind(), std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem)
+}
+
 fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OutputError {
     let path = path.to_path_buf();
     move |source| OutputError::Io { what, path, source }

@@ -9,6 +9,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind, ErrorCode};
 use concurrent_proto::{ShardResult, StageSpec, names};
 use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::link::Unreachable;
 use crate::report::Disposition;
@@ -19,10 +20,11 @@ pub const MIN_PULL: Duration = Duration::from_millis(10);
 /// How long a result is re-published (same `Nats-Msg-Id`) until JetStream acks it; within
 /// the results stream's default duplicate window (2 min), so retries are never stored twice.
 pub const PUBLISH_BUDGET: Duration = Duration::from_secs(120);
-/// How long the result is retried when the worker is stopping (SIGTERM, or its parent gone):
-/// a stopping worker does not linger; a result it cannot publish leaves the shard unacked, so
-/// JetStream hands it out again.
-pub const STOPPING_PUBLISH_BUDGET: Duration = Duration::from_secs(5);
+/// How long the result is retried once the worker is stopping (SIGTERM, or its parent gone),
+/// counted from the stop even when publishing began before it: a stopping worker does not
+/// linger; a result it cannot publish leaves the shard unacked, so JetStream hands it out
+/// again.
+pub const STOPPING_PUBLISH_BUDGET: Duration = Duration::from_millis(1500);
 
 /// Talking to NATS failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,12 @@ pub enum QueueError {
         /// The cause.
         #[source]
         source: concurrent_proto::DecodeError,
+    },
+    /// The worker stopped before the request succeeded.
+    #[error("{what}: given up, the worker is stopping")]
+    Stopping {
+        /// What was being done.
+        what: String,
     },
     /// A JetStream request failed.
     #[error("{what}")]
@@ -156,18 +164,33 @@ impl StageQueue {
     /// Publishes a shard result with its `Nats-Msg-Id` and waits for JetStream's ack,
     /// publishing it again (same id, so JetStream keeps one copy) until acked or `budget`
     /// runs out.
-    pub async fn publish_result(&self, result: &ShardResult, budget: Duration) -> Result<(), QueueError> {
+    ///
+    /// When `stop` fires (before or during), the publishing gets [`STOPPING_PUBLISH_BUDGET`]
+    /// more, then is given up.
+    pub async fn publish_result(
+        &self,
+        result: &ShardResult,
+        budget: Duration,
+        stop: &CancellationToken,
+    ) -> Result<(), QueueError> {
         let id = names::result_msg_id(&result.run_id, &result.stage, result.shard, result.attempt);
         let what = format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
         let payload: bytes::Bytes = concurrent_proto::encode(result).into();
         let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        retry_within(budget, backoff, &what, || async {
+        let publishing = retry_within(budget, backoff, &what, || async {
             let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
             let ack = self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(&what))?;
             ack.await.map_err(js_err(&what))?;
             Ok::<(), QueueError>(())
-        })
-        .await
+        });
+        tokio::pin!(publishing);
+        tokio::select! {
+            biased;
+            published = &mut publishing => published,
+            () = stop.cancelled() => tokio::time::timeout(STOPPING_PUBLISH_BUDGET, &mut publishing)
+                .await
+                .unwrap_or_else(|_| Err(QueueError::Stopping { what: what.clone() })),
+        }
     }
 }
 

@@ -8,6 +8,8 @@ use concurrent_proto::{OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VE
 /// How long JetStream waits before redelivering a shard whose attempt could not be recorded
 /// in MLflow, so the tracking server has time to come back.
 pub const UNRECORDED_REDELIVERY_DELAY: Duration = Duration::from_secs(10);
+/// How the reason of a permanent failure starts.
+pub const PERMANENT_PREFIX: &str = "permanent failure (not retried): ";
 /// The failure reason of an attempt cut short by SIGTERM/SIGINT.
 pub const STOPPED_REASON: &str = "worker stopped (SIGTERM/SIGINT)";
 
@@ -38,6 +40,12 @@ pub enum AttemptEnd {
         /// What could not be done, with its causes.
         reason: String,
     },
+    /// A recorded failure whose cause cannot change (an unwritable outputs dir, an input that
+    /// no longer exists, two inputs with one path): no attempt follows.
+    Permanent {
+        /// What failed, with its causes.
+        reason: String,
+    },
 }
 
 impl AttemptEnd {
@@ -49,7 +57,13 @@ impl AttemptEnd {
             AttemptEnd::Unrecorded { reason } => {
                 ShardStatus::Failed { reason: format!("not recorded, MLflow unreachable (handed back): {reason}") }
             }
+            AttemptEnd::Permanent { reason } => ShardStatus::Failed { reason: format!("{PERMANENT_PREFIX}{reason}") },
         }
+    }
+
+    /// Whether the failure cannot change with another attempt.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, AttemptEnd::Permanent { .. })
     }
 
     /// Whether the attempt succeeded and is recorded.
@@ -65,6 +79,7 @@ impl AttemptEnd {
 pub fn disposition(end: &AttemptEnd, attempt: u32, max_attempts: u32) -> Disposition {
     match end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => Disposition::Ack,
+        AttemptEnd::Permanent { .. } => Disposition::Term,
         _ if attempt >= max_attempts => Disposition::Term,
         AttemptEnd::Recorded(ShardStatus::Failed { .. }) | AttemptEnd::Stopped => Disposition::Nak { delay: None },
         AttemptEnd::Unrecorded { .. } => Disposition::Nak { delay: Some(UNRECORDED_REDELIVERY_DELAY) },
@@ -116,6 +131,7 @@ pub fn shard_result(
 ) -> ShardResult {
     let Outcome { end, mlflow_run_id, outputs, stats } = outcome;
     let last_attempt = !matches!(disposition(&end, attempt, max_attempts), Disposition::Nak { .. });
+    let permanent = end.is_permanent();
     let status = end.status();
     let outputs = if status == ShardStatus::Succeeded { outputs } else { Vec::new() };
     ShardResult {
@@ -128,6 +144,7 @@ pub fn shard_result(
         worker: who.worker.clone(),
         cluster: who.cluster.clone(),
         status,
+        permanent,
         mlflow_run_id,
         outputs,
         duration_s: stats.duration_s,
@@ -236,6 +253,25 @@ mod tests {
         assert!(reason.contains("MLflow unreachable") && reason.contains("connection refused"), "{reason}");
         assert!(!result.last_attempt);
         assert!(result.outputs.is_empty());
+    }
+
+    #[test]
+    fn a_permanent_failure_is_terminated_on_its_first_attempt_and_says_so() {
+        let end = AttemptEnd::Permanent { reason: "fetching input `file:///gone`: no such file".into() };
+        assert_eq!(disposition(&end, 1, 3), Disposition::Term);
+        let outcome = Outcome { end, mlflow_run_id: None, outputs: vec![], stats: AttemptStats::default() };
+        let result = shard_result(&shard(), 1, 3, &who(), outcome);
+        assert!(result.permanent && result.last_attempt);
+        let ShardStatus::Failed { reason } = &result.status else { panic!("{result:?}") };
+        assert!(reason.starts_with(PERMANENT_PREFIX) && reason.ends_with("no such file"), "{reason}");
+        let retryable = shard_result(
+            &shard(),
+            1,
+            3,
+            &who(),
+            Outcome { end: failed(), mlflow_run_id: None, outputs: vec![], stats: AttemptStats::default() },
+        );
+        assert!(!retryable.permanent && !retryable.last_attempt);
     }
 
     #[test]

@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, join_artifact_uri};
+use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag, join_artifact_uri};
 use concurrent_proto::{OutputObject, ShardMsg, TrackingTarget};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::layout::shard_run_name;
 use crate::outputs::LocalOutput;
-use crate::report::{AttemptStats, WorkerIdentity};
+use crate::report::{AttemptEnd, AttemptStats, WorkerIdentity};
 
 /// Artifact path of the entry point's log in the shard run.
 pub const LOG_ARTIFACT: &str = "logs/entry_point.log";
@@ -90,6 +90,23 @@ pub async fn upload_outputs(
         .await
 }
 
+/// Tag of a failed shard run: why it failed.
+pub const FAILURE_TAG: &str = "concurrent.failure";
+/// Tag of a shard run that failed permanently (`true`): no attempt followed.
+pub const PERMANENT_TAG: &str = "concurrent.permanent";
+/// Longest failure reason kept in a tag (MLflow caps tag values).
+const FAILURE_TAG_CHARS: usize = 4000;
+
+/// The tags saying why an attempt failed; none on success.
+pub fn failure_tags(end: &AttemptEnd) -> Vec<Tag> {
+    let concurrent_proto::ShardStatus::Failed { reason } = end.status() else { return Vec::new() };
+    let mut tags = vec![Tag { key: FAILURE_TAG.into(), value: reason.chars().take(FAILURE_TAG_CHARS).collect() }];
+    if end.is_permanent() {
+        tags.push(Tag { key: PERMANENT_TAG.into(), value: "true".into() });
+    }
+    tags
+}
+
 /// Uploads the log (if there is one), logs the metrics and ends the run with `status`.
 pub async fn finish(
     client: &MlflowClient,
@@ -97,6 +114,7 @@ pub async fn finish(
     log: &Path,
     stats: &AttemptStats,
     status: RunStatus,
+    tags: &[Tag],
 ) -> Result<(), MlflowError> {
     if log.is_file() {
         client.upload_file(&run.artifact_uri, LOG_ARTIFACT, log).await?;
@@ -107,7 +125,7 @@ pub async fn finish(
         Metric::now("bytes_in", stats.bytes_in as f64),
         Metric::now("bytes_out", stats.bytes_out as f64),
     ];
-    client.log_batch(&run.run_id, &metrics, &[], &[]).await?;
+    client.log_batch(&run.run_id, &metrics, &[], tags).await?;
     client.update_run(&run.run_id, status).await?;
     Ok(())
 }

@@ -181,9 +181,23 @@ async fn an_mlflow_outage_loses_no_shard_and_records_each_once() -> anyhow::Resu
 
 #[tokio::test]
 async fn sigterm_with_tracking_ends_the_run_killed_and_hands_the_shard_back() -> anyhow::Result<()> {
+    a_stop_signal_ends_the_run_killed_and_hands_the_shard_back("-TERM", "worker-sigterm").await
+}
+
+/// A terminal's Ctrl-C reaches the workers too (they share `concurrent`'s process group):
+/// SIGINT stops a worker exactly as SIGTERM does.
+#[tokio::test]
+async fn sigint_with_tracking_ends_the_run_killed_and_hands_the_shard_back() -> anyhow::Result<()> {
+    a_stop_signal_ends_the_run_killed_and_hands_the_shard_back("-INT", "worker-sigint").await
+}
+
+async fn a_stop_signal_ends_the_run_killed_and_hands_the_shard_back(
+    signal: &str,
+    experiment: &str,
+) -> anyhow::Result<()> {
     let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
     let client = MlflowClient::new(&server.uri)?;
-    let target = tracking_target(&client, "worker-sigterm").await?;
+    let target = tracking_target(&client, experiment).await?;
     let marker = tempfile::tempdir()?;
     let pgid_file = marker.path().join("pgid");
     let command = format!(
@@ -198,12 +212,12 @@ async fn sigterm_with_tracking_ends_the_run_killed_and_hands_the_shard_back() ->
     let pgid = wait_for_number(&pgid_file, Duration::from_secs(60)).await?;
 
     let signalled = Instant::now();
-    worker.signal("-TERM")?;
+    worker.signal(signal)?;
     let status = worker.wait(Duration::from_secs(30)).await?;
     let took = signalled.elapsed();
     let stderr = worker.stderr();
     assert!(status.success(), "{status}\n{stderr}");
-    eprintln!("the worker exited {took:?} after SIGTERM");
+    eprintln!("the worker exited {took:?} after {signal}");
     assert!(took < Duration::from_secs(5), "prompt exit, took {took:?}\n{stderr}");
 
     let results = harness.results().await?;

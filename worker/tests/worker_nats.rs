@@ -214,3 +214,40 @@ async fn sigterm_kills_the_entry_point_and_hands_the_shard_back() -> anyhow::Res
     assert_eq!(common::group_members(pgid), Vec::<u32>::new(), "the entry point's process group is gone");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_vanished_input_fails_its_shard_once_and_terminates_it() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup { max_attempts: 3, ..Default::default() }).await?;
+    let inputs = harness.inputs(0, &[("a.txt", "a")])?;
+    std::fs::remove_file(harness.dirs.path().join("inputs/0/a.txt"))?;
+    harness.publish_shard(0, 1, inputs).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    assert_eq!(results.len(), 1, "one attempt of three: {results:#?}");
+    let result = &results[0];
+    assert!(result.permanent && result.last_attempt, "{result:?}");
+    let ShardStatus::Failed { reason } = &result.status else { panic!("{result:?}") };
+    assert!(
+        reason.starts_with("permanent failure (not retried): materializing the inputs: fetching input"),
+        "{reason}"
+    );
+    assert_eq!(harness.shards_left().await?, 0, "terminated, not handed back");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_chatty_entry_point_s_log_keeps_its_head_and_tail() -> anyhow::Result<()> {
+    let setup =
+        StageSetup { command: "echo FIRST; seq 1 50000; echo LAST", log_limit: Some(2048), ..Default::default() };
+    let harness = Harness::start(setup).await?;
+    harness.publish_shard(0, 1, vec![]).await?;
+    let (status, stderr) = run_worker(&harness, Duration::from_secs(60)).await?;
+    assert!(status.success(), "{stderr}");
+    let log = std::fs::read_to_string(harness.output_root().parent().unwrap().join("logs/copy-0-a1.log"))?;
+    assert!(log.starts_with("FIRST\n1\n2\n"), "{log}");
+    assert!(log.ends_with("50000\nLAST\n"), "{log}");
+    assert!(log.contains("bytes of output dropped here"), "{log}");
+    assert!(log.len() < 2048 + 200, "{} bytes", log.len());
+    Ok(())
+}

@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
             worker: "local-1-1".into(),
             cluster: "local".into(),
             status: ShardStatus::Succeeded,
+            permanent: false,
             mlflow_run_id: None,
             outputs,
             duration_s: 1.0,
@@ -181,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
             *slot = shard.outcome;
         }
     }
-    state.restore_stage(STAGE, record.status, outcomes);
+    state.restore_stage(STAGE, record.status, outcomes, record.objects_in, 0);
     let load_s = t.elapsed().as_secs_f64();
     if state.backlog(STAGE) != 0 {
         bail!("the restored stage has {} undecided shards; expected none", state.backlog(STAGE));

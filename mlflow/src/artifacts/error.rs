@@ -93,6 +93,21 @@ impl ArtifactError {
         }
     }
 
+    /// Whether the object does not exist (any more): a missing file, a 404, an object store's
+    /// "not found". Trying again will not bring it back.
+    pub fn is_gone(&self) -> bool {
+        match self {
+            ArtifactError::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            ArtifactError::Store { source, .. } => matches!(source, object_store::Error::NotFound { .. }),
+            ArtifactError::Mlflow { source, .. } => {
+                matches!(source, MlflowError::Api { status: 404, .. })
+                    || matches!(source, MlflowError::Api { error_code, .. } if error_code == "RESOURCE_DOES_NOT_EXIST")
+            }
+            ArtifactError::HttpStatus { status, .. } => *status == 404 || *status == 410,
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(uri: &str, problem: impl Into<String>) -> ArtifactError {
         ArtifactError::InvalidUri { uri: uri.to_owned(), problem: problem.into() }
     }

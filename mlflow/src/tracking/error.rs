@@ -44,6 +44,18 @@ pub enum MlflowError {
         /// MLflow's `message`, or the start of the body.
         message: String,
     },
+    /// The server at the tracking URI answered an API request the way no MLflow tracking
+    /// server does: an HTTP 404, 405 or 501 without MLflow's JSON error body, or a 2xx answer
+    /// that is not JSON (a web page). Never retried.
+    #[error("{what}: HTTP {status}, not an MLflow answer: {answer}")]
+    NotMlflow {
+        /// The request.
+        what: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the answer.
+        answer: String,
+    },
     /// The server answered 2xx with a body that is not what the API promises.
     #[error("{what}: unexpected response: {source}")]
     Decode {
@@ -92,11 +104,36 @@ pub enum MlflowError {
 
 impl MlflowError {
     /// Whether trying the same request again may succeed: connection failures, timeouts,
-    /// HTTP 429 and 5xx. An exhausted retry budget ([`MlflowError::GaveUp`]) is not retryable.
+    /// HTTP 429 and 5xx other than 501 (Not Implemented never changes). An exhausted retry
+    /// budget ([`MlflowError::GaveUp`]) and a server that is not MLflow are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
             MlflowError::Transport { source, .. } => !(source.is_builder() || source.is_redirect()),
-            MlflowError::Api { status, .. } => *status == 429 || *status >= 500,
+            MlflowError::Api { status, .. } => *status == 429 || (*status >= 500 && *status != 501),
+            _ => false,
+        }
+    }
+
+    /// An API answer no MLflow server gives becomes [`MlflowError::NotMlflow`]: HTTP 404,
+    /// 405 or 501 without MLflow's JSON error body (MLflow answers an unknown run or
+    /// experiment with `RESOURCE_DOES_NOT_EXIST`, never with a bare 404 page).
+    pub(crate) fn into_not_mlflow_if_foreign(self) -> MlflowError {
+        match self {
+            MlflowError::Api { what, status, error_code, message }
+                if matches!(status, 404 | 405 | 501) && error_code == format!("HTTP_{status}") =>
+            {
+                MlflowError::NotMlflow { what, status, answer: one_line(&message) }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the server was found not to be an MLflow tracking server (looking through
+    /// retries).
+    pub fn is_not_mlflow(&self) -> bool {
+        match self {
+            MlflowError::NotMlflow { .. } => true,
+            MlflowError::GaveUp { source, .. } => source.is_not_mlflow(),
             _ => false,
         }
     }
@@ -140,5 +177,36 @@ impl MlflowError {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> MlflowError {
         MlflowError::Io { path: path.into(), source }
+    }
+}
+
+/// The start of an answer on one line, for an error message.
+pub(crate) fn one_line(text: &str) -> String {
+    const KEEP: usize = 120;
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(KEEP) {
+        Some((i, _)) => format!("{}…", &flat[..i]),
+        None => flat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, error_code: &str) -> MlflowError {
+        MlflowError::Api { what: "GET /x".into(), status, error_code: error_code.into(), message: "<html>".into() }
+    }
+
+    #[test]
+    fn bare_404_405_and_501_answers_are_not_mlflow() {
+        for status in [404, 405, 501] {
+            let error = api(status, &format!("HTTP_{status}")).into_not_mlflow_if_foreign();
+            assert!(error.is_not_mlflow(), "{error}");
+            assert!(!error.is_retryable() && !error.is_not_found(), "{error}");
+            assert!(error.to_string().ends_with("not an MLflow answer: <html>"), "{error}");
+        }
+        assert!(!api(404, "RESOURCE_DOES_NOT_EXIST").into_not_mlflow_if_foreign().is_not_mlflow());
+        assert!(!api(503, "HTTP_503").into_not_mlflow_if_foreign().is_not_mlflow());
     }
 }

@@ -6,7 +6,7 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::MlflowClient;
-use super::error::MlflowError;
+use super::error::{MlflowError, one_line};
 use super::location::url_with_segments;
 use super::retry::{Idempotency, with_retries};
 
@@ -57,9 +57,16 @@ impl MlflowClient {
             let response = send(request, &what).await?;
             response.text().await.map_err(|source| transport(&what, source))
         })
-        .await?;
+        .await
+        .map_err(MlflowError::into_not_mlflow_if_foreign)?;
         let text = if text.trim().is_empty() { "{}" } else { &text };
-        serde_json::from_str(text).map_err(|source| MlflowError::Decode { what, source })
+        serde_json::from_str(text).map_err(|source| {
+            if text.trim_start().starts_with(['{', '[']) {
+                MlflowError::Decode { what: what.clone(), source }
+            } else {
+                MlflowError::NotMlflow { what: what.clone(), status: 200, answer: one_line(text) }
+            }
+        })
     }
 }
 

@@ -167,6 +167,15 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn not_implemented_is_not_retried() {
+        let (n, err) = count(&quick(4), Idempotency::Idempotent, || api(501)).await;
+        assert_eq!(n, 1);
+        assert!(matches!(err, MlflowError::Api { status: 501, .. }));
+        let (n, _) = count(&quick(4), Idempotency::Idempotent, || api(502)).await;
+        assert_eq!(n, 4);
+    }
+
+    #[tokio::test]
     async fn not_idempotent_requests_retry_only_unprocessed_failures() {
         let (n, _) = count(&quick(4), Idempotency::NotIdempotent, || api(503)).await;
         assert_eq!(n, 1);

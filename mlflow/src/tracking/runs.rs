@@ -1,5 +1,7 @@
 //! Experiments and runs: get-or-create an experiment, create, read, search, log to and end runs.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -8,6 +10,7 @@ use super::MlflowClient;
 use super::batch::split_batch;
 use super::error::MlflowError;
 use super::retry::Idempotency::{Idempotent, NotIdempotent};
+use super::retry::RetryPolicy;
 use super::types::{Metric, Param, Run, RunInfo, RunStatus, Tag, WireRun, now_millis};
 
 /// Runs asked for per `runs/search` page (MLflow's maximum is 50,000; pages stay small).
@@ -62,6 +65,15 @@ impl MlflowClient {
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Proves the tracking URI is an MLflow tracking server, asking for experiment `name` (an
+    /// answer that it does not exist is fine). Connect errors and other transient failures
+    /// are retried for at most 10 s; an answer no MLflow server gives fails at once with
+    /// [`MlflowError::NotMlflow`].
+    pub async fn check_server(&self, name: &str) -> Result<(), MlflowError> {
+        let policy = RetryPolicy { max_elapsed: Duration::from_secs(10), ..self.retry_policy().clone() };
+        self.clone().with_retry(policy).experiment_id_by_name(name).await.map(drop)
     }
 
     /// The id of the active experiment `name`, `None` if there is none.

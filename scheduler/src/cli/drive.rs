@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use tokio_util::sync::CancellationToken;
-
+use super::preflight::DiskWatch;
 use super::progress::Progress;
 use super::services::Services;
+use super::signals::Signals;
 use super::summary::print_summary;
-use super::{EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE, WorkerArgs};
+use super::{EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE, WorkerArgs};
 use crate::dag::Dag;
 use crate::driver::{Driver, RunSetup};
 use crate::executor::LocalExecutor;
@@ -33,7 +33,14 @@ pub struct Recorded {
 }
 
 /// Drives a recorded run to its end and prints the summary; returns the exit code.
-pub async fn drive(recorded: Recorded, options: &WorkerArgs, services: &Services, state_dir: &Path) -> u8 {
+pub async fn drive(
+    recorded: Recorded,
+    options: &WorkerArgs,
+    services: &Services,
+    state_dir: &Path,
+    signals: &Signals,
+    disk: &DiskWatch,
+) -> u8 {
     let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
     let executor = LocalExecutor::new(LocalConfig {
         worker_binary: LocalExecutor::default_worker_binary(),
@@ -43,22 +50,12 @@ pub async fn drive(recorded: Recorded, options: &WorkerArgs, services: &Services
         state_dir: state_dir.to_path_buf(),
     });
     let verb = if recorded.resume { "resuming run" } else { "run" };
-    eprintln!(
-        "{verb} {}: {} ({} stages, {workers} workers)",
-        recorded.run_id,
-        recorded.dag.name,
-        recorded.dag.stages.len()
-    );
+    say!("{verb} {}: {} ({} stages, {workers} workers)", recorded.run_id, recorded.dag.name, recorded.dag.stages.len());
     let (events, progress) = Progress::start(&recorded.dag);
-    let cancel = CancellationToken::new();
-    let interrupted = CancellationToken::new();
-    let (on_ctrl_c, mark_interrupted) = (cancel.clone(), interrupted.clone());
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            mark_interrupted.cancel();
-            on_ctrl_c.cancel();
-        }
-    });
+    let run_id = recorded.run_id.clone();
+    // SIGTERM, SIGHUP or a filling disk stop the run and leave it resumable.
+    let stop = signals.stop.child_token();
+    let disk_watch = disk.spawn(stop.clone());
     let setup = RunSetup {
         run_id: recorded.run_id,
         dag: recorded.dag,
@@ -70,27 +67,46 @@ pub async fn drive(recorded: Recorded, options: &WorkerArgs, services: &Services
         tracking: recorded.tracking,
         state_dir: state_dir.to_path_buf(),
         events: Some(events),
-        cancel,
+        cancel: signals.cancel.clone(),
+        stop: stop.clone(),
     };
     let result = if recorded.resume { Driver::resume(setup) } else { Ok(Driver::new(setup)) };
     let result = match result {
         Ok(driver) => driver.run().await,
         Err(error) => Err(error),
     };
-    ctrl_c.abort();
+    disk_watch.abort();
     progress.finish().await;
     match result {
         Ok(summary) => {
-            print_summary(&summary, services, state_dir);
+            // Stopped (SIGTERM, SIGHUP, a full disk) rather than cancelled: the run stays resumable.
+            let resumable = stop.is_cancelled() && !signals.cancel.is_cancelled();
+            print_summary(&summary, services, state_dir, resumable);
             match summary.outcome {
                 Some(RunOutcome::Succeeded) => EXIT_OK,
                 Some(RunOutcome::Failed) => EXIT_RUN_FAILED,
-                None if interrupted.is_cancelled() => EXIT_CANCELLED,
-                None => EXIT_RUN_FAILED,
+                None => {
+                    if resumable {
+                        say!(
+                            "run {run_id} stopped before its end; carry it on with: concurrent resume {run_id} --state-dir {}",
+                            state_dir.display()
+                        );
+                    }
+                    match (disk.short(), signals.received()) {
+                        (Some(_), _) => EXIT_SERVICE,
+                        (None, Some(signal)) => signal.exit_code(),
+                        (None, None) => EXIT_RUN_FAILED,
+                    }
+                }
             }
         }
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
+            if let Err(short) = disk.check() {
+                say!("error: {short}");
+            }
+            services.explain_failure();
+            say!("run {run_id} is left to resume: concurrent resume {run_id} --state-dir {}", state_dir.display());
             EXIT_SERVICE
         }
     }

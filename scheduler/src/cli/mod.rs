@@ -1,14 +1,36 @@
-//! The `concurrent` command line: `run` and `validate` (DESIGN §7).
+//! The `concurrent` command line: `run`, `validate`, `resume` and `cancel`.
+//!
+//! Output is never fatal: lines go through [`out!`] (stdout: the summary and answers) and
+//! [`say!`] (stderr: progress, warnings, errors), which drop what a closed pipe or a full
+//! terminal refuses instead of ending the run.
+
+/// Writes a line to stdout; a closed pipe or a full terminal is ignored.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Writes a line to stderr; a closed pipe or a full terminal is ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
 
 mod api_client;
 mod cancel;
 mod drive;
+mod preflight;
 mod progress;
 mod remote;
 mod resume;
 mod run;
 mod serve;
 mod services;
+mod signals;
 mod summary;
 mod validate;
 
@@ -30,8 +52,10 @@ pub const EXIT_RUN_FAILED: u8 = 1;
 pub const EXIT_INVALID: u8 = 2;
 /// Exit code when a service could not be reached or started.
 pub const EXIT_SERVICE: u8 = 3;
-/// Exit code of a run cancelled with Ctrl-C.
+/// Exit code of a run cancelled with Ctrl-C (SIGINT).
 pub const EXIT_CANCELLED: u8 = 130;
+/// Exit code of a scheduler stopped by SIGTERM, the run left to `concurrent resume`.
+pub const EXIT_STOPPED: u8 = 143;
 
 /// Runs DAGs of MLflow Projects over shards of input, in parallel, tracked in MLflow.
 #[derive(Debug, Parser)]
@@ -185,6 +209,15 @@ pub struct WorkerArgs {
     pub idle_timeout: Duration,
 }
 
+/// How much disk space a run keeps free.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    /// Free space the filesystems of the state dir, its work dir and the NATS store must keep:
+    /// a run does not start below it, and stops (resumable) when space falls below it.
+    #[arg(long, value_name = "SIZE", default_value = crate::disk::DEFAULT_MIN_FREE, value_parser = parse_size)]
+    pub min_free_space: u64,
+}
+
 /// Options of `concurrent run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -192,6 +225,8 @@ pub struct RunArgs {
     pub dag: DagArgs,
     #[command(flatten)]
     pub workers: WorkerArgs,
+    #[command(flatten)]
+    pub disk: DiskArgs,
     /// `none` runs without MLflow; a URI uses that tracking server (default: MLFLOW_TRACKING_URI,
     /// else an `mlflow server` started for the run).
     #[arg(long, value_name = "none|URI")]
@@ -225,6 +260,8 @@ pub struct ResumeArgs {
     pub run_id: String,
     #[command(flatten)]
     pub workers: WorkerArgs,
+    #[command(flatten)]
+    pub disk: DiskArgs,
     /// A tracking server URI (default: MLFLOW_TRACKING_URI, else an `mlflow server` on the
     /// state dir's store). A run started with `--tracking none` resumes without MLflow.
     #[arg(long, value_name = "URI")]
@@ -254,6 +291,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     crate::dag::parse_duration(text).map_err(|e| e.to_string())
 }
 
+fn parse_size(text: &str) -> Result<u64, String> {
+    match crate::dag::quantity_value(text) {
+        Some(bytes) if bytes.fract() == 0.0 && bytes < u64::MAX as f64 => Ok(bytes as u64),
+        _ => Err(format!("`{text}` is not a size in bytes, like 512Mi, 2Gi or 1G")),
+    }
+}
+
 impl Cli {
     /// The log filter when RUST_LOG is unset: the service says what it does, commands only
     /// what goes wrong.
@@ -275,7 +319,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
+            say!("error: cannot start the async runtime: {error}");
             return ExitCode::from(EXIT_SERVICE);
         }
     };

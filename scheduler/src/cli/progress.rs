@@ -34,7 +34,7 @@ impl Progress {
                 match event {
                     RunEvent::StageStarted { stage, shards, objects } => {
                         if !terminal {
-                            eprintln!("{stage}: started, {objects} objects in {shards} shards");
+                            say!("{stage}: started, {objects} objects in {shards} shards");
                         }
                         let bar = multi.add(ProgressBar::new(u64::from(shards)));
                         bar.set_style(style.clone());
@@ -53,14 +53,14 @@ impl Progress {
                     RunEvent::StageFailedToStart { stage, reason } => {
                         let _ = multi.println(format!("{stage}: cannot start: {reason}"));
                         if !terminal {
-                            eprintln!("{stage}: cannot start: {reason}");
+                            say!("{stage}: cannot start: {reason}");
                         }
                     }
                     RunEvent::AttemptFailed { stage, shard, attempt, reason } => {
                         let line = format!("{stage}: shard {shard} attempt {attempt} failed: {reason}");
                         match bars.get(&stage) {
                             Some((bar, _)) if terminal => bar.println(line),
-                            _ => eprintln!("{line}"),
+                            _ => say!("{line}"),
                         }
                     }
                     RunEvent::StageEnded { stage, status } => {
@@ -69,13 +69,13 @@ impl Progress {
                             bar.finish_with_message(word);
                         }
                         if !terminal {
-                            eprintln!("{stage}: {word}");
+                            say!("{stage}: {word}");
                         }
                     }
                     RunEvent::StageSkipped { stage } => {
                         let _ = multi.println(format!("{stage}: skipped (an upstream stage failed)"));
                         if !terminal {
-                            eprintln!("{stage}: skipped (an upstream stage failed)");
+                            say!("{stage}: skipped (an upstream stage failed)");
                         }
                     }
                     RunEvent::RunEnded { .. } => {}

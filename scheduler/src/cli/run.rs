@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError};
 
 use super::drive::{Recorded, drive};
-use super::services::{Services, TrackingChoice};
+use super::preflight::{DiskWatch, check_state_dir};
+use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
+use super::signals::Signals;
 use super::{EXIT_INVALID, EXIT_SERVICE, RunArgs};
 use crate::dag::{Dag, InputSource};
 use crate::inputs::{StageInput, source_of};
@@ -17,15 +19,19 @@ use crate::store::{RunRecord, RunStatus, RunTracking, Store, StoreError};
 
 /// Runs a DAG; returns the exit code.
 pub async fn run(args: RunArgs) -> u8 {
+    let signals = match Signals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            say!("error: cannot catch stop signals: {error}");
+            return EXIT_SERVICE;
+        }
+    };
     let Some((dag, dag_path)) = super::validate::load_dag_args(&args.dag) else { return EXIT_INVALID };
     let tracking = TrackingChoice::from_flag(args.tracking.as_deref());
     if tracking == TrackingChoice::Off
         && let Some(stage) = dag.order().into_iter().find(|s| reads_mlflow(&dag, s))
     {
-        eprintln!(
-            "error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`",
-            stage.name
-        );
+        say!("error: stages.{}.input: reading MLflow artifacts needs tracking; drop `--tracking none`", stage.name);
         return EXIT_INVALID;
     }
     // Inputs that do not need MLflow are listed before anything is created.
@@ -34,11 +40,23 @@ pub async fn run(args: RunArgs) -> u8 {
     let early_plan = match early_plan.transpose() {
         Ok(plan) => plan,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_INVALID;
         }
     };
+    // Services named by the environment or flags are checked before anything is created.
+    if let Err(code) = check_named_services(&tracking, &dag.experiment).await {
+        return code;
+    }
     let state_dir = absolute(&args.state_dir);
+    if !check_state_dir(&state_dir) {
+        return EXIT_INVALID;
+    }
+    let disk = DiskWatch::new(&state_dir, nats_url_from_env().is_none(), args.disk.min_free_space);
+    if let Err(error) = disk.check() {
+        say!("error: {error}");
+        return EXIT_INVALID;
+    }
     // The store first: it holds the state dir, whose services another scheduler may be running.
     let store = match open_store(&state_dir) {
         Ok(store) => store,
@@ -47,13 +65,16 @@ pub async fn run(args: RunArgs) -> u8 {
     let services = match Services::start(&state_dir, &tracking).await {
         Ok(services) => services,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_SERVICE;
         }
     };
     let code = match record(&args, dag, dag_path, early_plan, &services, store).await {
-        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir).await,
-        Err(code) => code,
+        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir, &signals, &disk).await,
+        Err(code) => {
+            services.explain_failure();
+            code
+        }
     };
     services.stop().await;
     code
@@ -69,25 +90,25 @@ async fn record(
     store: Store,
 ) -> Result<Recorded, u8> {
     let client = services.tracking_uri.as_deref().map(MlflowClient::new).transpose().map_err(|error| {
-        eprintln!("error: tracking server: {error}");
+        say!("error: tracking server: {error}");
         EXIT_INVALID
     })?;
     let plan = match early_plan {
         Some(plan) => plan,
         None => plan(&dag, client.as_ref()).await.map_err(|error| {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             EXIT_INVALID
         })?,
     };
     let queue = Queue::connect(&services.nats_url).await.map_err(|error| {
-        eprintln!("error: {error}");
+        say!("error: {error}");
         EXIT_SERVICE
     })?;
     let run_id = new_run_id();
     let tracking = match &client {
         None => None,
         Some(client) => Some(track(client, &dag, &run_id, &dag_path).await.map_err(|error| {
-            eprintln!("error: MLflow at {}: {error}", client.tracking_uri());
+            say!("error: MLflow at {}: {error}", client.tracking_uri());
             EXIT_SERVICE
         })?),
     };
@@ -112,7 +133,7 @@ async fn record(
         project_dirs: Default::default(),
     };
     store.put_run(&record).and(Ok(())).map_err(|error| {
-        eprintln!("error: {error}");
+        say!("error: {error}");
         EXIT_SERVICE
     })?;
     Ok(Recorded { run_id, dag, dag_path, plan, store, queue, tracking, resume: false })
@@ -142,10 +163,10 @@ pub(crate) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
 pub(super) fn open_store(state_dir: &Path) -> Result<Store, u8> {
     Store::open(&state_dir.join("state")).map_err(|error| {
         if matches!(error, StoreError::Busy { .. }) {
-            eprintln!("error: --state-dir: {error}");
+            say!("error: --state-dir: {error}");
             EXIT_INVALID
         } else {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             EXIT_SERVICE
         }
     })

@@ -2,7 +2,45 @@
 
 use std::path::Path;
 
-use crate::services::{ChildService, ServiceError, start_mlflow, start_nats};
+use concurrent_mlflow::tracking::MlflowClient;
+
+use super::EXIT_SERVICE;
+use crate::nats_probe::probe_nats;
+use crate::services::{ChildService, ServiceError, log_tail, start_mlflow, start_nats};
+
+/// `NATS_URL`, when set and not empty.
+pub fn nats_url_from_env() -> Option<String> {
+    std::env::var("NATS_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// Checks the services the environment or the flags name, before anything is created: a
+/// `NATS_URL` that does not resolve, refuses or is not NATS, and a tracking URI that is not an
+/// MLflow server, exit 3 naming the URL and the cause.
+pub async fn check_named_services(tracking: &TrackingChoice, experiment: &str) -> Result<(), u8> {
+    let nats = async {
+        match nats_url_from_env() {
+            Some(url) => probe_nats(&url).await.map_err(|error| error.to_string()),
+            None => Ok(()),
+        }
+    };
+    let mlflow = async {
+        let TrackingChoice::Server(uri) = tracking else { return Ok(()) };
+        let client = MlflowClient::new(uri).map_err(|error| format!("tracking URI {error}"))?;
+        client.check_server(experiment).await.map_err(|error| {
+            if error.is_not_mlflow() {
+                format!("tracking URI {} is not an MLflow tracking server ({error})", client.tracking_uri())
+            } else {
+                format!("tracking URI {}: {error}", client.tracking_uri())
+            }
+        })
+    };
+    let (nats, mlflow) = tokio::join!(nats, mlflow);
+    let errors: Vec<String> = [nats, mlflow].into_iter().filter_map(Result::err).collect();
+    for error in &errors {
+        say!("error: {error}");
+    }
+    if errors.is_empty() { Ok(()) } else { Err(EXIT_SERVICE) }
+}
 
 /// How MLflow is used by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +95,9 @@ impl Services {
     /// Uses `NATS_URL` or starts `nats-server`; uses or starts MLflow as chosen; both at once.
     pub async fn start(state_dir: &Path, tracking: &TrackingChoice) -> Result<Services, ServiceError> {
         let nats = async {
-            match std::env::var("NATS_URL") {
-                Ok(url) if !url.is_empty() => Ok((url, None)),
-                _ => start_nats(&state_dir.join("nats")).await.map(|child| (child.url.clone(), Some(child))),
+            match nats_url_from_env() {
+                Some(url) => Ok((url, None)),
+                None => start_nats(&state_dir.join("nats")).await.map(|child| (child.url.clone(), Some(child))),
             }
         };
         let mlflow_dir = state_dir.join("mlflow");
@@ -100,6 +138,14 @@ impl Services {
             tracing::warn!(%error, "cannot write {}", record.display());
         }
         Ok(Services { nats_url, tracking_uri, mlflow_dir, children, record })
+    }
+
+    /// Shows the end of each child's log: what nats-server or MLflow said often explains why
+    /// a run could not go on.
+    pub fn explain_failure(&self) {
+        for child in &self.children {
+            say!("the end of {}:\n{}", child.log.display(), log_tail(&child.log));
+        }
     }
 
     /// Stops the children this run started.

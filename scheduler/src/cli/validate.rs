@@ -19,11 +19,11 @@ pub async fn validate(args: DagArgs) -> u8 {
     let planned = match planned.transpose() {
         Ok(planned) => planned,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_INVALID;
         }
     };
-    println!("DAG {} (experiment {}): valid, {} stages", dag.name, dag.experiment, dag.stages.len());
+    out!("DAG {} (experiment {}): valid, {} stages", dag.name, dag.experiment, dag.stages.len());
     for (index, stage) in dag.order().into_iter().enumerate() {
         let input = match source_of(&dag, stage) {
             StageInput::Uri(uri) => format!("input {uri}"),
@@ -35,7 +35,7 @@ pub async fn validate(args: DagArgs) -> u8 {
             None if matches!(source_of(&dag, stage), StageInput::Upstream(_)) => "shards from upstream outputs".into(),
             None => "input not listed (needs MLFLOW_TRACKING_URI)".into(),
         };
-        println!(
+        out!(
             "  {}. {}: {} ({}), {input}, {shards}, parallelism {}, retries {}",
             index + 1,
             stage.name,
@@ -53,7 +53,7 @@ pub(super) fn load_dag_args(args: &DagArgs) -> Option<(Dag, PathBuf)> {
     let overrides = match args.overrides() {
         Ok(overrides) => overrides,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return None;
         }
     };
@@ -61,9 +61,9 @@ pub(super) fn load_dag_args(args: &DagArgs) -> Option<(Dag, PathBuf)> {
     match load_dag(&path, &overrides) {
         Ok(dag) => Some((dag, path)),
         Err(errors) => {
-            eprintln!("error: {} is not a valid DAG:", args.file.display());
+            say!("error: {} is not a valid DAG:", args.file.display());
             for error in &errors.0 {
-                eprintln!("  {error}");
+                say!("  {error}");
             }
             None
         }

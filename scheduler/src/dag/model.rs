@@ -63,6 +63,10 @@ pub struct Stage {
     pub after: Vec<String>,
     /// The stage's own input, replacing the DAG input or the upstream outputs.
     pub input: Option<InputSource>,
+    /// Fail the stage when its shards all succeed with no output from a non-empty input.
+    pub fail_on_empty: bool,
+    /// Most bytes of an attempt's log kept (head and tail); `None` = the default, 64 MiB.
+    pub log_limit: Option<u64>,
 }
 
 /// Where a stage's MLproject comes from, as written in the DAG file.

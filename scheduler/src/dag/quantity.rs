@@ -75,9 +75,52 @@ pub(crate) fn quantity(errors: &mut Errors, place: &str, v: &Value) -> Option<St
     Some(text)
 }
 
+const SIZE_EXPECTED: &str = "expected a size in bytes like 10MiB, 512Ki, 64M or 1048576";
+
+/// Reads a size in bytes: a whole number, or a quantity (`10Mi`, `64M`) with an optional `B`
+/// (`10MiB`, `64MB`); at least `min`.
+pub(crate) fn byte_size(errors: &mut Errors, place: &str, v: &Value, min: u64) -> Option<u64> {
+    let text = match v {
+        Value::Number(n) if n.is_u64() => n.to_string(),
+        Value::String(s) => s.trim().to_string(),
+        other => {
+            errors.push(place, format!("{SIZE_EXPECTED}, found {}", describe(other)));
+            return None;
+        }
+    };
+    let Some(bytes) = byte_size_value(&text) else {
+        errors.push(place, format!("{SIZE_EXPECTED}, found {}", quote(&text)));
+        return None;
+    };
+    if bytes < min {
+        errors.push(place, format!("must be at least {min} bytes, found {}", quote(&text)));
+        return None;
+    }
+    Some(bytes)
+}
+
+/// The whole number of bytes `text` stands for (`10MiB`, `10Mi`, `64MB`, `1024`); `None` when
+/// it is not a size or not a whole number of bytes.
+pub fn byte_size_value(text: &str) -> Option<u64> {
+    let without_b = text.strip_suffix('B').filter(|t| t.ends_with(|c: char| c.is_ascii_alphabetic()));
+    let value = quantity_value(without_b.unwrap_or(text))?;
+    (value.fract() == 0.0 && value >= 0.0 && value < u64::MAX as f64).then_some(value as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes() {
+        let cases = [("10MiB", 10 << 20), ("10Mi", 10 << 20), ("64MB", 64_000_000), ("1024", 1024), ("2KiB", 2048)];
+        for (text, bytes) in cases {
+            assert_eq!(byte_size_value(text), Some(bytes), "{text}");
+        }
+        for bad in ["10 MiB", "1.5", "500m", "B", "-1", "lots", "10iB"] {
+            assert_eq!(byte_size_value(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn kubernetes_quantities() {

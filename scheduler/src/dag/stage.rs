@@ -10,16 +10,18 @@ use super::duration::{DURATION_EXPECTED, parse_duration};
 use super::error::Errors;
 use super::model::{Partition, ProjectRef, Resources, Stage};
 use super::project_ref::parse_git;
-use super::quantity::quantity;
+use super::quantity::{byte_size, quantity};
 use super::quote::quote;
 use super::uri::parse_input;
-use super::value::{Fields, describe, integer, join, nonempty_string, scalar_string, string_list};
+use super::value::{Fields, boolean, describe, integer, join, nonempty_string, scalar_string, string_list};
 use crate::partition::{Include, PartitionError};
 
 /// Default extra attempts per shard.
 pub const DEFAULT_RETRIES: u32 = 2;
 /// Most extra attempts per shard.
 pub const MAX_RETRIES: u32 = 100;
+/// Smallest `log_limit`: room for a head, a tail and the line between them.
+pub const MIN_LOG_LIMIT: u64 = 1024;
 /// Default entry point.
 pub const DEFAULT_ENTRY_POINT: &str = "main";
 
@@ -79,6 +81,8 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         let text = nonempty_string(errors, &p, v)?;
         parse_input(&text, base_dir).map_err(|m| errors.push(&p, m)).ok()
     });
+    let fail_on_empty = f.take("fail_on_empty").and_then(|v| boolean(errors, &f.place_of("fail_on_empty"), v));
+    let log_limit = f.take("log_limit").and_then(|v| byte_size(errors, &f.place_of("log_limit"), v, MIN_LOG_LIMIT));
     f.finish(errors);
 
     let project = project?;
@@ -98,6 +102,8 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         image,
         after,
         input,
+        fail_on_empty: fail_on_empty.unwrap_or(false),
+        log_limit,
     })
 }
 

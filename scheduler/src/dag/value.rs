@@ -138,6 +138,17 @@ pub(crate) fn integer(errors: &mut Errors, place: &str, v: &Value, what: &str, m
 }
 
 /// A list of strings; a single string counts as a list of one.
+/// A `true`/`false` value.
+pub(crate) fn boolean(errors: &mut Errors, place: &str, v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        other => {
+            errors.push(place, format!("expected true or false, found {}", describe(other)));
+            None
+        }
+    }
+}
+
 pub(crate) fn string_list(errors: &mut Errors, place: &str, v: &Value) -> Vec<String> {
     match v {
         Value::String(s) => vec![s.clone()],

@@ -9,7 +9,7 @@ pub enum RunEvent {
     StageStarted { stage: String, shards: u32, objects: u64 },
     /// A stage's input could not be listed or partitioned: it fails.
     StageFailedToStart { stage: String, reason: String },
-    /// An attempt failed and the shard will be tried again.
+    /// An attempt failed and the shard will be tried again (unless it is decided).
     AttemptFailed { stage: String, shard: u32, attempt: u32, reason: String },
     /// A shard is decided.
     ShardDecided { stage: String, shard: u32, succeeded: bool },
@@ -37,6 +37,11 @@ pub struct StageSummary {
     pub objects_out: u64,
     pub duration_s: f64,
     pub mlflow_run_id: Option<String>,
+    /// Shards decided FAILED by a permanent failure (not retried), with their reasons.
+    pub permanent_failures: Vec<(u32, String)>,
+    /// The stage ended with all its shards succeeded, no output and this many input objects
+    /// (a warning; a failure with `fail_on_empty`).
+    pub empty_output: Option<u64>,
 }
 
 /// How a run ended.

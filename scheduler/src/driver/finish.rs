@@ -1,6 +1,7 @@
 //! Ending or cancelling the run, and the figures of its stages.
 
 use concurrent_mlflow::tracking::RunStatus as MlflowStatus;
+use concurrent_proto::ShardStatus;
 
 use super::{Driver, DriverError, RunEvent, RunSummary, SHUTDOWN_GRACE, StageSummary};
 use crate::executor::Executor;
@@ -84,6 +85,18 @@ impl<E: Executor> Driver<E> {
             objects_out,
             duration_s: record.duration_s(),
             mlflow_run_id: record.mlflow_run_id.clone(),
+            permanent_failures: shards
+                .iter()
+                .filter(|(_, r)| r.outcome == ShardOutcome::Failed)
+                .filter_map(|(index, r)| {
+                    let result = r.decided_by.as_ref().filter(|r| r.permanent)?;
+                    match &result.status {
+                        ShardStatus::Failed { reason } => Some((*index, reason.clone())),
+                        ShardStatus::Succeeded => None,
+                    }
+                })
+                .collect(),
+            empty_output: self.state.empty_output(stage),
         })
     }
 

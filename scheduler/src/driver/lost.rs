@@ -8,8 +8,11 @@ use std::collections::BTreeMap;
 use super::feed::ResultFeed;
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
-use crate::run_state::{Effect, ShardOutcome, Verdict};
+use crate::run_state::{AttemptResult, Effect, ShardOutcome, Verdict};
 use crate::store::ShardRecord;
+
+/// A lost shard's last attempt: failed, and no attempt follows.
+const LOST: AttemptResult = AttemptResult::Failed { last_attempt: true, permanent: false };
 
 /// Why a lost shard failed.
 pub const LOST_REASON: &str = "every attempt was lost (a worker died without reporting)";
@@ -59,7 +62,7 @@ impl<E: Executor> Driver<E> {
                 .map(|(index, _)| index as u32)
                 .collect();
             for shard in pending {
-                let (verdict, more) = self.state.apply_result(&stage, shard, false, true);
+                let (verdict, more) = self.state.apply_result(&stage, shard, LOST);
                 if verdict != Verdict::Decided(ShardOutcome::Failed) {
                     continue;
                 }

@@ -70,8 +70,12 @@ pub struct RunSetup<E> {
     pub state_dir: PathBuf,
     /// Receives progress events, if anyone listens.
     pub events: Option<UnboundedSender<RunEvent>>,
-    /// Cancels the run (Ctrl-C).
+    /// Cancels the run (Ctrl-C): workers stopped, MLflow runs ended KILLED, run cancelled.
     pub cancel: CancellationToken,
+    /// Stops driving the run and leaves it resumable (SIGTERM, a full disk): workers stopped
+    /// (their shards go back to JetStream), the run and its stages left running in sled and
+    /// MLflow for `concurrent resume`.
+    pub stop: CancellationToken,
 }
 
 /// One DAG run being driven.
@@ -89,7 +93,7 @@ pub struct Driver<E: Executor> {
 impl<E: Executor> Driver<E> {
     /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
-        let state = RunState::new(setup.dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+        let state = run_state_of(&setup.dag);
         Driver {
             setup,
             state,
@@ -112,6 +116,8 @@ impl<E: Executor> Driver<E> {
         let mut tick = tokio::time::interval(AUTOSCALE_TICK);
         let mut lost_check = tokio::time::interval(LOST_SHARD_CHECK);
         let cancel = self.setup.cancel.clone();
+        let stop = self.setup.stop.clone();
+        let mut stopped = false;
         while !self.state.is_ended() {
             tokio::select! {
                 batch = results.next_batch(RESULT_BATCH) => {
@@ -135,9 +141,18 @@ impl<E: Executor> Driver<E> {
                     self.cancel().await?;
                     break;
                 }
+                _ = stop.cancelled() => {
+                    tracing::info!("stopping; the run is left to resume");
+                    self.setup.executor.shutdown(SHUTDOWN_GRACE).await;
+                    stopped = true;
+                    break;
+                }
             }
         }
-        self.setup.queue.delete_results_consumer(&self.setup.run_id).await;
+        // A stopped run keeps its results consumer: `concurrent resume` reads on from it.
+        if !stopped {
+            self.setup.queue.delete_results_consumer(&self.setup.run_id).await;
+        }
         Ok(self.summary())
     }
 
@@ -201,4 +216,13 @@ impl<E: Executor> Driver<E> {
             let _ = events.send(event);
         }
     }
+}
+
+/// The run state of a DAG whose stages are all waiting.
+fn run_state_of(dag: &crate::dag::Dag) -> RunState {
+    let mut state = RunState::new(dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+    for stage in dag.stages.values().filter(|s| s.fail_on_empty) {
+        state.set_fail_on_empty(&stage.name);
+    }
+    state
 }

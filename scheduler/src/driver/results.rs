@@ -5,7 +5,7 @@ use concurrent_proto::{ShardResult, ShardStatus, decode};
 
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
-use crate::run_state::{Effect, ShardOutcome, Verdict};
+use crate::run_state::{AttemptResult, Effect, ShardOutcome, Verdict};
 use crate::store::ShardRecord;
 
 impl<E: Executor> Driver<E> {
@@ -58,8 +58,7 @@ impl<E: Executor> Driver<E> {
             // The same attempt's result again (redelivered after a scheduler restart).
             return Ok((Vec::new(), None));
         }
-        let succeeded = result.status == ShardStatus::Succeeded;
-        let (verdict, effects) = self.state.apply_result(&result.stage, result.shard, succeeded, result.last_attempt);
+        let (verdict, effects) = self.state.apply_result(&result.stage, result.shard, attempt_result(&result));
         let mut duplicate = None;
         match verdict {
             Verdict::Unknown => {
@@ -102,6 +101,17 @@ impl<E: Executor> Driver<E> {
                 attempt: result.attempt,
                 reason: reason.clone(),
             });
+        }
+    }
+}
+
+/// What a result means to the run state: a permanent failure decides its shard at once,
+/// whatever attempts are left.
+pub(super) fn attempt_result(result: &ShardResult) -> AttemptResult {
+    match result.status {
+        ShardStatus::Succeeded => AttemptResult::Succeeded { outputs: result.outputs.len() as u64 },
+        ShardStatus::Failed { .. } => {
+            AttemptResult::Failed { last_attempt: result.last_attempt, permanent: result.permanent }
         }
     }
 }

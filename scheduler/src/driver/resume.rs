@@ -9,22 +9,26 @@ use std::time::Instant;
 use super::{Driver, DriverError, RunSetup};
 use crate::executor::Executor;
 use crate::plan::PlannedStage;
-use crate::run_state::{Effect, RunState, ShardOutcome};
+use crate::run_state::{Effect, ShardOutcome};
 
 impl<E: Executor> Driver<E> {
     /// A driver that continues the run recorded in `setup.store`.
     pub fn resume(setup: RunSetup<E>) -> Result<Driver<E>, DriverError> {
-        let mut state = RunState::new(setup.dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
+        let mut state = super::run_state_of(&setup.dag);
         let mut records = BTreeMap::new();
         for stage in setup.dag.stages.keys() {
             let Some(record) = setup.store.stage(&setup.run_id, stage)? else { continue };
             let mut outcomes = vec![ShardOutcome::Pending; record.shards_total as usize];
+            let mut outputs = 0;
             for (index, shard) in setup.store.shards(&setup.run_id, stage)? {
                 if let Some(slot) = outcomes.get_mut(index as usize) {
                     *slot = shard.outcome;
                 }
+                if shard.outcome == ShardOutcome::Succeeded {
+                    outputs += shard.decided_by.as_ref().map_or(0, |r| r.outputs.len() as u64);
+                }
             }
-            state.restore_stage(stage, record.status, outcomes);
+            state.restore_stage(stage, record.status, outcomes, record.objects_in, outputs);
             records.insert(stage.clone(), record);
         }
         Ok(Driver {

@@ -80,6 +80,7 @@ impl<E: Executor> Driver<E> {
             timeout_s: definition.timeout.map(|t| t.as_secs().max(1)),
             max_attempts: definition.retries + 1,
             shards,
+            log_limit: definition.log_limit,
         };
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;
@@ -89,7 +90,7 @@ impl<E: Executor> Driver<E> {
         self.records.insert(stage.to_string(), record.clone());
         self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: record.objects_in });
         tracing::info!(stage, shards, objects = record.objects_in, "stage published");
-        Ok(self.state.stage_published(stage, shards))
+        Ok(self.state.stage_published(stage, shards, record.objects_in))
     }
 
     /// The shards of a stage: planned at submission, or cut from its upstream stages' outputs.
@@ -131,10 +132,17 @@ impl<E: Executor> Driver<E> {
             ];
             let mlflow_status =
                 if status == StageStatus::Succeeded { MlflowStatus::Finished } else { MlflowStatus::Failed };
+            if let Some(objects) = summary.empty_output {
+                let warning = format!("0 outputs from {objects} input objects");
+                tree.client().set_tag(mlflow_run, EMPTY_OUTPUT_TAG, &warning).await?;
+            }
             tree.end_run(mlflow_run, &metrics, mlflow_status).await?;
         }
         self.put_stage(stage, record)?;
         self.setup.store.flush().await?;
+        if let Some(objects) = summary.empty_output {
+            tracing::warn!(stage, objects, ?status, "the stage produced no output from its inputs");
+        }
         tracing::info!(stage, ?status, "stage ended");
         self.emit(RunEvent::StageEnded { stage: stage.to_string(), status });
         Ok(())
@@ -157,6 +165,9 @@ impl<E: Executor> Driver<E> {
         Ok(())
     }
 }
+
+/// Tag of a stage run that ended with no output from a non-empty input.
+pub const EMPTY_OUTPUT_TAG: &str = "concurrent.warning";
 
 /// Shards published between two progress records in sled.
 pub const PUBLISH_CHUNK: usize = 2048;

@@ -8,8 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
@@ -141,33 +139,44 @@ impl LocalExecutor {
         self.workers.iter().filter(|w| w.stage.run_id == run_id && !w.draining).count() as u32
     }
 
-    /// Sends SIGTERM to the workers of `run_id` and hands them over, forgotten here, for the
-    /// caller to wait on.
+    /// Tells the workers of `run_id` to stop and hands them over, forgotten here, for the
+    /// caller to wait on ([`StoppingWorker::wait_until`]).
     pub fn stop_run(&mut self, run_id: &str) -> Vec<StoppingWorker> {
-        let (ours, others): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.workers).into_iter().partition(|w| w.stage.run_id == run_id);
+        self.stop_where(|worker| worker.stage.run_id == run_id)
+    }
+
+    /// Closes the standard input of the workers `which` picks, which stops them as SIGTERM
+    /// does (entry point killed, shard run KILLED, shard handed back). No signal is sent: a
+    /// worker that already got the terminal's SIGINT would take a second signal as "exit at
+    /// once" and leave its shard run RUNNING.
+    fn stop_where(&mut self, which: impl Fn(&LocalWorker) -> bool) -> Vec<StoppingWorker> {
+        let (ours, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.workers).into_iter().partition(|w| which(w));
         self.workers = others;
+        let work_dir = self.config.state_dir.join("work");
         ours.into_iter()
-            .map(|worker| {
-                if let Some(pid) = worker.child.id() {
-                    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-                }
-                StoppingWorker { child: worker.child }
+            .map(|mut worker| {
+                drop(worker.lifeline.take());
+                StoppingWorker { worker, work_dir: work_dir.clone() }
             })
             .collect()
     }
 }
 
-/// A worker told to stop, to be waited on (and killed after a grace period).
+/// A worker told to stop, to be waited on.
 pub struct StoppingWorker {
-    child: Child,
+    worker: LocalWorker,
+    work_dir: PathBuf,
 }
 
 impl StoppingWorker {
-    /// Waits until `deadline` for the worker to exit, then kills it.
+    /// Waits until `deadline` for the worker to exit; a worker still alive then is killed, and
+    /// so is the entry point its lease names.
     pub async fn wait_until(mut self, deadline: tokio::time::Instant) {
-        if tokio::time::timeout_at(deadline, self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
+        let worker = &mut self.worker;
+        if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
+            tracing::warn!(worker = %worker.id, "worker did not stop in time: killed");
+            let _ = worker.child.kill().await;
+            reclaim(&self.work_dir, worker);
         }
     }
 }
@@ -209,19 +218,15 @@ impl Executor for LocalExecutor {
         std::mem::take(&mut self.abandoned)
     }
 
+    /// Closes each worker's standard input, which stops it as SIGTERM does (entry point
+    /// killed, shard run KILLED, shard handed back). No signal is sent: a worker that already
+    /// got the terminal's SIGINT would take a second signal as "exit at once" and leave its
+    /// shard run RUNNING. A worker still alive after `grace` is killed, and so is the entry
+    /// point its lease names.
     async fn shutdown(&mut self, grace: Duration) {
-        for worker in &self.workers {
-            if let Some(pid) = worker.child.id() {
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            }
-        }
         let deadline = tokio::time::Instant::now() + grace;
-        for worker in &mut self.workers {
-            if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
-                let _ = worker.child.kill().await;
-            }
-        }
-        self.workers.clear();
+        let stopping = self.stop_where(|_| true);
+        futures::future::join_all(stopping.into_iter().map(|worker| worker.wait_until(deadline))).await;
     }
 }
 
@@ -245,4 +250,18 @@ fn reclaim(work_dir: &Path, worker: &LocalWorker) -> Option<Abandoned> {
         }
     }
     Some(Abandoned { stage: stage.clone(), ack_subject: lease.ack_subject })
+}
+
+/// Kills the entry points the leases of run `run_id` under `<state dir>/work` still name,
+/// when their workers died with their scheduler; returns how many were killed.
+pub fn kill_leftover_entry_points(state_dir: &Path, run_id: &str) -> usize {
+    let run_dir = state_dir.join("work").join(run_id);
+    let stages = std::fs::read_dir(&run_dir).into_iter().flatten().flatten();
+    let leases = stages
+        .flat_map(|stage| std::fs::read_dir(stage.path()).into_iter().flatten().flatten())
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "lease"));
+    leases
+        .filter_map(|entry| Lease::parse(&std::fs::read_to_string(entry.path()).ok()?))
+        .filter(|lease| kill_entry_point(lease.pgid, &lease.input_dir).unwrap_or(false))
+        .count()
 }

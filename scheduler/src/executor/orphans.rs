@@ -1,47 +1,22 @@
 //! The entry point a dead worker left running: its process group is killed only while one of
 //! the group's live processes still carries the worker's `CONCURRENT_INPUT_DIR`, so a group id
-//! the system has since handed to an unrelated program is never killed.
+//! the system has since handed to an unrelated program is never killed. Processes of that
+//! entry point that left the group (a new session, a double fork) are found by the same mark
+//! and killed too.
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use concurrent_procs::{Mark, group_runs_mark, kill_group, kill_process, marked_processes};
+use nix::sys::signal::Signal;
 
-/// Kills process group `pgid` when it is still the entry point started with
-/// `CONCURRENT_INPUT_DIR=<input_dir>`; returns whether it did.
+/// Kills the entry point started with `CONCURRENT_INPUT_DIR=<input_dir>` in process group
+/// `pgid` while that group still runs it, and every other process carrying that mark;
+/// returns whether it killed anything.
 pub fn kill_entry_point(pgid: u32, input_dir: &str) -> nix::Result<bool> {
-    if pgid <= 1 || !group_runs_entry_point(pgid, input_dir) {
-        return Ok(false);
+    let mark = Mark::input_dir(input_dir);
+    let mut killed = pgid > 1 && group_runs_mark(pgid, &mark) && kill_group(pgid, Signal::SIGKILL)?;
+    for pid in marked_processes(&mark) {
+        killed |= kill_process(pid, Signal::SIGKILL)?;
     }
-    match killpg(Pid::from_raw(pgid as i32), Signal::SIGKILL) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::ESRCH) => Ok(false),
-        Err(error) => Err(error),
-    }
-}
-
-/// Whether a live process of group `pgid` has `CONCURRENT_INPUT_DIR=<input_dir>` in the
-/// environment it was started with.
-pub fn group_runs_entry_point(pgid: u32, input_dir: &str) -> bool {
-    let marker = format!("CONCURRENT_INPUT_DIR={input_dir}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return false };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .any(|pid| live_group_of(pid) == Some(pgid) && started_with(pid, marker.as_bytes()))
-}
-
-/// The process group of `pid`, unless it is gone or a zombie.
-fn live_group_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After `(comm)`: state, ppid, pgrp, …
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?;
-    let pgrp = fields.nth(1)?.parse().ok()?;
-    (state != "Z").then_some(pgrp)
-}
-
-/// Whether `pid`'s initial environment holds the entry `marker` (`NAME=value`).
-fn started_with(pid: u32, marker: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| environ.split(|b| *b == 0).any(|e| e == marker))
+    Ok(killed)
 }
 
 #[cfg(test)]
@@ -50,6 +25,10 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+
+    fn group_runs_entry_point(pgid: u32, input_dir: &str) -> bool {
+        group_runs_mark(pgid, &Mark::input_dir(input_dir))
+    }
 
     #[test]
     fn only_a_group_started_with_the_worker_s_input_dir_is_killed() {

@@ -108,6 +108,8 @@ struct Inner {
     runs: Mutex<BTreeMap<String, LiveRun>>,
     /// Cancelled when the service stops: drivers stop without ending their runs.
     stopping: CancellationToken,
+    /// The tasks driving runs.
+    drivers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 struct LiveRun {
@@ -138,6 +140,7 @@ impl RunHost {
                 metrics: Metrics::new(),
                 runs: Mutex::new(BTreeMap::new()),
                 stopping: CancellationToken::new(),
+                drivers: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -309,11 +312,13 @@ impl RunHost {
             state_dir: self.inner.config.state_dir.clone(),
             events: Some(events),
             cancel: cancel.clone(),
+            stop: self.inner.stopping.child_token(),
         };
         let driver = if resume { Driver::resume(setup)? } else { Driver::new(setup) };
         self.runs().insert(record.run_id.clone(), LiveRun { view, changes, cancel });
         let host = self.clone();
-        tokio::spawn(async move { host.drive(record.run_id, driver, events_rx).await });
+        let task = tokio::spawn(async move { host.drive(record.run_id, driver, events_rx).await });
+        self.inner.drivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
         Ok(())
     }
 
@@ -324,28 +329,26 @@ impl RunHost {
         driver: Driver<crate::executor::RunWorkers>,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
     ) {
-        let stopping = self.inner.stopping.clone();
         let run = driver.run();
         tokio::pin!(run);
         let result = loop {
             tokio::select! {
                 biased;
                 Some(event) = events.recv() => self.apply(&run_id, &event),
-                result = &mut run => break Some(result),
-                () = stopping.cancelled() => break None,
+                result = &mut run => break result,
             }
         };
         while let Ok(event) = events.try_recv() {
             self.apply(&run_id, &event);
         }
-        let Some(result) = result else {
-            tracing::info!(run = %run_id, "service stopping: the run is left to resume");
-            return;
-        };
         let state = match result {
             Ok(summary) => match summary.outcome {
                 Some(crate::run_state::RunOutcome::Succeeded) => RunState::Succeeded,
                 Some(crate::run_state::RunOutcome::Failed) => RunState::Failed,
+                None if self.inner.stopping.is_cancelled() => {
+                    tracing::info!(run = %run_id, "service stopping: the run is left to resume");
+                    return;
+                }
                 None => RunState::Cancelled,
             },
             Err(error) => {
@@ -420,7 +423,7 @@ impl RunHost {
             return Err(HostError::NotFound { run_id: run_id.to_string() });
         }
         let record = self.inner.store.run(run_id)?.ok_or_else(|| HostError::NotFound { run_id: run_id.to_string() })?;
-        let mut stages: Vec<String> = self.inner.store.stages_of(run_id)?.into_iter().map(|(name, _)| name).collect();
+        let mut stages: Vec<String> = self.inner.store.stages(run_id)?.into_iter().map(|(name, _)| name).collect();
         stages.sort();
         Ok(RunView::from_store(&record, &stages, &self.inner.store)?)
     }
@@ -478,9 +481,15 @@ impl RunHost {
     }
 
     /// Stops driving every run without ending it: workers stop (their shards go back to
-    /// JetStream), drivers stop; a restarted service resumes them.
+    /// JetStream), drivers stop; a restarted service resumes them. Waits up to `grace` more
+    /// than the drivers' own worker grace, then stops what is left.
     pub async fn stop(&self, grace: Duration) {
         self.inner.stopping.cancel();
+        let drivers = std::mem::take(&mut *self.inner.drivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let all = futures::future::join_all(drivers);
+        if tokio::time::timeout(grace * 2, all).await.is_err() {
+            tracing::warn!("some runs did not stop in time; their workers are stopped now");
+        }
         self.inner.pool.shutdown(grace).await;
         self.inner.store.flush().await.ok();
     }

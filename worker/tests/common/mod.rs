@@ -33,6 +33,7 @@ pub struct StageSetup<'a> {
     pub shards: u32,
     pub timeout_s: Option<u64>,
     pub tracking: Option<TrackingTarget>,
+    pub log_limit: Option<u64>,
 }
 
 impl Default for StageSetup<'_> {
@@ -45,6 +46,7 @@ impl Default for StageSetup<'_> {
             shards: 1,
             timeout_s: None,
             tracking: None,
+            log_limit: None,
         }
     }
 }
@@ -103,6 +105,7 @@ impl Harness {
             timeout_s: stage_setup.timeout_s,
             max_attempts: stage_setup.max_attempts,
             shards: stage_setup.shards,
+            log_limit: stage_setup.log_limit,
         };
         kv.put(names::stage_key(&run_id, &stage), concurrent_proto::encode(&spec).into()).await?;
 

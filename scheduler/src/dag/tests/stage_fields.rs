@@ -19,6 +19,24 @@ fn defaults() {
     assert_eq!(a.resources, Resources::default());
     assert!(a.include.is_empty() && a.clusters.is_empty() && a.after.is_empty());
     assert_eq!(a.input, None);
+    assert_eq!((a.fail_on_empty, a.log_limit), (false, None));
+}
+
+#[test]
+fn fail_on_empty_and_log_limit() {
+    let a = stage("    fail_on_empty: true\n    log_limit: 10MiB\n");
+    assert_eq!((a.fail_on_empty, a.log_limit), (true, Some(10 << 20)));
+    assert_eq!(stage("    log_limit: 4096\n").log_limit, Some(4096));
+    assert_eq!(stage_errors("    fail_on_empty: 1\n"), ["stages.a.fail_on_empty: expected true or false, found 1"]);
+    assert_eq!(
+        stage_errors("    log_limit: \"1.5\"\n"),
+        ["stages.a.log_limit: expected a size in bytes like 10MiB, 512Ki, 64M or 1048576, found \"1.5\""]
+    );
+    assert_eq!(stage("    log_limit: 1Ki\n").log_limit, Some(1024));
+    assert_eq!(
+        stage_errors("    log_limit: 1023\n"),
+        ["stages.a.log_limit: must be at least 1024 bytes, found \"1023\""]
+    );
 }
 
 #[test]

@@ -1,0 +1,308 @@
+//! Every process an attempt starts, found and killed when the attempt ends, including those
+//! that leave its process group, start a new session or double-fork.
+//!
+//! Two ways, tried in order:
+//! - **cgroup v2.** Where this process's cgroup (in the cgroup2 hierarchy, read from
+//!   `/proc/self/mountinfo` and `/proc/self/cgroup`) lets it create a child cgroup, each attempt
+//!   gets one; the entry point's shell moves itself into it before running the command (so
+//!   everything it starts is born inside), and the attempt's end writes `cgroup.kill`, which
+//!   kills every process in it at once, then removes it.
+//! - **Subreaper and mark.** The worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so an
+//!   orphaned descendant is re-parented to it rather than to init and can be reaped; at the
+//!   attempt's end every live process started with the attempt's environment [`Mark`] is
+//!   killed (a few rounds, for processes forked meanwhile).
+//!
+//! The mark is used in both cases (a process that entered another cgroup is still found).
+//! The processes killed are reaped by pid when they are this process's children (adopted
+//! orphans); the entry point's own shell is left to whoever waits for it. An adopted orphan
+//! that exited by itself is reaped by [`reap_exited_children`], which a worker calls between
+//! attempts, when no child of its own is running.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::scan::{Mark, marked_processes};
+use crate::signal::kill_process;
+
+/// Rounds of "find marked processes, kill them" at an attempt's end.
+const KILL_ROUNDS: usize = 20;
+/// How long the end of an attempt waits for its killed processes to be gone.
+const GONE_WITHIN: Duration = Duration::from_secs(2);
+
+/// Makes this process a child subreaper: orphans among its descendants are re-parented to it.
+pub fn become_subreaper() -> nix::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true)
+}
+
+/// How an attempt's processes are held.
+#[derive(Debug)]
+pub struct Containment {
+    /// The attempt's cgroup directory, when one could be created.
+    cgroup: Option<PathBuf>,
+}
+
+impl Containment {
+    /// A fresh cgroup `name` under this process's own cgroup v2 when it can be created there;
+    /// otherwise containment by the subreaper and the mark only.
+    pub fn for_attempt(name: &str) -> Containment {
+        let cgroup = own_cgroup_dir().and_then(|parent| {
+            let dir = parent.join(name);
+            // A leftover of a killed worker with the same name: empty it and start again.
+            if dir.is_dir() {
+                kill_cgroup(&dir);
+                let _ = std::fs::remove_dir(&dir);
+            }
+            match std::fs::create_dir(&dir) {
+                Ok(()) => Some(dir),
+                Err(error) => {
+                    tracing::debug!(dir = %dir.display(), %error, "no cgroup for the attempt; using the subreaper");
+                    None
+                }
+            }
+        });
+        Containment { cgroup }
+    }
+
+    /// `cgroup` or `subreaper`, for logs and docs.
+    pub fn kind(&self) -> &'static str {
+        if self.cgroup.is_some() { "cgroup" } else { "subreaper" }
+    }
+
+    /// The attempt's cgroup directory, if any.
+    pub fn cgroup(&self) -> Option<&Path> {
+        self.cgroup.as_deref()
+    }
+
+    /// The program and arguments that run `command` with `bash -c` inside the containment:
+    /// with a cgroup, the shell first moves itself into it (its children are born there).
+    pub fn command_line(&self, command: &str) -> (String, Vec<String>) {
+        let args = match &self.cgroup {
+            Some(dir) => vec![
+                "-c".to_string(),
+                ENTER_CGROUP.to_string(),
+                "concurrent-attempt".to_string(),
+                dir.join("cgroup.procs").to_string_lossy().into_owned(),
+                command.to_string(),
+            ],
+            None => vec!["-c".to_string(), command.to_string()],
+        };
+        ("bash".to_string(), args)
+    }
+
+    /// Kills every process of the attempt: its cgroup, and every live process started with
+    /// `mark`; waits (briefly) until they are gone and reaps those that were this process's
+    /// children, except `leader` (the entry point's shell, waited for by its owner). Returns
+    /// how many processes were found by the mark.
+    pub fn kill_all(&self, mark: &Mark, leader: Option<u32>) -> usize {
+        let mut killed: Vec<u32> = Vec::new();
+        if let Some(dir) = &self.cgroup {
+            killed.extend(cgroup_procs(dir));
+            kill_cgroup(dir);
+        }
+        let mut found = 0;
+        let me = std::process::id();
+        for _ in 0..KILL_ROUNDS {
+            let marked: Vec<u32> = marked_processes(mark).into_iter().filter(|pid| *pid != me).collect();
+            if marked.is_empty() {
+                break;
+            }
+            found += marked.len();
+            for &pid in &marked {
+                if let Err(error) = kill_process(pid, Signal::SIGKILL) {
+                    tracing::warn!(pid, %error, "could not kill a process the entry point left");
+                }
+            }
+            killed.extend(marked);
+        }
+        killed.sort_unstable();
+        killed.dedup();
+        killed.retain(|pid| Some(*pid) != leader);
+        let deadline = Instant::now() + GONE_WITHIN;
+        while Instant::now() < deadline && (self.populated() || !marked_processes(mark).is_empty()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for pid in killed {
+            reap(pid);
+        }
+        found
+    }
+
+    /// Whether the cgroup still holds a live process.
+    fn populated(&self) -> bool {
+        self.cgroup.as_deref().is_some_and(cgroup_populated)
+    }
+}
+
+impl Drop for Containment {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.cgroup {
+            kill_cgroup(dir);
+            let deadline = Instant::now() + GONE_WITHIN;
+            while cgroup_populated(dir) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if let Err(error) = std::fs::remove_dir(dir) {
+                tracing::warn!(dir = %dir.display(), %error, "could not remove the attempt's cgroup");
+            }
+        }
+    }
+}
+
+/// Run by `bash -c` with `$1` = the cgroup's `cgroup.procs` and `$2` = the command: the shell
+/// moves itself into the cgroup, then becomes the command's shell (same pid and group).
+const ENTER_CGROUP: &str =
+    r#"echo $$ > "$1" || echo "concurrent-worker: could not enter the attempt's cgroup $1" >&2; exec bash -c "$2""#;
+
+/// Kills every process in cgroup `dir`: `cgroup.kill` (Linux 5.14+), else each listed pid.
+fn kill_cgroup(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..KILL_ROUNDS {
+        let pids = cgroup_procs(dir);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = kill_process(pid, Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether cgroup `dir` holds a live process (`cgroup.events`: `populated 1`).
+fn cgroup_populated(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|events| events.lines().any(|l| l == "populated 1"))
+}
+
+/// The pids in cgroup `dir`.
+fn cgroup_procs(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|procs| procs.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Reaps `pid` if it is an exited child of this process; anything else is left alone.
+fn reap(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+    }
+}
+
+/// Reaps every child of this process that has exited (orphans this subreaper adopted), without
+/// blocking. Only for a process that has no child of its own that something else waits for
+/// (a worker between attempts): it would take that child's exit status.
+pub fn reap_exited_children() {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// This process's cgroup directory in the cgroup2 hierarchy, if there is one.
+fn own_cgroup_dir() -> Option<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (mount, root) = cgroup2_mount(&mountinfo)?;
+    let own = unified_path(&cgroup)?;
+    // The mount shows the hierarchy from `root` on; the own path is from the hierarchy's top.
+    let relative = own.strip_prefix(root.as_str()).unwrap_or(own).trim_start_matches('/');
+    let dir = if relative.is_empty() { PathBuf::from(mount) } else { Path::new(&mount).join(relative) };
+    dir.is_dir().then_some(dir)
+}
+
+/// The mount point and root of the first cgroup2 mount in `mountinfo` text.
+fn cgroup2_mount(mountinfo: &str) -> Option<(String, String)> {
+    mountinfo.lines().find_map(|line| {
+        let (before, after) = line.split_once(" - ")?;
+        let fstype = after.split_whitespace().next()?;
+        if fstype != "cgroup2" {
+            return None;
+        }
+        let fields: Vec<&str> = before.split_whitespace().collect();
+        Some((fields.get(4)?.to_string(), fields.get(3)?.to_string()))
+    })
+}
+
+/// The cgroup v2 path in `/proc/self/cgroup` text (the `0::<path>` line).
+fn unified_path(cgroup: &str) -> Option<&str> {
+    cgroup.lines().find_map(|line| line.strip_prefix("0::"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cgroup2_mount_and_own_path_are_read() {
+        let mountinfo = "\
+25 30 0:23 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755
+35 25 0:30 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+36 25 0:31 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu";
+        assert_eq!(cgroup2_mount(mountinfo), Some(("/sys/fs/cgroup/unified".into(), "/".into())));
+        assert_eq!(unified_path("4:memory:/x\n0::/user.slice/w.scope\n"), Some("/user.slice/w.scope"));
+        assert_eq!(cgroup2_mount("36 25 0:31 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu"), None);
+    }
+
+    #[test]
+    fn without_a_cgroup_the_command_runs_as_is() {
+        let containment = Containment { cgroup: None };
+        assert_eq!(containment.command_line("echo hi"), ("bash".into(), vec!["-c".into(), "echo hi".into()]));
+        assert_eq!(containment.kind(), "subreaper");
+    }
+
+    /// Starts `script` with `bash -c` as `containment` runs it, with `env` set; waits for the
+    /// shell, returns the pids its daemons wrote to `pids`.
+    fn daemons(containment: &Containment, env: &[(&str, &str)], pids: &Path) -> Vec<u32> {
+        let script = format!("setsid sleep 300 & echo $! >> {p}; (sleep 300 & echo $! >> {p})", p = pids.display());
+        let (program, args) = containment.command_line(&script);
+        let status = std::process::Command::new(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::read_to_string(pids).unwrap().lines().map(|l| l.trim().parse().unwrap()).collect()
+    }
+
+    fn alive(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    }
+
+    #[test]
+    fn the_mark_finds_and_kills_daemons_without_a_cgroup() {
+        let dir = tempfile::tempdir().unwrap();
+        let input_dir = dir.path().join("in").to_string_lossy().into_owned();
+        let containment = Containment { cgroup: None };
+        let started = daemons(&containment, &[(Mark::VARIABLE, &input_dir)], &dir.path().join("pids"));
+        assert_eq!(started.len(), 2);
+        assert!(started.iter().all(|pid| alive(*pid)), "the daemons run after their shell exited");
+        assert_eq!(containment.kill_all(&Mark::input_dir(&input_dir), None), 2);
+        assert!(started.iter().all(|pid| !alive(*pid)), "{started:?} survived");
+        assert!(marked_processes(&Mark::input_dir(&input_dir)).is_empty());
+    }
+
+    #[test]
+    fn a_cgroup_kills_daemons_that_carry_no_mark() {
+        let containment = Containment::for_attempt(&format!("concurrent-procs-test-{}", std::process::id()));
+        let Some(cgroup) = containment.cgroup().map(Path::to_path_buf) else {
+            eprintln!("no writable cgroup v2 here: only the mark is tested");
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let started = daemons(&containment, &[], &dir.path().join("pids"));
+        assert!(started.iter().all(|pid| alive(*pid)));
+        let unmarked = Mark::input_dir("/nowhere");
+        containment.kill_all(&unmarked, None);
+        assert!(started.iter().all(|pid| !alive(*pid)), "{started:?} survived");
+        drop(containment);
+        assert!(!cgroup.exists(), "the attempt's cgroup is removed");
+    }
+}
