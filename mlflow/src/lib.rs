@@ -3,5 +3,6 @@
 //! artifacts (`file://`, the MLflow artifact proxy, object stores).
 
 pub mod artifacts;
+pub mod object_path;
 pub mod project;
 pub mod tracking;

@@ -1,7 +1,7 @@
 //! The input objects of a stage (DESIGN §2): a URI's listing for root stages and stages with
 //! their own `input`, the outputs of the upstream stages' successful shards otherwise.
 
-use concurrent_mlflow::artifacts::{self, ArtifactError};
+use concurrent_mlflow::artifacts::{self, ArtifactError, SkippedLink};
 use concurrent_mlflow::tracking::MlflowClient;
 use concurrent_proto::InputObject;
 
@@ -40,13 +40,27 @@ pub fn source_of<'a>(dag: &'a Dag, stage: &'a Stage) -> StageInput<'a> {
     }
 }
 
+/// The objects under a URI as shard inputs, and the symbolic links the listing skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UriInput {
+    pub objects: Vec<InputObject>,
+    pub skipped_links: Vec<SkippedLink>,
+}
+
 /// Lists the objects under a URI as shard inputs.
-pub async fn list_uri(uri: &str, mlflow: Option<&MlflowClient>) -> Result<Vec<InputObject>, InputError> {
+pub async fn list_uri(uri: &str, mlflow: Option<&MlflowClient>) -> Result<UriInput, InputError> {
     let listed = artifacts::list(uri, mlflow).await?;
-    Ok(listed
+    let objects = listed
+        .objects
         .into_iter()
-        .map(|object| InputObject { path: object.path, uri: object.uri, size: object.size, upstream_run: None })
-        .collect())
+        .map(|object| InputObject {
+            path: object.path.into_string(),
+            uri: object.uri,
+            size: object.size,
+            upstream_run: None,
+        })
+        .collect();
+    Ok(UriInput { objects, skipped_links: listed.skipped_links })
 }
 
 /// The outputs of the successful shards of `upstream` stages; with two or more upstream

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use concurrent_mlflow::artifacts::ArtifactError;
+use concurrent_mlflow::artifacts::{ArtifactError, SkippedLink};
 use concurrent_mlflow::tracking::MlflowClient;
 use concurrent_proto::InputObject;
 
 use crate::dag::{Dag, Partition};
 use crate::inputs::{self, InputError, StageInput};
 use crate::partition::{self, PartitionError};
+use crate::run_tree::FIRST_SKIPPED_SHOWN;
 
 /// Shards of a stage, computed from its listed input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct PlannedStage {
     /// Objects selected by `include`.
     pub objects: u64,
     pub shards: Vec<Vec<InputObject>>,
+    /// Symbolic links under a local input that were not followed.
+    pub skipped_links: Vec<SkippedLink>,
 }
 
 /// The shards of every stage whose input is known before the run starts.
@@ -61,18 +64,34 @@ pub async fn plan_stages(
         let objects = match inputs::source_of(dag, stage) {
             StageInput::Upstream(_) => continue,
             StageInput::Nothing => {
-                plan.insert(stage.name.clone(), PlannedStage { objects: 0, shards: vec![Vec::new()] });
+                let nothing = PlannedStage { objects: 0, shards: vec![Vec::new()], skipped_links: Vec::new() };
+                plan.insert(stage.name.clone(), nothing);
                 continue;
             }
             StageInput::Uri(uri) => inputs::list_uri(uri, mlflow)
                 .await
                 .map_err(|error| PlanError { place: input_place, source: listing_error(error) })?,
         };
-        let planned = shard_objects(objects, &stage.include, &stage.partition, stage.parallelism)
+        if let Some(line) = skipped_links_line(&stage.name, &objects.skipped_links) {
+            tracing::warn!("{line}");
+        }
+        let mut planned = shard_objects(objects.objects, &stage.include, &stage.partition, stage.parallelism)
             .map_err(|error| PlanError { place: format!("stages.{}.partition", stage.name), source: error.into() })?;
+        planned.skipped_links = objects.skipped_links;
         plan.insert(stage.name.clone(), planned);
     }
     Ok(plan)
+}
+
+/// The line telling that a stage's input listing skipped symbolic links, if it did.
+pub fn skipped_links_line(stage: &str, links: &[SkippedLink]) -> Option<String> {
+    if links.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> =
+        links.iter().take(FIRST_SKIPPED_SHOWN).map(|l| format!("{:?} ({})", l.path.as_str(), l.reason)).collect();
+    let more = if links.len() > shown.len() { ", …" } else { "" };
+    Some(format!("stages.{stage}: skipped {} symbolic link(s) of the input: {}{more}", links.len(), shown.join(", ")))
 }
 
 /// A missing local input is named plainly; other listing errors keep their cause.
@@ -97,5 +116,35 @@ pub fn shard_objects(
     let selected = partition::select(objects, include)?;
     let count = selected.len() as u64;
     let shards = partition::partition(selected, how, parallelism)?;
-    Ok(PlannedStage { objects: count, shards })
+    Ok(PlannedStage { objects: count, shards, skipped_links: Vec::new() })
+}
+
+#[cfg(test)]
+mod tests {
+    use concurrent_mlflow::artifacts::SkipReason;
+    use concurrent_mlflow::object_path::ObjectPath;
+
+    use super::*;
+    use crate::run_tree::first_names;
+
+    fn link(path: &str, reason: SkipReason) -> SkippedLink {
+        SkippedLink { path: ObjectPath::parse(path).unwrap(), reason }
+    }
+
+    #[test]
+    fn skipped_links_are_told_with_the_first_names() {
+        assert_eq!(skipped_links_line("s", &[]), None);
+        let links = [link("a\nb", SkipReason::Outside), link("c", SkipReason::Dangling)];
+        assert_eq!(
+            skipped_links_line("first", &links).unwrap(),
+            r#"stages.first: skipped 2 symbolic link(s) of the input: "a\nb" (leads outside the input root), "c" (leads nowhere)"#
+        );
+        let many: Vec<SkippedLink> = (0..7).map(|i| link(&format!("l{i}"), SkipReason::Loop)).collect();
+        assert!(skipped_links_line("s", &many).unwrap().ends_with(r#""l4" (leads round in a loop), …"#));
+        assert_eq!(first_names(&many), r#"["l0","l1","l2","l3","l4"]"#);
+        let long: Vec<SkippedLink> =
+            (0..3).map(|i| link(&format!("{i}{}", "x".repeat(3000)), SkipReason::Outside)).collect();
+        let names: Vec<String> = serde_json::from_str(&first_names(&long)).unwrap();
+        assert_eq!(names.len(), 1, "the tag stays within MLflow's limit");
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use concurrent_mlflow::artifacts::SkippedLink;
+use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
 
 use crate::dag::{Dag, ProjectRef, Stage};
@@ -49,7 +51,8 @@ impl RunTree {
             ("concurrent.run_id".to_string(), run_id.to_string()),
         ];
         let info = self.client.create_run(experiment_id, &format!("{}-{run_id}", dag.name), &tags).await?;
-        self.client.upload_file(&info.artifact_uri, "concurrent/dag.yaml", dag_file).await?;
+        let dag_path = ObjectPath::literal("concurrent/dag.yaml");
+        self.client.upload_file(&info.artifact_uri, &dag_path, dag_file).await?;
         Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
     }
 
@@ -80,6 +83,17 @@ impl RunTree {
         Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
     }
 
+    /// Tags a stage run with the symbolic links its input listing skipped, when there are any:
+    /// `concurrent.skipped_symlinks` (how many) and `concurrent.skipped_symlinks.first` (the
+    /// first few paths, as a JSON list).
+    pub async fn tag_skipped_links(&self, run_id: &str, links: &[SkippedLink]) -> Result<(), MlflowError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        self.client.set_tag(run_id, SKIPPED_LINKS_TAG, &links.len().to_string()).await?;
+        self.client.set_tag(run_id, &format!("{SKIPPED_LINKS_TAG}.first"), &first_names(links)).await
+    }
+
     /// Marks KILLED the child runs of `parent` still RUNNING (attempts of workers that died);
     /// returns how many.
     pub async fn kill_running_children(&self, parent: &str) -> Result<usize, MlflowError> {
@@ -108,6 +122,26 @@ impl RunTree {
         let tags: Vec<Tag> = Vec::new();
         self.client.log_batch(run_id, &metrics, &[], &tags).await?;
         self.client.update_run(run_id, status).await
+    }
+}
+
+/// Tag of a stage run: how many input symlinks were skipped.
+pub const SKIPPED_LINKS_TAG: &str = "concurrent.skipped_symlinks";
+
+/// Names of skipped links shown in a tag or a message.
+pub const FIRST_SKIPPED_SHOWN: usize = 5;
+
+/// The first [`FIRST_SKIPPED_SHOWN`] paths of `links` as a JSON list (fewer when the list would
+/// not fit an MLflow tag value).
+pub fn first_names(links: &[SkippedLink]) -> String {
+    let mut shown = links.len().min(FIRST_SKIPPED_SHOWN);
+    loop {
+        let names: Vec<&str> = links[..shown].iter().map(|l| l.path.as_str()).collect();
+        let json = serde_json::to_string(&names).unwrap_or_default();
+        if json.len() <= 4000 || shown <= 1 {
+            return json;
+        }
+        shown -= 1;
     }
 }
 

@@ -2,6 +2,7 @@
 //! by the tests themselves and stopped afterwards, plus paths to the workspace's binaries.
 
 pub mod mlflow_server;
+pub mod names;
 pub mod nats_server;
 
 use std::path::PathBuf;

@@ -479,8 +479,8 @@ fn keep_outputs_locally(
     Ok(local
         .iter()
         .map(|o| OutputObject {
-            path: o.path.clone(),
-            uri: concurrent_mlflow::artifacts::file_uri(&dir.join(&o.path)),
+            path: o.path.to_string(),
+            uri: concurrent_mlflow::artifacts::file_uri(&o.path.to_fs_path(&dir)),
             size: o.size,
         })
         .collect())

@@ -3,12 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use concurrent_mlflow::object_path::{InvalidObjectPath, ObjectPath};
 use concurrent_mlflow::tracking::MlflowClient;
 use concurrent_proto::InputObject;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
-
-use crate::layout::{UnsafePath, safe_relative_path};
 
 /// How many inputs are fetched at once.
 const FETCH_CONCURRENCY: usize = 8;
@@ -41,17 +40,17 @@ impl MaterializeError {
 /// The inputs could not be put in place.
 #[derive(Debug, thiserror::Error)]
 pub enum MaterializeError {
-    /// An input's path would leave the input directory.
+    /// An input's path is not an object path (it would leave the input directory).
     #[error("input `{uri}` has an unsafe path")]
     UnsafePath {
         /// The input's URI.
         uri: String,
         /// Why the path is unsafe.
         #[source]
-        source: UnsafePath,
+        source: InvalidObjectPath,
     },
     /// Two inputs have the same path.
-    #[error("two inputs have the path `{0}`")]
+    #[error("two inputs have the path {0:?}")]
     Duplicate(String),
     /// Fetching an input failed.
     #[error("fetching input `{uri}`")]
@@ -81,12 +80,13 @@ pub fn destinations(inputs: &[InputObject], input_dir: &Path) -> Result<Vec<Path
     inputs
         .iter()
         .map(|input| {
-            let relative = safe_relative_path(&input.path)
+            let path = ObjectPath::parse(&input.path)
                 .map_err(|source| MaterializeError::UnsafePath { uri: input.uri.clone(), source })?;
-            if !seen.insert(relative.clone()) {
+            let dest = path.to_fs_path(input_dir);
+            if !seen.insert(path) {
                 return Err(MaterializeError::Duplicate(input.path.clone()));
             }
-            Ok(input_dir.join(relative))
+            Ok(dest)
         })
         .collect()
 }
@@ -145,18 +145,18 @@ mod tests {
     }
 
     #[test]
-    fn inputs_go_under_the_input_dir() {
-        let dests = destinations(&[input("a/b.jpg"), input("c.jpg")], Path::new("/w/in")).unwrap();
-        assert_eq!(dests, vec![PathBuf::from("/w/in/a/b.jpg"), PathBuf::from("/w/in/c.jpg")]);
+    fn inputs_go_under_the_input_dir_under_their_exact_names() {
+        let dests = destinations(&[input("a/b.jpg"), input("c #1\n%41.jpg")], Path::new("/w/in")).unwrap();
+        assert_eq!(dests, vec![PathBuf::from("/w/in/a/b.jpg"), PathBuf::from("/w/in/c #1\n%41.jpg")]);
     }
 
     #[test]
     fn unsafe_and_duplicate_input_paths_are_refused() {
-        for bad in ["../x", "/etc/passwd", "a/../../x", ""] {
+        for bad in ["../x", "/etc/passwd", "a/../../x", "", "./a", "a//b", "a\0b"] {
             let err = destinations(&[input(bad)], Path::new("/w/in")).unwrap_err();
             assert!(matches!(err, MaterializeError::UnsafePath { .. }), "{bad}: {err}");
         }
-        let err = destinations(&[input("a"), input("./a")], Path::new("/w/in")).unwrap_err();
+        let err = destinations(&[input("a"), input("a")], Path::new("/w/in")).unwrap_err();
         assert!(matches!(err, MaterializeError::Duplicate(_)), "{err}");
     }
 }

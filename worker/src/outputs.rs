@@ -4,13 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::layout::wire_path;
+use concurrent_mlflow::object_path::ObjectPath;
 
 /// One file the entry point left in its output directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalOutput {
-    /// `/`-separated path under the output directory.
-    pub path: String,
+    /// Path under the output directory.
+    pub path: ObjectPath,
     /// The file on disk (for a symlink, the file it points to).
     pub file: PathBuf,
     /// Size in bytes.
@@ -30,13 +30,13 @@ pub enum OutputError {
         source: walkdir::Error,
     },
     /// An output is a symlink that leads outside the output directory.
-    #[error("output `{path}` is a symlink that leads outside the output directory")]
+    #[error("output {path:?} is a symlink that leads outside the output directory")]
     EscapingSymlink {
         /// The output's relative path.
         path: String,
     },
     /// An output's path is not UTF-8.
-    #[error("output {0} has a path that is not UTF-8")]
+    #[error("output {} has a path that is not UTF-8", .0.display())]
     NotUtf8(PathBuf),
     /// A filesystem operation failed.
     #[error("{what} {path}")]
@@ -80,13 +80,16 @@ pub fn collect(out_dir: &Path) -> Result<Vec<LocalOutput>, OutputError> {
     let mut outputs = Vec::new();
     for entry in walkdir::WalkDir::new(out_dir).min_depth(1).follow_links(false).sort_by_file_name() {
         let entry = entry.map_err(|source| OutputError::Walk { dir: out_dir.to_path_buf(), source })?;
-        let path = wire_path(out_dir, entry.path()).ok_or_else(|| OutputError::NotUtf8(entry.path().into()))?;
+        let path = match ObjectPath::below(out_dir, entry.path()) {
+            Some(Ok(path)) => path,
+            _ => return Err(OutputError::NotUtf8(entry.path().into())),
+        };
         let file_type = entry.file_type();
         let file = if file_type.is_symlink() {
-            let target =
-                entry.path().canonicalize().map_err(|_| OutputError::EscapingSymlink { path: path.clone() })?;
+            let escaping = || OutputError::EscapingSymlink { path: path.as_str().to_owned() };
+            let target = entry.path().canonicalize().map_err(|_| escaping())?;
             if !target.starts_with(&root) {
-                return Err(OutputError::EscapingSymlink { path });
+                return Err(escaping());
             }
             if !target.is_file() {
                 continue;
@@ -123,7 +126,7 @@ pub fn keep_locally(
     remove_dir_if_exists(&staging)?;
     std::fs::create_dir(&staging).map_err(io("creating", &staging))?;
     for output in outputs {
-        let dest = staging.join(&output.path);
+        let dest = output.path.to_fs_path(&staging);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(io("creating", parent))?;
         }
@@ -172,6 +175,36 @@ mod tests {
         let outputs = collect(dir.path()).unwrap();
         let listed: Vec<(&str, u64)> = outputs.iter().map(|o| (o.path.as_str(), o.size)).collect();
         assert_eq!(listed, vec![("a/c.txt", 3), ("b.txt", 2), ("link.txt", 3)]);
+    }
+
+    #[test]
+    fn odd_names_are_kept_byte_for_byte() {
+        let work = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let names = ["new\nline #1.txt", "ü/%41 'q'.txt", "-dash\t.txt"];
+        for name in names {
+            write(&work.path().join("out").join(name), name);
+        }
+        let outputs = collect(&work.path().join("out")).unwrap();
+        let mut listed: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+        listed.sort();
+        let mut expected = names.to_vec();
+        expected.sort();
+        assert_eq!(listed, expected);
+        let dir = keep_locally(&outputs, root.path(), 0, "a1").unwrap();
+        for name in names {
+            assert_eq!(std::fs::read_to_string(dir.join(name)).unwrap(), name);
+        }
+    }
+
+    #[test]
+    fn an_output_name_that_is_not_utf8_is_named() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(std::ffi::OsStr::from_bytes(b"bad\xff")), "x").unwrap();
+        let err = collect(dir.path()).unwrap_err();
+        assert!(matches!(err, OutputError::NotUtf8(_)), "{err}");
+        assert!(err.to_string().contains("bad"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag, join_artifact_uri};
 use concurrent_proto::{OutputObject, ShardMsg, TrackingTarget};
 use futures::{StreamExt, TryStreamExt};
@@ -77,10 +78,10 @@ pub async fn upload_outputs(
 ) -> Result<Vec<OutputObject>, MlflowError> {
     futures::stream::iter(outputs)
         .map(|output| async move {
-            let artifact_path = format!("{OUTPUTS_ARTIFACT_DIR}/{}", output.path);
+            let artifact_path = ObjectPath::literal(OUTPUTS_ARTIFACT_DIR).join(&output.path);
             client.upload_file(&run.artifact_uri, &artifact_path, &output.file).await?;
             Ok(OutputObject {
-                path: output.path.clone(),
+                path: output.path.to_string(),
                 uri: join_artifact_uri(&run.artifact_uri, &artifact_path)?,
                 size: output.size,
             })
@@ -117,7 +118,7 @@ pub async fn finish(
     tags: &[Tag],
 ) -> Result<(), MlflowError> {
     if log.is_file() {
-        client.upload_file(&run.artifact_uri, LOG_ARTIFACT, log).await?;
+        client.upload_file(&run.artifact_uri, &ObjectPath::literal(LOG_ARTIFACT), log).await?;
     }
     let metrics = [
         Metric::now("duration_s", stats.duration_s),

@@ -1,11 +1,13 @@
-//! `file://` URIs: converting between paths and URIs, listing a directory tree, copying a file.
+//! `file://` URIs: converting between paths and URIs (exact: every byte of a UTF-8 name is
+//! kept, percent-encoded in the URI), listing a directory tree, copying a file.
 
 use std::path::{Path, PathBuf};
 
 use url::Url;
 
-use super::ListedObject;
 use super::error::ArtifactError;
+use super::{ListedObject, Listing};
+use crate::object_path::{InvalidObjectPath, ObjectPath};
 
 /// The `file://` URI of `path` (made absolute against the current directory), percent-encoded.
 pub fn file_uri(path: &Path) -> String {
@@ -30,53 +32,134 @@ pub fn file_path(uri: &str) -> Result<PathBuf, ArtifactError> {
     url.to_file_path().map_err(|()| ArtifactError::invalid(uri, "not a local path (a host other than localhost?)"))
 }
 
-/// The files under `root` (or `root` itself if it is a file), sorted by relative path.
-///
-/// Symbolic links are followed only when they resolve to a file inside `root`; links leading
-/// out of `root`, and links to directories, are skipped.
-pub(crate) fn list(uri: &str, root: &Path) -> Result<Vec<ListedObject>, ArtifactError> {
-    let meta = std::fs::metadata(root).map_err(|e| ArtifactError::io(uri, root, e))?;
-    if meta.is_file() {
-        let name = root.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        return Ok(vec![ListedObject { path: name, uri: file_uri(root), size: Some(meta.len()) }]);
-    }
-    let real_root = root.canonicalize().map_err(|e| ArtifactError::io(uri, root, e))?;
-    let mut objects = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(root).to_path_buf();
-            ArtifactError::io(uri, path, e.into())
-        })?;
-        let size = if entry.file_type().is_file() {
-            entry.metadata().map_err(|e| ArtifactError::io(uri, entry.path(), e.into()))?.len()
-        } else if entry.path_is_symlink() {
-            match symlinked_file_inside(entry.path(), &real_root) {
-                Some(size) => size,
-                None => {
-                    tracing::debug!(path = %entry.path().display(), "skipping a symlink");
-                    continue;
-                }
-            }
-        } else {
-            continue;
-        };
-        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-        let parts: Option<Vec<&str>> = rel.components().map(|c| c.as_os_str().to_str()).collect();
-        let Some(parts) = parts else {
-            let err = std::io::Error::new(std::io::ErrorKind::InvalidData, "file name is not UTF-8");
-            return Err(ArtifactError::io(uri, entry.path(), err));
-        };
-        objects.push(ListedObject { path: parts.join("/"), uri: file_uri(entry.path()), size: Some(size) });
-    }
-    objects.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(objects)
+/// A symbolic link under a listed `file://` root that was not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLink {
+    /// The link's path under the root.
+    pub path: ObjectPath,
+    /// Why it was not followed.
+    pub reason: SkipReason,
 }
 
-/// The size of the file `link` points to, if that file is inside `real_root`.
-fn symlinked_file_inside(link: &Path, real_root: &Path) -> Option<u64> {
-    let target = link.canonicalize().ok()?;
-    let meta = std::fs::metadata(&target).ok()?;
-    (meta.is_file() && target.starts_with(real_root)).then_some(meta.len())
+/// Why a symbolic link was not followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SkipReason {
+    /// It resolves to something outside the listed root.
+    #[error("leads outside the input root")]
+    Outside,
+    /// It resolves to nothing.
+    #[error("leads nowhere")]
+    Dangling,
+    /// It leads to a directory that contains it.
+    #[error("leads round in a loop")]
+    Loop,
+}
+
+/// The files under `root` (or `root` itself if it is a file), with their paths under `root`.
+///
+/// Symbolic links are followed (to files and directories) when they resolve inside `root`;
+/// links leading out of `root`, nowhere, or to a directory that contains them are not, and
+/// are returned as [`SkippedLink`]s. A name that is not UTF-8 is an error naming the file.
+pub(crate) fn list(uri: &str, root: &Path) -> Result<Listing, ArtifactError> {
+    let meta = std::fs::metadata(root).map_err(|e| ArtifactError::io(uri, root, e))?;
+    let mut listing = Listing::default();
+    if meta.is_file() {
+        let name = root.file_name().map(Path::new).unwrap_or(root);
+        let path = ObjectPath::from_relative(name).map_err(|e| not_utf8(uri, root, e))?;
+        listing.objects.push(ListedObject { path, uri: file_uri(root), size: Some(meta.len()) });
+        return Ok(listing);
+    }
+    let real_root = root.canonicalize().map_err(|e| ArtifactError::io(uri, root, e))?;
+    let mut walk = Walk { uri, root, real_root: &real_root, listing: &mut listing, open: vec![real_root.clone()] };
+    walk.dir(root)?;
+    listing.skipped_links.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(listing)
+}
+
+/// One listing's walk: the directories open on the way down (resolved), to see loops.
+struct Walk<'a> {
+    uri: &'a str,
+    root: &'a Path,
+    real_root: &'a Path,
+    listing: &'a mut Listing,
+    open: Vec<PathBuf>,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, dir: &Path) -> Result<(), ArtifactError> {
+        let io = |path: &Path| {
+            let (uri, path) = (self.uri.to_owned(), path.to_path_buf());
+            move |source| ArtifactError::Io { uri, path, source }
+        };
+        let mut entries: Vec<std::fs::DirEntry> =
+            std::fs::read_dir(dir).map_err(io(dir))?.collect::<Result<_, _>>().map_err(io(dir))?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for entry in entries {
+            let path = entry.path();
+            let file_type = entry.file_type().map_err(io(&path))?;
+            if file_type.is_file() {
+                let size = entry.metadata().map_err(io(&path))?.len();
+                self.object(&path, size)?;
+            } else if file_type.is_dir() {
+                let real = path.canonicalize().map_err(io(&path))?;
+                self.open.push(real);
+                self.dir(&path)?;
+                self.open.pop();
+            } else if file_type.is_symlink() {
+                self.link(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn link(&mut self, link: &Path) -> Result<(), ArtifactError> {
+        let target = link.canonicalize().ok();
+        let meta = target.as_deref().and_then(|t| std::fs::metadata(t).ok());
+        let reason = match (&target, &meta) {
+            (Some(target), Some(_)) if !target.starts_with(self.real_root) => Some(SkipReason::Outside),
+            (Some(target), Some(meta)) if meta.is_dir() && self.open.contains(target) => Some(SkipReason::Loop),
+            (Some(_), Some(_)) => None,
+            _ => Some(SkipReason::Dangling),
+        };
+        if let Some(reason) = reason {
+            let path = self.path_of(link)?;
+            tracing::debug!(path = %link.display(), %reason, "skipping a symlink");
+            self.listing.skipped_links.push(SkippedLink { path, reason });
+            return Ok(());
+        }
+        let (Some(target), Some(meta)) = (target, meta) else { return Ok(()) };
+        if meta.is_dir() {
+            self.open.push(target);
+            self.dir(link)?;
+            self.open.pop();
+        } else if meta.is_file() {
+            self.object(link, meta.len())?;
+        }
+        Ok(())
+    }
+
+    fn object(&mut self, file: &Path, size: u64) -> Result<(), ArtifactError> {
+        let path = self.path_of(file)?;
+        self.listing.objects.push(ListedObject { path, uri: file_uri(file), size: Some(size) });
+        Ok(())
+    }
+
+    fn path_of(&self, file: &Path) -> Result<ObjectPath, ArtifactError> {
+        match ObjectPath::below(self.root, file) {
+            Some(Ok(path)) => Ok(path),
+            Some(Err(e)) => Err(not_utf8(self.uri, file, e)),
+            None => Err(ArtifactError::io(self.uri, file, std::io::Error::other("not under the listed root"))),
+        }
+    }
+}
+
+/// A file whose name is not an object path (not UTF-8), named.
+fn not_utf8(uri: &str, path: &Path, error: InvalidObjectPath) -> ArtifactError {
+    let problem = match error {
+        InvalidObjectPath::NotUtf8(_) => "file name is not UTF-8".to_owned(),
+        other => other.to_string(),
+    };
+    ArtifactError::io(uri, path, std::io::Error::new(std::io::ErrorKind::InvalidData, problem))
 }
 
 /// Files up to this size are copied in place; larger ones on the blocking pool, so that a long
@@ -100,8 +183,7 @@ pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path) -> Result<u64, Arti
 fn copy_blocking(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io(uri, parent, e))?;
-    let name = dest.file_name().map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
-    let part = parent.join(format!(".{name}.part-{:016x}", rand::random::<u64>()));
+    let part = super::part_file::part_path(parent, dest);
     let copied = std::fs::copy(src, &part).map_err(|e| ArtifactError::io(uri, src, e));
     let renamed = copied
         .and_then(|size| std::fs::rename(&part, dest).map(|()| size).map_err(|e| ArtifactError::io(uri, dest, e)));

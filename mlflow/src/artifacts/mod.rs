@@ -1,8 +1,9 @@
 //! Listing and fetching artifacts by URI: `file://`, `s3://`, `gs://`, `az://`, `http(s)://`
 //! (through `object_store`), and `mlflow-artifacts:`/`runs:/` (through the tracking server).
 //!
-//! [`list`] gives every object under a URI with its path relative to that URI, sorted;
-//! [`fetch`] copies one object to a local file (through a part file renamed when complete).
+//! [`list`] gives every object under a URI with its path relative to that URI, sorted (and
+//! the symbolic links it skipped); [`fetch`] copies one object to a local file (through a part
+//! file renamed when complete).
 
 mod error;
 mod local;
@@ -16,16 +17,29 @@ use object_store::ObjectStoreExt;
 use url::Url;
 
 pub use error::ArtifactError;
-pub use local::{file_path, file_uri};
+pub(crate) use local::copy as copy_file;
+pub use local::{SkipReason, SkippedLink, file_path, file_uri};
 
+use crate::object_path::ObjectPath;
+use crate::object_path::store_key::from_store_key;
 use crate::tracking::{MlflowClient, join_artifact_uri};
 use part_file::PartFile;
+
+/// What is under a listed URI.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listing {
+    /// The objects, sorted by path.
+    pub objects: Vec<ListedObject>,
+    /// Symbolic links under a `file://` root that were not followed (they lead outside the
+    /// root, nowhere, or round in a loop), sorted by path.
+    pub skipped_links: Vec<SkippedLink>,
+}
 
 /// One object found under a listed URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedObject {
-    /// Path relative to the listed root, `/`-separated (the file name when the root is a file).
-    pub path: String,
+    /// Path relative to the listed root (the file name when the root is a file).
+    pub path: ObjectPath,
     /// Absolute URI of the object.
     pub uri: String,
     /// Size in bytes, when known.
@@ -63,21 +77,23 @@ fn kind(uri: &str) -> Result<Kind, ArtifactError> {
 /// `mlflow-artifacts:/…`), so that fetching them needs no further lookup.
 ///
 /// `mlflow` is needed for `mlflow-artifacts:` and `runs:/` URIs.
-pub async fn list(uri: &str, mlflow: Option<&MlflowClient>) -> Result<Vec<ListedObject>, ArtifactError> {
+pub async fn list(uri: &str, mlflow: Option<&MlflowClient>) -> Result<Listing, ArtifactError> {
     let mut objects = match kind(uri)? {
         Kind::File => {
             let root = file_path(uri)?;
             let owned = uri.to_owned();
-            tokio::task::spawn_blocking(move || local::list(&owned, &root))
+            let mut listing = tokio::task::spawn_blocking(move || local::list(&owned, &root))
                 .await
-                .map_err(|e| ArtifactError::invalid(uri, format!("listing task failed: {e}")))??
+                .map_err(|e| ArtifactError::invalid(uri, format!("listing task failed: {e}")))??;
+            listing.objects.sort_by(|a, b| a.path.cmp(&b.path));
+            return Ok(listing);
         }
         Kind::Mlflow => {
             let client = mlflow.ok_or_else(|| ArtifactError::NeedsTracking { uri: uri.to_owned() })?;
             // Resolve `runs:/` once, so fetching each object needs no `runs/get`.
             let root = client.resolve(uri).await.map_err(|e| ArtifactError::mlflow(uri, e))?;
             let entries =
-                client.list_artifacts_recursive(&root, "").await.map_err(|e| ArtifactError::mlflow(uri, e))?;
+                client.list_artifacts_recursive(&root, None).await.map_err(|e| ArtifactError::mlflow(uri, e))?;
             let mut objects = Vec::with_capacity(entries.len());
             for entry in entries {
                 let object_uri = join_artifact_uri(&root, &entry.path).map_err(|e| ArtifactError::mlflow(uri, e))?;
@@ -88,7 +104,7 @@ pub async fn list(uri: &str, mlflow: Option<&MlflowClient>) -> Result<Vec<Listed
         Kind::Store | Kind::Http => list_store(uri).await?,
     };
     objects.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(objects)
+    Ok(Listing { objects, skipped_links: Vec::new() })
 }
 
 /// Lists a prefix of an object store; a URI naming one object gives that object.
@@ -104,19 +120,21 @@ async fn list_store(uri: &str) -> Result<Vec<ListedObject>, ArtifactError> {
     };
     if listed.is_empty() {
         // Not a prefix of anything: maybe the URI names a single object.
+        let name = prefix.filename().and_then(|name| ObjectPath::parse(name).ok());
         return match store.head(&prefix).await {
-            Ok(meta) => Ok(vec![ListedObject {
-                path: prefix.filename().unwrap_or_default().to_owned(),
-                uri: uri.to_owned(),
-                size: Some(meta.size),
-            }]),
+            Ok(meta) => Ok(name
+                .map(|path| ListedObject { path, uri: uri.to_owned(), size: Some(meta.size) })
+                .into_iter()
+                .collect()),
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(ArtifactError::store(uri, e)),
         };
     }
     let mut objects = Vec::with_capacity(listed.len());
     for meta in listed {
-        let path = store::relative(&prefix, &meta.location);
+        let Some(path) = from_store_key(&prefix, &meta.location) else {
+            continue;
+        };
         let object_uri = join_artifact_uri(uri, &path).map_err(|e| ArtifactError::mlflow(uri, e))?;
         objects.push(ListedObject { path, uri: object_uri, size: Some(meta.size) });
     }
@@ -161,5 +179,7 @@ async fn fetch_http(uri: &str, dest: &Path) -> Result<u64, ArtifactError> {
     part.commit().await.map_err(|e| ArtifactError::io(uri, dest, e))
 }
 
+#[cfg(test)]
+mod names_tests;
 #[cfg(test)]
 mod tests;

@@ -23,9 +23,7 @@ impl PartFile {
             _ => PathBuf::from("."),
         };
         tokio::fs::create_dir_all(&parent).await?;
-        let name = dest.file_name().map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
-        let suffix: u64 = rand::rng().random();
-        let path = parent.join(format!(".{name}.part-{suffix:016x}"));
+        let path = part_path(&parent, dest);
         let file = tokio::fs::File::create(&path).await?;
         Ok(PartFile { path, dest: dest.to_path_buf(), file: Some(file), written: 0 })
     }
@@ -49,6 +47,20 @@ impl PartFile {
         self.path = PathBuf::new();
         Ok(self.written)
     }
+}
+
+/// Longest stem of `dest`'s name kept in a part file's name (a file name holds 255 bytes).
+const PART_STEM_MAX: usize = 64;
+
+/// `<parent>/.<start of dest's name>.part-<random>`: beside `dest`, never too long a name.
+pub(crate) fn part_path(parent: &Path, dest: &Path) -> PathBuf {
+    let name = dest.file_name().map_or_else(|| "download".into(), |n| n.to_string_lossy().into_owned());
+    let mut end = name.len().min(PART_STEM_MAX);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let suffix: u64 = rand::rng().random();
+    parent.join(format!(".{}.part-{suffix:016x}", &name[..end]))
 }
 
 impl Drop for PartFile {
@@ -78,5 +90,10 @@ mod tests {
         drop(part);
         let left: Vec<_> = std::fs::read_dir(dir.path().join("a/b")).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "only the committed file remains");
+
+        let long = dir.path().join(format!("{}ü", "x".repeat(253)));
+        let mut part = PartFile::create(&long).await.unwrap();
+        part.write(b"long").await.unwrap();
+        assert_eq!(part.commit().await.unwrap(), 4, "a 255-byte name has a part file too");
     }
 }

@@ -48,15 +48,6 @@ fn env_options() -> Vec<(String, String)> {
     options
 }
 
-/// `location`'s path below `prefix`, `/`-separated (the file name when it is `prefix` itself).
-pub(crate) fn relative(prefix: &Path, location: &Path) -> String {
-    let rel = location
-        .prefix_match(prefix)
-        .map(|parts| parts.map(|p| p.as_ref().to_owned()).collect::<Vec<_>>().join("/"))
-        .unwrap_or_default();
-    if rel.is_empty() { location.filename().unwrap_or_default().to_owned() } else { rel }
-}
-
 /// Every object under `prefix` (at any depth).
 pub(crate) async fn list_recursive(
     store: &dyn ObjectStore,
@@ -105,6 +96,7 @@ pub(crate) async fn upload(store: Arc<dyn ObjectStore>, path: &Path, local: &Loc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object_path::store_key::from_store_key;
 
     #[tokio::test]
     async fn file_store_round_trip() {
@@ -117,8 +109,8 @@ mod tests {
         let target = prefix.clone().join("sub").join("a b.txt");
         assert_eq!(upload(store.clone(), &target, &src).await.unwrap(), 3);
         let listed = list_recursive(store.as_ref(), &prefix).await.unwrap();
-        let rels: Vec<_> = listed.iter().map(|m| relative(&prefix, &m.location)).collect();
-        assert_eq!(rels, ["sub/a b.txt"]);
+        let rels: Vec<_> = listed.iter().filter_map(|m| from_store_key(&prefix, &m.location)).collect();
+        assert_eq!(rels, [crate::object_path::ObjectPath::parse("sub/a b.txt").unwrap()]);
         let level = list_level(store.as_ref(), &prefix).await.unwrap();
         assert_eq!(level.common_prefixes.len(), 1);
         let dest = dir.path().join("out/x.txt");

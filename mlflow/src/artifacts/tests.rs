@@ -12,7 +12,7 @@ fn write(root: &Path, rel: &str, bytes: &[u8]) {
 
 #[test]
 fn file_uri_round_trips_odd_names() {
-    for name in ["plain.txt", "with space.txt", "hash#1?.txt", "ünï cødé.txt", "100%.txt"] {
+    for name in ["plain.txt", "with space.txt", "hash#1?.txt", "ünï cødé.txt", "100%.txt", "%41\n\t.txt"] {
         let path = Path::new("/tmp/x dir").join(name);
         let uri = file_uri(&path);
         assert!(uri.starts_with("file:///tmp/x%20dir/"), "{uri}");
@@ -33,30 +33,60 @@ async fn lists_nested_files_sorted_with_relative_paths() {
     write(&root, "b/a b.txt", b"ab");
     write(&root, "c/d/ü.bin", b"u");
     std::fs::create_dir_all(root.join("empty")).unwrap();
-    let listed = list(&file_uri(&root), None).await.unwrap();
+    let listed = list(&file_uri(&root), None).await.unwrap().objects;
     let paths: Vec<_> = listed.iter().map(|o| o.path.as_str()).collect();
     assert_eq!(paths, ["a.txt", "b/a b.txt", "b/z.txt", "c/d/ü.bin"]);
     assert_eq!(listed[1].size, Some(2));
     assert_eq!(file_path(&listed[3].uri).unwrap(), root.join("c/d/ü.bin"));
     // A single file lists as itself.
-    let one = list(&file_uri(&root.join("b/z.txt")), None).await.unwrap();
+    let one = list(&file_uri(&root.join("b/z.txt")), None).await.unwrap().objects;
     assert_eq!(one.len(), 1);
-    assert_eq!(one[0].path, "z.txt");
+    assert_eq!(one[0].path.as_str(), "z.txt");
 }
 
 #[cfg(unix)]
 #[tokio::test]
-async fn symlinks_out_of_the_root_are_not_followed() {
+async fn symlinks_inside_the_root_are_followed_and_the_others_reported() {
+    use std::os::unix::fs::symlink;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
     write(&root, "real.txt", b"r");
+    write(&root, "sub/deep.txt", b"d");
     write(dir.path(), "outside.txt", b"secret");
-    std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("out-link")).unwrap();
-    std::os::unix::fs::symlink(root.join("real.txt"), root.join("in-link")).unwrap();
-    std::os::unix::fs::symlink(dir.path(), root.join("dir-link")).unwrap();
-    let listed = list(&file_uri(&root), None).await.unwrap();
-    let paths: Vec<_> = listed.iter().map(|o| o.path.as_str()).collect();
-    assert_eq!(paths, ["in-link", "real.txt"]);
+    symlink(dir.path().join("outside.txt"), root.join("out-link")).unwrap();
+    symlink(dir.path(), root.join("out-dir")).unwrap();
+    symlink(root.join("real.txt"), root.join("in-link")).unwrap();
+    symlink("sub", root.join("in-dir")).unwrap();
+    symlink("nowhere", root.join("dangling")).unwrap();
+    symlink("..", root.join("sub/up")).unwrap();
+    let listing = list(&file_uri(&root), None).await.unwrap();
+    let paths: Vec<_> = listing.objects.iter().map(|o| o.path.as_str()).collect();
+    assert_eq!(paths, ["in-dir/deep.txt", "in-link", "real.txt", "sub/deep.txt"]);
+    let skipped: Vec<_> = listing.skipped_links.iter().map(|l| (l.path.as_str(), l.reason)).collect();
+    assert_eq!(
+        skipped,
+        [
+            ("dangling", SkipReason::Dangling),
+            ("in-dir/up", SkipReason::Loop),
+            ("out-dir", SkipReason::Outside),
+            ("out-link", SkipReason::Outside),
+            ("sub/up", SkipReason::Loop)
+        ]
+    );
+    let dest = dir.path().join("fetched");
+    fetch(&listing.objects[0].uri, &dest, None).await.unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), b"d", "a file is fetched through the link");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_name_that_is_not_utf8_is_an_error_naming_it() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"bad\xff.txt");
+    std::fs::write(dir.path().join(name), b"x").unwrap();
+    let err = list(&file_uri(dir.path()), None).await.unwrap_err();
+    assert!(err.to_string().contains("bad") && err.to_string().contains("file name is not UTF-8"), "{err}");
 }
 
 #[tokio::test]

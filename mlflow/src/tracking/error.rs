@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::object_path::{InvalidObjectPath, UnrepresentableName};
+
 /// Why a call to the MLflow tracking server (or to a run's artifact store) failed.
 ///
 /// Messages name the request or the URI, never credentials.
@@ -88,6 +90,18 @@ pub enum MlflowError {
     DeletedExperiment {
         /// The experiment's name.
         name: String,
+    },
+    /// A store cannot hold an object's name exactly (nothing was written).
+    #[error(transparent)]
+    Unrepresentable(#[from] UnrepresentableName),
+    /// A listing gave a name that is not an object path.
+    #[error("{what}: {source}")]
+    BadName {
+        /// The listing.
+        what: String,
+        /// What is wrong with the name.
+        #[source]
+        source: InvalidObjectPath,
     },
     /// A retryable failure persisted through the whole retry budget.
     #[error("{what}: gave up after {attempts} attempts: {source}")]

@@ -2,11 +2,14 @@
 //! joining relative artifact paths onto them.
 //!
 //! Paths inside `mlflow-artifacts:` and `runs:/` URIs are raw (not percent-encoded), as MLflow
-//! writes them; they are encoded only when put into an HTTP request.
+//! writes them; they are encoded only when put into an HTTP request (see `object_path::proxy`).
+
+use std::path::PathBuf;
 
 use url::Url;
 
 use super::error::MlflowError;
+use crate::object_path::{ObjectPath, url_segment};
 
 /// The store behind an artifact URI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,10 +18,12 @@ pub enum ArtifactLocation {
     Proxy {
         /// `host[:port]` when the URI names a server other than the tracking server.
         authority: Option<String>,
-        /// Path under the proxy's root, without leading or trailing `/`.
-        path: String,
+        /// Path under the proxy's root (`None` for the root itself).
+        path: Option<ObjectPath>,
     },
-    /// An object store reached directly: `s3://`, `gs://`, Azure, or `file://`.
+    /// A local directory or file (`file://` or an absolute path), read and written as files.
+    Local(PathBuf),
+    /// An object store reached directly: `s3://`, `gs://`, Azure.
     Store(Url),
 }
 
@@ -27,12 +32,12 @@ pub enum ArtifactLocation {
 pub struct RunsUri {
     /// The run.
     pub run_id: String,
-    /// Path under the run's artifact root (may be empty).
-    pub path: String,
+    /// Path under the run's artifact root (`None` for the root).
+    pub path: Option<ObjectPath>,
 }
 
 /// Schemes of object stores reached through `object_store`.
-pub(crate) const STORE_SCHEMES: [&str; 9] = ["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "file"];
+pub(crate) const STORE_SCHEMES: [&str; 8] = ["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss"];
 
 /// Parses a run's `artifact_uri` (or any URI under it).
 pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
@@ -45,14 +50,19 @@ pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
             }
             None => (None, rest),
         };
-        let path = clean_path(uri, path)?;
+        let path = artifact_path(uri, path)?;
         return Ok(ArtifactLocation::Proxy { authority, path });
     }
     if uri.starts_with('/') {
-        let url = Url::from_file_path(uri).map_err(|()| MlflowError::invalid_uri(uri, "not an absolute local path"))?;
-        return Ok(ArtifactLocation::Store(url));
+        return Ok(ArtifactLocation::Local(PathBuf::from(uri)));
     }
     let url = Url::parse(uri).map_err(|e| MlflowError::invalid_uri(uri, e.to_string()))?;
+    if url.scheme() == "file" {
+        let path = url
+            .to_file_path()
+            .map_err(|()| MlflowError::invalid_uri(uri, "not a local path (a host other than localhost?)"))?;
+        return Ok(ArtifactLocation::Local(path));
+    }
     if STORE_SCHEMES.contains(&url.scheme()) {
         return Ok(ArtifactLocation::Store(url));
     }
@@ -71,76 +81,76 @@ pub fn parse_runs_uri(uri: &str) -> Result<RunsUri, MlflowError> {
     if run_id.is_empty() || !run_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(MlflowError::invalid_uri(uri, "missing or malformed run id"));
     }
-    Ok(RunsUri { run_id: run_id.to_owned(), path: clean_path(uri, path)? })
+    Ok(RunsUri { run_id: run_id.to_owned(), path: artifact_path(uri, path)? })
 }
 
-/// `root` + `/` + `rel`, for an artifact URI of any kind (`rel` is a relative, raw path).
-pub fn join_artifact_uri(root: &str, rel: &str) -> Result<String, MlflowError> {
-    let rel = clean_path(root, rel)?;
-    if rel.is_empty() {
-        return Ok(root.trim_end_matches('/').to_owned());
-    }
+/// `root` + `/` + `rel`, for an artifact URI of any kind. Paths in `mlflow-artifacts:`,
+/// `runs:/` URIs and absolute paths are raw, as MLflow writes them; in URLs (`file://`,
+/// `s3://`, …) each segment is percent-encoded, and decoded again when the URL is read.
+pub fn join_artifact_uri(root: &str, rel: &ObjectPath) -> Result<String, MlflowError> {
     if root.starts_with("mlflow-artifacts:") || root.starts_with("runs:/") || root.starts_with('/') {
         return Ok(format!("{}/{rel}", root.trim_end_matches('/')));
     }
-    let mut url = Url::parse(root).map_err(|e| MlflowError::invalid_uri(root, e.to_string()))?;
-    url.path_segments_mut()
-        .map_err(|()| MlflowError::invalid_uri(root, "cannot hold a path"))?
-        .pop_if_empty()
-        .extend(rel.split('/'));
-    Ok(url.into())
+    let url = Url::parse(root).map_err(|e| MlflowError::invalid_uri(root, e.to_string()))?;
+    let joined = url_segment::with_segments(&url, rel.segments())
+        .ok_or_else(|| MlflowError::invalid_uri(root, "cannot hold a path"))?;
+    Ok(joined.into())
 }
 
-/// Trims `/` at both ends and rejects `..`, `.` and empty segments in between.
-pub(crate) fn clean_path(uri: &str, path: &str) -> Result<String, MlflowError> {
+/// `root` + `/` + `rel` when there is a `rel`.
+pub fn join_optional_uri(root: &str, rel: Option<&ObjectPath>) -> Result<String, MlflowError> {
+    match rel {
+        Some(rel) => join_artifact_uri(root, rel),
+        None => Ok(root.trim_end_matches('/').to_owned()),
+    }
+}
+
+/// The raw artifact path in a URI: `/` trimmed at both ends, `None` when nothing is left;
+/// an empty, `.` or `..` segment in between is an error naming the URI.
+pub(crate) fn artifact_path(uri: &str, path: &str) -> Result<Option<ObjectPath>, MlflowError> {
     let path = path.trim_matches('/');
     if path.is_empty() {
-        return Ok(String::new());
+        return Ok(None);
     }
-    if path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-        return Err(MlflowError::invalid_uri(uri, format!("artifact path '{path}' has an empty, '.' or '..' segment")));
-    }
-    Ok(path.to_owned())
+    ObjectPath::parse(path).map(Some).map_err(|e| MlflowError::invalid_uri(uri, e.to_string()))
 }
 
 /// The URL of `segments` (raw, each percent-encoded here) appended to `base`'s path.
 pub(crate) fn url_with_segments<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Url {
-    let mut url = base.clone();
-    url.set_query(None);
-    url.set_fragment(None);
-    if let Ok(mut path) = url.path_segments_mut() {
-        path.pop_if_empty().extend(segments);
-    }
-    url
+    url_segment::with_segments(base, segments).unwrap_or_else(|| base.clone())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn op(path: &str) -> ObjectPath {
+        ObjectPath::parse(path).unwrap()
+    }
+
     #[test]
     fn proxy_uris() {
         assert_eq!(
             parse_artifact_uri("mlflow-artifacts:/1/abc/artifacts/").unwrap(),
-            ArtifactLocation::Proxy { authority: None, path: "1/abc/artifacts".into() }
+            ArtifactLocation::Proxy { authority: None, path: Some(op("1/abc/artifacts")) }
         );
         assert_eq!(
             parse_artifact_uri("mlflow-artifacts://h:5000/1/a b/ü").unwrap(),
-            ArtifactLocation::Proxy { authority: Some("h:5000".into()), path: "1/a b/ü".into() }
+            ArtifactLocation::Proxy { authority: Some("h:5000".into()), path: Some(op("1/a b/ü")) }
         );
         assert!(parse_artifact_uri("mlflow-artifacts:/1/../x").is_err());
     }
 
     #[test]
     fn store_uris() {
-        for uri in ["s3://b/p/artifacts", "gs://b/p", "az://c/p", "abfss://c@a.dfs.core.windows.net/p", "file:///tmp/a"]
-        {
+        for uri in ["s3://b/p/artifacts", "gs://b/p", "az://c/p", "abfss://c@a.dfs.core.windows.net/p"] {
             assert!(matches!(parse_artifact_uri(uri).unwrap(), ArtifactLocation::Store(_)), "{uri}");
         }
-        let ArtifactLocation::Store(url) = parse_artifact_uri("/tmp/my runs/a").unwrap() else {
-            panic!("a local path is a store");
-        };
-        assert_eq!(url.as_str(), "file:///tmp/my%20runs/a");
+        assert_eq!(parse_artifact_uri("/tmp/my runs/a").unwrap(), ArtifactLocation::Local("/tmp/my runs/a".into()));
+        assert_eq!(
+            parse_artifact_uri("file:///tmp/my%20runs/a%0Ab%23").unwrap(),
+            ArtifactLocation::Local("/tmp/my runs/a\nb#".into())
+        );
         assert!(parse_artifact_uri("ftp://x/y").is_err());
         assert!(parse_artifact_uri("not a uri").is_err());
     }
@@ -149,9 +159,9 @@ mod tests {
     fn runs_uris() {
         assert_eq!(
             parse_runs_uri("runs:/abc123/outputs/a b.txt").unwrap(),
-            RunsUri { run_id: "abc123".into(), path: "outputs/a b.txt".into() }
+            RunsUri { run_id: "abc123".into(), path: Some(op("outputs/a b.txt")) }
         );
-        assert_eq!(parse_runs_uri("runs:/abc").unwrap().path, "");
+        assert_eq!(parse_runs_uri("runs:/abc").unwrap().path, None);
         assert!(parse_runs_uri("runs:/").is_err());
         assert!(parse_runs_uri("runs:/a?b/x").is_err());
         assert!(parse_runs_uri("run:/a/x").is_err());
@@ -161,12 +171,14 @@ mod tests {
     #[test]
     fn joining() {
         assert_eq!(
-            join_artifact_uri("mlflow-artifacts:/1/r/artifacts", "a/b c").unwrap(),
+            join_artifact_uri("mlflow-artifacts:/1/r/artifacts", &op("a/b c")).unwrap(),
             "mlflow-artifacts:/1/r/artifacts/a/b c"
         );
-        assert_eq!(join_artifact_uri("s3://b/r/artifacts/", "x/y #1").unwrap(), "s3://b/r/artifacts/x/y%20%231");
-        assert_eq!(join_artifact_uri("runs:/r", "").unwrap(), "runs:/r");
-        assert!(join_artifact_uri("runs:/r", "../x").is_err());
+        assert_eq!(join_artifact_uri("s3://b/r/artifacts/", &op("x/y #1")).unwrap(), "s3://b/r/artifacts/x/y%20%231");
+        let file = join_artifact_uri("file:///a%20b/r", &op("n\nl/%41 #?")).unwrap();
+        assert_eq!(file, "file:///a%20b/r/n%0Al/%2541%20%23%3F");
+        assert_eq!(parse_artifact_uri(&file).unwrap(), ArtifactLocation::Local("/a b/r/n\nl/%41 #?".into()));
+        assert_eq!(join_optional_uri("runs:/r/", None).unwrap(), "runs:/r");
     }
 
     #[test]

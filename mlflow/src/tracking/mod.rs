@@ -1,6 +1,7 @@
 //! Typed client of the MLflow tracking REST API (`/api/2.0/mlflow/...`) and of the artifact
 //! proxy (`/api/2.0/mlflow-artifacts/artifacts/...`), with object stores reached directly when
-//! a run's `artifact_uri` is `s3://`, `gs://`, Azure or `file://`.
+//! a run's `artifact_uri` is `s3://`, `gs://` or Azure, and files read and written in place
+//! when it is `file://`.
 //!
 //! Every request has a timeout and is retried with a bounded exponential backoff on connect
 //! errors, timeouts, HTTP 429 and 5xx ([`RetryPolicy`]). Creating a run is not idempotent, so
@@ -28,7 +29,9 @@ use url::Url;
 pub use auth::Auth;
 pub use batch::{BatchLimits, LogBatch, split_batch};
 pub use error::MlflowError;
-pub use location::{ArtifactLocation, RunsUri, join_artifact_uri, parse_artifact_uri, parse_runs_uri};
+pub use location::{
+    ArtifactLocation, RunsUri, join_artifact_uri, join_optional_uri, parse_artifact_uri, parse_runs_uri,
+};
 pub use retry::{Idempotency, RetryPolicy};
 pub use types::{ArtifactEntry, Metric, Param, Run, RunData, RunInfo, RunStatus, Tag, now_millis};
 

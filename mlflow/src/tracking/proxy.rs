@@ -1,5 +1,6 @@
 //! The tracking server's artifact proxy: `PUT`/`GET /api/2.0/mlflow-artifacts/artifacts/<path>`
-//! and `GET /api/2.0/mlflow-artifacts/artifacts?path=<dir>`.
+//! and `GET /api/2.0/mlflow-artifacts/artifacts?path=<dir>`. Every path goes through
+//! [`object_path::proxy::check`] first: a name the server would rewrite is refused.
 
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use super::http::{send, transport};
 use super::location::url_with_segments;
 use super::retry::{Idempotency, with_retries};
 use crate::artifacts::part_file::PartFile;
+use crate::object_path::{self, ObjectPath};
 
 /// Bytes read from a file per chunk of an upload body.
 const UPLOAD_CHUNK: usize = 256 * 1024;
@@ -48,11 +50,15 @@ impl MlflowClient {
         }
     }
 
-    fn proxy_url(&self, authority: Option<&str>, path: &str) -> Result<Url, MlflowError> {
+    /// The URL of `path` (each segment percent-encoded), once the proxy is known to keep it.
+    fn proxy_url(&self, authority: Option<&str>, path: Option<&ObjectPath>) -> Result<Url, MlflowError> {
+        if let Some(path) = path {
+            object_path::proxy::check(path)?;
+        }
         let base = self.proxy_base(authority)?;
         let segments = ["api", "2.0", "mlflow-artifacts", "artifacts"]
             .into_iter()
-            .chain(path.split('/').filter(|s| !s.is_empty()));
+            .chain(path.into_iter().flat_map(|p| p.segments()));
         Ok(url_with_segments(&base, segments))
     }
 
@@ -60,10 +66,10 @@ impl MlflowClient {
     pub(crate) async fn proxy_upload(
         &self,
         authority: Option<&str>,
-        path: &str,
+        path: &ObjectPath,
         local: &Path,
     ) -> Result<u64, MlflowError> {
-        let url = self.proxy_url(authority, path)?;
+        let url = self.proxy_url(authority, Some(path))?;
         let what = format!("PUT {url}");
         with_retries(&self.inner.retry, &what, Idempotency::Idempotent, || async {
             let file = tokio::fs::File::open(local).await.map_err(|e| MlflowError::io(local, e))?;
@@ -81,9 +87,17 @@ impl MlflowClient {
     }
 
     /// The entries directly under the proxy path `path` (base names).
-    pub(crate) async fn proxy_list(&self, authority: Option<&str>, path: &str) -> Result<Vec<ProxyEntry>, MlflowError> {
-        let url = self.proxy_url(authority, "")?;
-        let what = format!("GET {url}?path={path}");
+    pub(crate) async fn proxy_list(
+        &self,
+        authority: Option<&str>,
+        path: Option<&ObjectPath>,
+    ) -> Result<Vec<ProxyEntry>, MlflowError> {
+        if let Some(path) = path {
+            object_path::proxy::check(path)?;
+        }
+        let url = self.proxy_url(authority, None)?;
+        let path = path.map_or("", ObjectPath::as_str);
+        let what = format!("GET {url}?path={path:?}");
         let text = with_retries(&self.inner.retry, &what, Idempotency::Idempotent, || async {
             let request =
                 self.request(Method::GET, url.clone()).query(&[("path", path)]).timeout(self.inner.request_timeout);
@@ -100,10 +114,10 @@ impl MlflowClient {
     pub(crate) async fn proxy_download(
         &self,
         authority: Option<&str>,
-        path: &str,
+        path: &ObjectPath,
         dest: &Path,
     ) -> Result<u64, MlflowError> {
-        let url = self.proxy_url(authority, path)?;
+        let url = self.proxy_url(authority, Some(path))?;
         let what = format!("GET {url}");
         with_retries(&self.inner.retry, &what, Idempotency::Idempotent, || async {
             let mut response = send(self.request(Method::GET, url.clone()), &what).await?;

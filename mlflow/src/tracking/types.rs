@@ -9,6 +9,8 @@ use serde::de::{self, Deserializer};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
+use crate::object_path::ObjectPath;
+
 /// The lifecycle status of an MLflow run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -146,8 +148,8 @@ impl Tag {
 /// One entry of an artifact listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactEntry {
-    /// Path relative to the run's artifact root, `/`-separated.
-    pub path: String,
+    /// Path relative to the run's artifact root.
+    pub path: ObjectPath,
     /// Whether the entry is a directory.
     pub is_dir: bool,
     /// Size in bytes (files only, when known).

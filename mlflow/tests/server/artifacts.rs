@@ -3,9 +3,14 @@
 use std::path::Path;
 
 use concurrent_mlflow::artifacts;
+use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::join_artifact_uri;
 
 use crate::{client, unique};
+
+fn op(path: &str) -> ObjectPath {
+    ObjectPath::parse(path).unwrap()
+}
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
     let path = root.join(rel);
@@ -36,23 +41,23 @@ async fn upload_list_download_round_trip() {
     let local = tempfile::tempdir().unwrap();
     let files = sample_tree(local.path());
 
-    let uploaded = client.upload_dir(&run.artifact_uri, "outputs", local.path()).await.unwrap();
-    let mut expected: Vec<(String, u64)> = files.iter().map(|(p, b)| (p.to_string(), b.len() as u64)).collect();
+    let uploaded = client.upload_dir(&run.artifact_uri, Some(&op("outputs")), local.path()).await.unwrap();
+    let mut expected: Vec<(ObjectPath, u64)> = files.iter().map(|(p, b)| (op(p), b.len() as u64)).collect();
     expected.sort();
     assert_eq!(uploaded, expected);
 
-    let top = client.list_artifacts(&run.artifact_uri, "outputs").await.unwrap();
+    let top = client.list_artifacts(&run.artifact_uri, Some(&op("outputs"))).await.unwrap();
     let top: Vec<_> = top.iter().map(|e| (e.path.as_str(), e.is_dir)).collect();
     assert_eq!(top, [("outputs/a.txt", false), ("outputs/dir", true), ("outputs/empty.txt", false)]);
 
-    let listed = client.list_artifacts_recursive(&run.artifact_uri, "").await.unwrap();
+    let listed = client.list_artifacts_recursive(&run.artifact_uri, None).await.unwrap();
     let listed_paths: Vec<_> = listed.iter().map(|e| (e.path.clone(), e.size)).collect();
-    let want: Vec<_> = expected.iter().map(|(p, n)| (format!("outputs/{p}"), Some(*n))).collect();
+    let want: Vec<_> = expected.iter().map(|(p, n)| (op("outputs").join(p), Some(*n))).collect();
     assert_eq!(listed_paths, want);
 
     let out = tempfile::tempdir().unwrap();
     for (rel, bytes) in &files {
-        let by_proxy = join_artifact_uri(&run.artifact_uri, &format!("outputs/{rel}")).unwrap();
+        let by_proxy = join_artifact_uri(&run.artifact_uri, &op(&format!("outputs/{rel}"))).unwrap();
         let dest = out.path().join("proxy").join(rel);
         assert_eq!(client.download(&by_proxy, &dest).await.unwrap(), bytes.len() as u64);
         assert_eq!(&std::fs::read(&dest).unwrap(), bytes, "{by_proxy}");
@@ -71,10 +76,10 @@ async fn artifacts_module_lists_and_fetches_mlflow_uris() {
     let run = client.create_run(&exp, "upstream", &[]).await.unwrap();
     let local = tempfile::tempdir().unwrap();
     let files = sample_tree(local.path());
-    client.upload_dir(&run.artifact_uri, "outputs", local.path()).await.unwrap();
+    client.upload_dir(&run.artifact_uri, Some(&op("outputs")), local.path()).await.unwrap();
 
     let uri = format!("runs:/{}/outputs", run.run_id);
-    let listed = artifacts::list(&uri, Some(&client)).await.unwrap();
+    let listed = artifacts::list(&uri, Some(&client)).await.unwrap().objects;
     let mut want: Vec<&str> = files.iter().map(|(p, _)| *p).collect();
     want.sort();
     assert_eq!(listed.iter().map(|o| o.path.as_str()).collect::<Vec<_>>(), want);
@@ -82,16 +87,16 @@ async fn artifacts_module_lists_and_fetches_mlflow_uris() {
     let out = tempfile::tempdir().unwrap();
     for object in &listed {
         assert!(object.uri.starts_with(&format!("{}/outputs/", run.artifact_uri)), "{}", object.uri);
-        let dest = out.path().join(&object.path);
+        let dest = object.path.to_fs_path(out.path());
         let n = artifacts::fetch(&object.uri, &dest, Some(&client)).await.unwrap();
         assert_eq!(Some(n), object.size);
-        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(local.path().join(&object.path)).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(object.path.to_fs_path(local.path())).unwrap());
     }
 
-    let by_proxy = join_artifact_uri(&run.artifact_uri, "outputs/dir").unwrap();
-    let sub = artifacts::list(&by_proxy, Some(&client)).await.unwrap();
+    let by_proxy = join_artifact_uri(&run.artifact_uri, &op("outputs/dir")).unwrap();
+    let sub = artifacts::list(&by_proxy, Some(&client)).await.unwrap().objects;
     assert_eq!(sub.len(), 3, "{sub:?}");
-    assert_eq!(sub[0].path, "sub/deeper/big.bin");
+    assert_eq!(sub[0].path.as_str(), "sub/deeper/big.bin");
 }
 
 #[tokio::test]
@@ -101,7 +106,10 @@ async fn single_file_upload_and_missing_artifact() {
     let run = client.create_run(&exp, "s", &[]).await.unwrap();
     let local = tempfile::tempdir().unwrap();
     write(local.path(), "log.txt", b"line\n");
-    let n = client.upload_file(&run.artifact_uri, "logs/entry_point.log", &local.path().join("log.txt")).await.unwrap();
+    let n = client
+        .upload_file(&run.artifact_uri, &op("logs/entry_point.log"), &local.path().join("log.txt"))
+        .await
+        .unwrap();
     assert_eq!(n, 5);
     let missing = format!("runs:/{}/logs/nope.log", run.run_id);
     let dest = local.path().join("nope");

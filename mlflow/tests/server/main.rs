@@ -1,6 +1,7 @@
 //! Integration tests of the MLflow client against a real `mlflow server` (one per binary).
 
 mod artifacts;
+mod names;
 mod runs;
 
 use concurrent_mlflow::tracking::MlflowClient;

@@ -64,7 +64,7 @@ impl<E: Executor> Driver<E> {
                     }
                 }
             } else {
-                PlannedStage { objects: record.objects_in, shards: Vec::new() }
+                PlannedStage { objects: record.objects_in, shards: Vec::new(), skipped_links: Vec::new() }
             };
             tracing::info!(stage, published = record.published, total = record.shards_total, "resuming stage");
             effects.extend(self.publish_stage(&stage, planned).await?);

@@ -52,6 +52,7 @@ impl<E: Executor> Driver<E> {
                 None => {
                     let created =
                         tree.create_stage_run(&run.experiment_id, &run.parent_run_id, &run_id, &definition).await?;
+                    tree.tag_skipped_links(&created.run_id, &planned.skipped_links).await?;
                     record.mlflow_run_id = Some(created.run_id.clone());
                     self.put_stage(stage, record.clone())?;
                     self.setup.store.flush().await?;
