@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::{MlflowClient, join_artifact_uri};
 
 use super::error::HostError;
@@ -30,7 +31,7 @@ pub async fn from_mlflow(
         None => runs.into_iter().max_by_key(|run| attempt_of(run)),
     };
     let Some(run) = chosen else { return Ok(None) };
-    let uri = join_artifact_uri(&run.info.artifact_uri, LOG_ARTIFACT)?;
+    let uri = join_artifact_uri(&run.info.artifact_uri, &ObjectPath::literal(LOG_ARTIFACT))?;
     let part =
         tempfile::NamedTempFile::new().map_err(|source| HostError::Io { path: "a temporary file".into(), source })?;
     match client.download(&uri, part.path()).await {
