@@ -6,7 +6,8 @@ use std::time::Duration;
 use concurrent_mlflow::tracking::MlflowClient;
 
 use super::run::{absolute, open_store};
-use super::services::{Services, TrackingChoice};
+use super::preflight::check_state_dir;
+use super::services::{Services, TrackingChoice, check_named_services};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_SERVICE, ServeArgs};
 use crate::executor::local::LocalConfig;
 use crate::executor::{LocalExecutor, WorkerPool};
@@ -48,7 +49,14 @@ pub async fn serve(args: ServeArgs) -> u8 {
         },
         None => None,
     };
+    let tracking = TrackingChoice::from_flag(args.tracking.as_deref());
+    if let Err(code) = check_named_services(&tracking, "Default").await {
+        return code;
+    }
     let state_dir = absolute(&args.state_dir);
+    if !check_state_dir(&state_dir) {
+        return EXIT_INVALID;
+    }
     let store = match open_store(&state_dir) {
         Ok(store) => store,
         Err(code) => return code,
@@ -60,7 +68,7 @@ pub async fn serve(args: ServeArgs) -> u8 {
             return EXIT_INVALID;
         }
     };
-    let services = match Services::start(&state_dir, &TrackingChoice::from_flag(args.tracking.as_deref())).await {
+    let services = match Services::start(&state_dir, &tracking).await {
         Ok(services) => services,
         Err(error) => {
             eprintln!("error: {error}");
