@@ -16,11 +16,19 @@ pub fn file_uri(path: &Path) -> String {
     } else {
         std::env::current_dir().map_or_else(|_| path.to_path_buf(), |cwd| cwd.join(path))
     };
-    match Url::from_file_path(&absolute) {
-        Ok(url) => url.into(),
-        // Only a relative path fails, and the current directory is always absolute.
-        Err(()) => format!("file://{}", absolute.display()),
+    // Each component encoded as an object path segment is, so that `:` and friends never
+    // reach the URL parser raw (`url` reads a last segment ending in `:` as a drive letter).
+    let mut uri = String::from("file://");
+    for component in absolute.components() {
+        if let std::path::Component::Normal(part) = component {
+            uri.push('/');
+            uri.push_str(&crate::object_path::url_segment::encode_bytes(part.as_encoded_bytes()));
+        }
     }
+    if uri.len() == "file://".len() {
+        uri.push('/');
+    }
+    uri
 }
 
 /// The local path of a `file://` URI (percent-decoded; host empty or `localhost`).
@@ -29,7 +37,18 @@ pub fn file_path(uri: &str) -> Result<PathBuf, ArtifactError> {
     if url.scheme() != "file" {
         return Err(ArtifactError::invalid(uri, "not a file:// URI"));
     }
-    url.to_file_path().map_err(|()| ArtifactError::invalid(uri, "not a local path (a host other than localhost?)"))
+    local_path(&url).ok_or_else(|| ArtifactError::invalid(uri, "not a local path (a host other than localhost?)"))
+}
+
+/// The local path of a `file:` URL: its path's bytes percent-decoded, exactly what
+/// [`file_uri`] encoded; `None` for a host other than `localhost`.
+pub(crate) fn local_path(url: &Url) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    if !matches!(url.host_str(), None | Some("") | Some("localhost")) {
+        return None;
+    }
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(url.path()).collect();
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
 /// A symbolic link under a listed `file://` root that was not followed.
@@ -191,4 +210,19 @@ fn copy_blocking(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactErro
         let _ = std::fs::remove_file(&part);
     }
     renamed
+}
+#[cfg(test)]
+mod uri_tests {
+    use super::*;
+
+    #[test]
+    fn a_path_comes_back_from_its_uri_byte_for_byte() {
+        for path in ["/tmp/in/a:", "/tmp/in/-ß_s:", "/d/a b#?%41\n\t/x", "/", "/C:/x"] {
+            let uri = file_uri(Path::new(path));
+            assert_eq!(file_path(&uri).unwrap(), Path::new(path), "{uri}");
+        }
+        assert_eq!(file_uri(Path::new("/tmp/in/a:")), "file:///tmp/in/a%3A");
+        assert!(file_path("file://otherhost/x").is_err());
+        assert_eq!(file_path("file://localhost/x%20y").unwrap(), Path::new("/x y"));
+    }
 }

@@ -18,6 +18,7 @@ use url::Url;
 
 pub use error::ArtifactError;
 pub(crate) use local::copy as copy_file;
+pub(crate) use local::local_path;
 pub use local::{SkipReason, SkippedLink, file_path, file_uri};
 
 use crate::object_path::ObjectPath;

@@ -108,8 +108,14 @@ proptest! {
                 }
                 let key = key.unwrap();
                 let uploaded = rt.block_on(store::upload(store.clone(), &key, &path.to_fs_path(&src)));
-                // The local file system store keeps `name#<digits>` for its own part files.
+                // The local file system store keeps `name#<digits>` for its own part files, and
+                // reads a segment ending in `:` as a drive letter (through `url`). Concurrent
+                // never writes `file://` through it: file roots are plain files.
                 let part_like = path.file_name().rsplit_once('#').is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                let drive_like = path.as_str().split('/').any(|segment| segment.ends_with(':'));
+                if kind == "local" && drive_like {
+                    continue;
+                }
                 if kind == "local" && part_like {
                     prop_assert!(uploaded.is_err(), "{:?}", path.as_str());
                     continue;

@@ -14,6 +14,11 @@ pub fn encode(segment: &str) -> String {
     utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
+/// Raw bytes (a file name that may not be UTF-8) percent-encoded for a URL path.
+pub fn encode_bytes(segment: &[u8]) -> String {
+    percent_encoding::percent_encode(segment, SEGMENT).to_string()
+}
+
 /// `base` with `segments` (raw) appended to its path; query and fragment dropped. `None` when
 /// `base` cannot hold a path (`mailto:` and the like).
 pub fn with_segments<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Option<Url> {

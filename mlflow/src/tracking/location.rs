@@ -58,9 +58,8 @@ pub fn parse_artifact_uri(uri: &str) -> Result<ArtifactLocation, MlflowError> {
     }
     let url = Url::parse(uri).map_err(|e| MlflowError::invalid_uri(uri, e.to_string()))?;
     if url.scheme() == "file" {
-        let path = url
-            .to_file_path()
-            .map_err(|()| MlflowError::invalid_uri(uri, "not a local path (a host other than localhost?)"))?;
+        let path = crate::artifacts::local_path(&url)
+            .ok_or_else(|| MlflowError::invalid_uri(uri, "not a local path (a host other than localhost?)"))?;
         return Ok(ArtifactLocation::Local(path));
     }
     if STORE_SCHEMES.contains(&url.scheme()) {
