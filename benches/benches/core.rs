@@ -1,5 +1,6 @@
 //! Criterion benches of the pure core: partitioning a million-object listing in every mode,
-//! shard and result message encode/decode, validating a 200-stage DAG, one autoscaler
+//! shard and result message encode/decode, validating a 200-stage DAG and DAGs at the parsing
+//! limits (10,000 stages; 100,000-deep nesting refused), one autoscaler
 //! decision over 1,000 stages, one placement decision of 1,000 stages on 10 clusters, and
 //! applying 10,000 results to the run state.
 //!
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use concurrent_proto::{InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION, decode, encode};
 use concurrent_scheduler::autoscale::{StageDemand, plan_launches};
-use concurrent_scheduler::dag::{Overrides, Partition, parse_dag};
+use concurrent_scheduler::dag::{MAX_STAGES, Overrides, Partition, parse_dag};
 use concurrent_scheduler::partition::partition;
 use concurrent_scheduler::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed, StageNeed, place};
 use concurrent_scheduler::run_state::{AttemptResult, RunState};
@@ -135,6 +136,34 @@ fn dag_validation(c: &mut Criterion) {
     let dag = parse_dag(&text, dir.path(), &overrides).expect("the generated DAG is valid");
     assert_eq!(dag.stages.len(), 200);
     c.bench_function("validate a 200-stage DAG", |b| b.iter(|| parse_dag(&text, dir.path(), &overrides).unwrap()));
+
+    // The limits: the most stages a DAG may have, in a chain (the longest path for the graph
+    // rules), and a small file nested 100,000 deep, refused.
+    let chain = chain_text(MAX_STAGES);
+    let dag = parse_dag(&chain, dir.path(), &overrides).expect("the generated chain is valid");
+    assert_eq!(dag.order().len(), MAX_STAGES);
+    let deep = format!("name: deep\ninput: none\nstages: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let refused = parse_dag(&deep, dir.path(), &overrides).expect_err("nesting beyond the limit is refused");
+    assert!(refused.to_string().contains("nested more than"), "{refused}");
+    let mut group = c.benchmark_group("DAG limits");
+    group.sample_size(10);
+    group.bench_function("validate and order a 10,000-stage chain", |b| {
+        b.iter(|| parse_dag(&chain, dir.path(), &overrides).unwrap().order().len())
+    });
+    group.bench_function("refuse a 200 KB file nested 100,000 deep", |b| {
+        b.iter(|| parse_dag(&deep, dir.path(), &overrides).unwrap_err())
+    });
+    group.finish();
+}
+
+/// `stages` stages in one chain, each after the one before, every stage on one MLproject.
+fn chain_text(stages: usize) -> String {
+    let mut text = String::from("name: bench-chain\ninput: none\nstages:\n");
+    for i in 0..stages {
+        let after = if i == 0 { String::new() } else { format!(", after: [s{:05}]", i - 1) };
+        text.push_str(&format!("  s{i:05}: {{project: ./project{after}}}\n"));
+    }
+    text
 }
 
 fn core(c: &mut Criterion) {

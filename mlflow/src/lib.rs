@@ -6,3 +6,4 @@ pub mod artifacts;
 pub mod object_path;
 pub mod project;
 pub mod tracking;
+pub mod yaml_limits;

@@ -1,13 +1,23 @@
 //! The run's tree in MLflow (DESIGN §4): the DAG run, one child run per stage, their tags,
 //! params and end-of-run metrics. Shard runs are created by the workers under the stage runs.
 
-use std::path::Path;
-
 use concurrent_mlflow::artifacts::SkippedLink;
 use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
 
 use crate::dag::{Dag, ProjectRef, Stage};
+
+/// The tag of the experiments Concurrent creates: MLflow 3's UI then opens them on their runs
+/// table rather than its GenAI overview.
+pub const EXPERIMENT_KIND: (&str, &str) = ("mlflow.experimentKind", "custom_model_development");
+
+/// The MLflow UI's page of a run. MLflow 3.17 and later choose the UI's view from the link's
+/// `workflowType` rather than the experiment's tag; `machine_learning` opens the model-training
+/// view (runs, metrics, artifacts) rather than the GenAI one.
+pub fn run_page(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
+    let base = tracking_uri.trim_end_matches('/');
+    format!("{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning")
+}
 
 /// What the scheduler writes to MLflow.
 #[derive(Clone)]
@@ -33,26 +43,30 @@ impl RunTree {
         &self.client
     }
 
-    /// Finds or creates the experiment of the DAG.
+    /// Finds or creates the experiment of the DAG; one it creates is tagged
+    /// [`EXPERIMENT_KIND`], so that MLflow's UI opens it on its runs table.
     pub async fn experiment(&self, dag: &Dag) -> Result<String, MlflowError> {
-        self.client.get_or_create_experiment(&dag.experiment).await
+        let (key, value) = EXPERIMENT_KIND;
+        self.client.get_or_create_experiment_tagged(&dag.experiment, &[Tag::new(key, value)]).await
     }
 
-    /// Creates the DAG run and attaches the DAG file as `concurrent/dag.yaml`.
+    /// Creates the DAG run and attaches the DAG's text as read (a file or standard input) as
+    /// `concurrent/dag.yaml`.
     pub async fn create_dag_run(
         &self,
         experiment_id: &str,
         dag: &Dag,
         run_id: &str,
-        dag_file: &Path,
     ) -> Result<TrackedRun, MlflowError> {
         let tags = vec![
             ("concurrent.dag".to_string(), dag.name.clone()),
             ("concurrent.run_id".to_string(), run_id.to_string()),
         ];
         let info = self.client.create_run(experiment_id, &format!("{}-{run_id}", dag.name), &tags).await?;
-        let dag_path = ObjectPath::literal("concurrent/dag.yaml");
-        self.client.upload_file(&info.artifact_uri, &dag_path, dag_file).await?;
+        let copy = tempfile::NamedTempFile::new()
+            .and_then(|copy| std::fs::write(copy.path(), &dag.source_text).map(|()| copy))
+            .map_err(|source| MlflowError::Io { path: std::env::temp_dir(), source })?;
+        self.client.upload_file(&info.artifact_uri, &ObjectPath::literal("concurrent/dag.yaml"), copy.path()).await?;
         Ok(TrackedRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
     }
 
@@ -148,4 +162,17 @@ pub fn first_names(links: &[SkippedLink]) -> String {
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_page_opens_the_run_in_the_model_training_view() {
+        assert_eq!(
+            run_page("http://127.0.0.1:5000/", "7", "abc"),
+            "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+        );
+    }
 }

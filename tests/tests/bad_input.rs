@@ -94,7 +94,7 @@ fn generated(root: &Path, name: &str, dag_text: &str, expected: &[String], short
     }
 }
 
-/// Inputs too big to commit: 10 MB strings and 10,000 stages.
+/// Inputs too big to commit: 10 MB strings, 10,000 stages, and inputs beyond the limits.
 fn generated_cases(root: &Path) -> Vec<Case> {
     let huge = "x".repeat(TEN_MB);
     let mut cases = vec![
@@ -141,6 +141,80 @@ fn generated_cases(root: &Path) -> Vec<Case> {
     cycle_line.push_str("s00000");
     cases.push(generated(root, "ten-thousand-stages-in-a-cycle", &cycle, &[cycle_line], false));
     cases.push(generated(root, "ten-thousand-bad-stages", &each_bad, &each_bad_lines, false));
+    cases.extend(beyond_the_limits(root));
+    cases
+}
+
+/// Inputs beyond the documented limits (nesting depth, file size, stage count), and files
+/// that are not regular files: each refused at once, naming the limit.
+fn beyond_the_limits(root: &Path) -> Vec<Case> {
+    let deep = 100_000;
+    let too_deep = "lists and maps nested more than 64 levels deep (the limit for a YAML file)";
+    let head = "name: big\ninput: none\n";
+    let mut cases = vec![
+        // `stages: ` takes 8 columns; its list is level 2, so level 65 opens at column 9 + 63.
+        generated(
+            root,
+            "a-hundred-thousand-nested-lists",
+            &format!("{head}stages: {}{}\n", "[".repeat(deep), "]".repeat(deep)),
+            &[format!("line 3, column 72: {too_deep}")],
+            true,
+        ),
+        generated(
+            root,
+            "a-hundred-thousand-nested-maps",
+            &format!("{head}stages: {}1{}\n", "{a: ".repeat(deep), "}".repeat(deep)),
+            &[format!("line 3, column {}: {too_deep}", 9 + 63 * 4)],
+            true,
+        ),
+        generated(
+            root,
+            "a-hundred-thousand-nested-block-lists",
+            &format!("{head}stages:\n  a:\n    {}x\n", "- ".repeat(deep)),
+            &[format!("line 5, column {}: {too_deep}", 5 + 62 * 2)],
+            true,
+        ),
+    ];
+
+    let mut stages = String::from(head);
+    stages.push_str("stages:\n");
+    for i in 0..=10_000 {
+        stages.push_str(&format!("  s{i:05}: {{project: ./project}}\n"));
+    }
+    cases.push(generated(
+        root,
+        "more-stages-than-the-limit",
+        &stages,
+        &["stages: 10001 stages, more than 10000 (the limit)".into()],
+        true,
+    ));
+
+    let mut large = String::from(head);
+    large.push_str("stages:\n  a: {project: ./project}\n");
+    let line = format!("# {}\n", "x".repeat(1021));
+    while large.len() <= 16 * 1024 * 1024 {
+        large.push_str(&line);
+    }
+    let large_case = generated(root, "larger-than-the-limit", &large, &[], true);
+    let expected = format!(
+        "{}: cannot read the DAG file: larger than 16 MiB (the limit for a YAML file)",
+        large_case.dag.display()
+    );
+    cases.push(Case { expected: vec![expected], ..large_case });
+
+    let not_a_file = "; to read a DAG from a pipe, give `-` and send it to standard input";
+    let fifo_case = generated(root, "a-fifo", head, &[], true);
+    std::fs::remove_file(&fifo_case.dag).unwrap();
+    let status = std::process::Command::new("mkfifo").arg(&fifo_case.dag).status().expect("running mkfifo");
+    assert!(status.success(), "mkfifo failed");
+    let expected =
+        format!("{}: cannot read the DAG file: not a regular file (a FIFO){not_a_file}", fifo_case.dag.display());
+    cases.push(Case { expected: vec![expected], ..fifo_case });
+
+    let device_case = generated(root, "a-device", head, &[], true);
+    let device = PathBuf::from("/dev/zero");
+    let expected = format!("/dev/zero: cannot read the DAG file: not a regular file (a character device){not_a_file}");
+    cases.push(Case { dag: device, expected: vec![expected], ..device_case });
     cases
 }
 

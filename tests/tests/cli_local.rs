@@ -77,6 +77,32 @@ fn an_invalid_dag_exits_2_names_the_place_and_creates_nothing() {
 }
 
 #[test]
+fn a_dag_on_standard_input_is_read_with_paths_relative_to_the_current_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().canonicalize().unwrap();
+    std::fs::create_dir_all(cwd.join("project")).unwrap();
+    std::fs::write(cwd.join("project/MLproject"), "entry_points:\n  main:\n    command: \"true\"\n").unwrap();
+    std::fs::create_dir_all(cwd.join("raw")).unwrap();
+    for name in ["a.txt", "b.txt", "c.txt"] {
+        std::fs::write(cwd.join("raw").join(name), name).unwrap();
+    }
+    let dag = "name: piped\ninput: file:./raw\nstages:\n  only:\n    project: ./project\n";
+    let output = concurrent_with_stdin(&["validate", "-"], &[], &cwd, Some(dag.as_bytes()), DEADLINE);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(&format!("1. only: {} (main)", cwd.join("project").display())), "{stdout}");
+    assert!(stdout.contains(&format!("input file://{}, 3 objects", cwd.join("raw").display())), "{stdout}");
+
+    let output = concurrent_with_stdin(&["validate", "-"], &[], &cwd, Some(b"name: piped\n"), DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: standard input is not a valid DAG:\n  stages: required: at least one stage"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn validate_prints_the_plan_with_shard_counts() {
     let dir = tempfile::tempdir().unwrap();
     make_images(&dir.path().join("raw"), 25);

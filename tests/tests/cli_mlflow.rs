@@ -31,17 +31,16 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
     make_images(&images, 200);
     let experiment = unique("images");
     let projects = example_projects();
-    let dag = write_dag(
-        dir.path(),
-        &format!(
-            "name: image-preprocess\nexperiment: {experiment}\ninput: file:./raw\nstages:\n  thumbnails:\n    project: {p}/thumbnail\n    include: ['*.jpg', '*.png']\n    partition: {{by: object, shard_size: 50}}\n    parallelism: 2\n    parameters: {{size: 32}}\n  histograms:\n    project: {p}/histogram\n    after: [thumbnails]\n    partition: {{by: object, shard_size: 100}}\n    parallelism: 2\n",
-            p = projects.display()
-        ),
+    // The DAG comes on standard input: `./raw` is relative to the current directory.
+    let dag = format!(
+        "name: image-preprocess\nexperiment: {experiment}\ninput: file:./raw\nstages:\n  thumbnails:\n    project: {p}/thumbnail\n    include: ['*.jpg', '*.png']\n    partition: {{by: object, shard_size: 50}}\n    parallelism: 2\n    parameters: {{size: 32}}\n  histograms:\n    project: {p}/histogram\n    after: [thumbnails]\n    partition: {{by: object, shard_size: 100}}\n    parallelism: 2\n",
+        p = projects.display()
     );
-    let output = concurrent(
-        &["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"],
+    let output = concurrent_with_stdin(
+        &["run", "-", "--workers", "2", "--state-dir", "state"],
         &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
         dir.path(),
+        Some(dag.as_bytes()),
         DEADLINE,
     );
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
@@ -50,15 +49,23 @@ fn the_image_example_builds_the_run_tree_with_one_thumbnail_and_one_histogram_pe
 
     let rest = MlflowRest::new(&mlflow.uri);
     let experiment_id = rest.experiment_id(&experiment).expect("the experiment was created");
+    let kind = rest.experiment_tags(&experiment_id).remove("mlflow.experimentKind");
+    assert_eq!(kind.as_deref(), Some("custom_model_development"), "MLflow's UI opens the experiment on its runs");
     let runs = rest.runs(&experiment_id);
     let dag_runs: Vec<&Value> = runs.iter().filter(|r| tag(r, "mlflow.parentRunId").is_none()).collect();
     assert_eq!(dag_runs.len(), 1, "one DAG run");
     let dag_run = dag_runs[0];
+    let link = format!(
+        "{}/#/experiments/{experiment_id}/runs/{}?workflowType=machine_learning",
+        mlflow.uri.trim_end_matches('/'),
+        mlflow_run_id(dag_run)
+    );
+    assert!(stdout.contains(&format!("MLflow: {link}\n")), "the link to the DAG run, {link}, in:\n{stdout}");
     let concurrent_run_id = tag(dag_run, "concurrent.run_id").expect("concurrent.run_id tag");
     assert_eq!(run_name(dag_run), format!("image-preprocess-{concurrent_run_id}"));
     assert_eq!(tag(dag_run, "concurrent.dag"), Some("image-preprocess"));
     assert_eq!(run_status(dag_run), "FINISHED");
-    assert!(String::from_utf8(rest.artifact(dag_run, "concurrent/dag.yaml")).unwrap().contains("thumbnails"));
+    assert_eq!(String::from_utf8(rest.artifact(dag_run, "concurrent/dag.yaml")).unwrap(), dag, "the DAG as read");
 
     let stages = children_of(&runs, mlflow_run_id(dag_run));
     let names: BTreeSet<&str> = stages.iter().map(|r| run_name(r)).collect();

@@ -16,6 +16,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::yaml_limits::{self, ReadError};
+
 pub use params::{ParamError, ParamType, Parameter};
 pub use render::shell_quote;
 
@@ -84,6 +86,15 @@ pub enum ProjectError {
         #[source]
         source: std::io::Error,
     },
+    /// The MLproject file is not a regular file or is too large.
+    #[error("{path}: {source}")]
+    Refused {
+        /// The file.
+        path: PathBuf,
+        /// Why it was not read.
+        #[source]
+        source: ReadError,
+    },
     /// The text is not YAML.
     #[error("{origin}: not valid YAML: {source}")]
     Yaml {
@@ -150,8 +161,14 @@ impl MlProject {
     /// [`ProjectEnv::CondaEnv`], and a `python_env`/`conda_env` file must exist.
     pub fn load(dir: &Path) -> Result<MlProject, ProjectError> {
         let path = find_mlproject(dir)?.ok_or_else(|| ProjectError::NotFound { dir: dir.to_path_buf() })?;
-        let text =
-            std::fs::read_to_string(&path).map_err(|source| ProjectError::Read { path: path.clone(), source })?;
+        let bytes = yaml_limits::read_file(&path).map_err(|error| match error {
+            ReadError::Io(source) => ProjectError::Read { path: path.clone(), source },
+            refused => ProjectError::Refused { path: path.clone(), source: refused },
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| ProjectError::Read {
+            path: path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"),
+        })?;
         let origin = path.display().to_string();
         let mut project = MlProject::parse(&text, &origin)?;
         match &project.env {

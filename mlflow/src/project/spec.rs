@@ -10,10 +10,20 @@ use std::collections::BTreeMap;
 
 use serde_yaml::{Mapping, Value};
 
+use crate::yaml_limits::{self, Scan};
+
 use super::{EntryPoint, MlProject, ParamType, Parameter, ProjectEnv, ProjectError};
 
 /// Parses MLproject text; `origin` starts every error message.
 pub(super) fn parse(text: &str, origin: &str) -> Result<MlProject, ProjectError> {
+    let scanned = yaml_limits::scan(text);
+    match &scanned {
+        Scan::TooDeep(at) => return Err(Places { origin }.invalid(&at.to_string(), yaml_limits::too_deep_message())),
+        Scan::Invalid(at, problem) if !scanned.loadable(text) => {
+            return Err(Places { origin }.invalid(&at.to_string(), format!("not valid YAML: {problem}")));
+        }
+        _ => {}
+    }
     let doc: Value =
         serde_yaml::from_str(text).map_err(|source| ProjectError::Yaml { origin: origin.to_owned(), source })?;
     let at = Places { origin };

@@ -52,11 +52,18 @@ struct Empty {}
 impl MlflowClient {
     /// The id of the experiment `name`, created if missing (safe when several processes race).
     pub async fn get_or_create_experiment(&self, name: &str) -> Result<String, MlflowError> {
+        self.get_or_create_experiment_tagged(name, &[]).await
+    }
+
+    /// [`get_or_create_experiment`](Self::get_or_create_experiment); an experiment it creates
+    /// gets `tags` (an existing one is left as it is).
+    pub async fn get_or_create_experiment_tagged(&self, name: &str, tags: &[Tag]) -> Result<String, MlflowError> {
         if let Some(id) = self.experiment_id_by_name(name).await? {
             return Ok(id);
         }
+        let body = json!({ "name": name, "tags": tags });
         let created: Result<CreateExperimentResponse, _> =
-            self.call(Method::POST, "experiments/create", &[], Some(&json!({ "name": name })), Idempotent).await;
+            self.call(Method::POST, "experiments/create", &[], Some(&body), Idempotent).await;
         match created {
             Ok(created) => Ok(created.experiment_id),
             Err(err) if err.error_code() == Some("RESOURCE_ALREADY_EXISTS") => {

@@ -16,6 +16,31 @@ async fn get_or_create_experiment_is_stable() {
 }
 
 #[tokio::test]
+async fn an_experiment_created_with_tags_has_them_and_an_existing_one_is_left_alone() {
+    let client = client();
+    let uri = &concurrent_tests::mlflow_server::shared().uri;
+    let tags_of = |id: String| async move {
+        let url = format!("{uri}/api/2.0/mlflow/experiments/get?experiment_id={id}");
+        let reply: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        reply["experiment"]["tags"].as_array().cloned().unwrap_or_default()
+    };
+    let kind = [Tag::new("mlflow.experimentKind", "custom_model_development")];
+
+    let tagged = client.get_or_create_experiment_tagged(&unique("tagged"), &kind).await.unwrap();
+    let tags = tags_of(tagged).await;
+    assert!(
+        tags.iter().any(|t| t["key"] == "mlflow.experimentKind" && t["value"] == "custom_model_development"),
+        "{tags:?}"
+    );
+
+    let name = unique("existing");
+    let existing = client.get_or_create_experiment(&name).await.unwrap();
+    assert_eq!(client.get_or_create_experiment_tagged(&name, &kind).await.unwrap(), existing);
+    let tags = tags_of(existing).await;
+    assert!(!tags.iter().any(|t| t["key"] == "mlflow.experimentKind"), "{tags:?}");
+}
+
+#[tokio::test]
 async fn concurrent_get_or_create_agree() {
     let client = client();
     let name = unique("race");

@@ -57,9 +57,22 @@ pub const EXIT_CANCELLED: u8 = 130;
 /// Exit code of a scheduler stopped by SIGTERM, the run left to `concurrent resume`.
 pub const EXIT_STOPPED: u8 = 143;
 
-/// Runs DAGs of MLflow Projects over shards of input, in parallel, tracked in MLflow.
+/// Runs a pipeline of MLflow Projects over many input files, in parallel, every attempt
+/// tracked in MLflow.
+///
+/// A DAG file names the stages (each an MLflow Project entry point), their input and the order
+/// between them; `concurrent run` cuts each stage's input into shards, runs them on workers and
+/// logs a run per stage and per shard under one DAG run in MLflow.
 #[derive(Debug, Parser)]
-#[command(name = "concurrent", version, about)]
+#[command(
+    name = "concurrent",
+    version,
+    after_help = "Examples:\n  concurrent validate dag.yaml              check a DAG and see its stages and shards\n  \
+                  concurrent run dag.yaml                   run it (starts NATS and MLflow when none is configured)\n  \
+                  concurrent run dag.yaml --input s3://b/x  the same DAG on other input\n  \
+                  make-dag | concurrent run -               a DAG from standard input\n  \
+                  concurrent resume RUN_ID                  carry on a run whose scheduler stopped"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -68,13 +81,16 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs a DAG file to the end.
+    /// Runs a DAG to its end: every stage's shards on workers, each attempt an MLflow run;
+    /// prints a summary and where to see the runs.
     Run(RunArgs),
-    /// Checks a DAG file and prints the plan: stages in order and their shards.
+    /// Checks a DAG without running anything and prints the plan: stages in order, their input
+    /// and how many shards each gets.
     Validate(DagArgs),
-    /// Carries on a run whose scheduler stopped before the run ended.
+    /// Carries on a run whose scheduler stopped (killed, machine restarted): shards that
+    /// finished are not run again.
     Resume(ResumeArgs),
-    /// Cancels a run: its workers stop, its MLflow runs end KILLED.
+    /// Cancels a run: its workers stop and its MLflow runs end KILLED.
     Cancel(CancelArgs),
     /// Runs the scheduler as a service: many runs at once, submitted over gRPC and REST.
     Serve(ServeArgs),
@@ -180,7 +196,8 @@ pub struct LogsArgs {
 /// The DAG file and what replaces parts of it.
 #[derive(Debug, Args)]
 pub struct DagArgs {
-    /// The DAG file (YAML or JSON).
+    /// The DAG file (YAML or JSON); `-` reads it from standard input, and relative paths in
+    /// it are then relative to the current directory.
     pub file: PathBuf,
     /// Replaces the DAG's `input`.
     #[arg(long, value_name = "URI")]

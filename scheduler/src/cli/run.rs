@@ -107,7 +107,7 @@ async fn record(
     let run_id = new_run_id();
     let tracking = match &client {
         None => None,
-        Some(client) => Some(track(client, &dag, &run_id, &dag_path).await.map_err(|error| {
+        Some(client) => Some(track(client, &dag, &run_id).await.map_err(|error| {
             say!("error: MLflow at {}: {error}", client.tracking_uri());
             EXIT_SERVICE
         })?),
@@ -144,11 +144,10 @@ pub(crate) async fn track(
     client: &MlflowClient,
     dag: &Dag,
     run_id: &str,
-    dag_path: &Path,
 ) -> Result<(RunTree, RunTracking), MlflowError> {
     let tree = RunTree::new(client.clone());
     let experiment_id = tree.experiment(dag).await?;
-    let parent = tree.create_dag_run(&experiment_id, dag, run_id, dag_path).await?;
+    let parent = tree.create_dag_run(&experiment_id, dag, run_id).await?;
     let tracking = RunTracking { uri: client.tracking_uri().to_string(), experiment_id, parent_run_id: parent.run_id };
     Ok((tree, tracking))
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use concurrent_mlflow::tracking::MlflowClient;
 
-use super::run::{absolute, open_store};
 use super::preflight::check_state_dir;
+use super::run::{absolute, open_store};
 use super::services::{Services, TrackingChoice, check_named_services};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_SERVICE, ServeArgs};
 use crate::executor::local::LocalConfig;

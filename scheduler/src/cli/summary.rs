@@ -91,7 +91,7 @@ fn summary_text(summary: &RunSummary, services: &Services, state_dir: &Path, sto
             );
         }
         (Some((experiment, run)), Some(uri), None) => {
-            push_line!(text, "MLflow: {}/#/experiments/{experiment}/runs/{run}", uri.trim_end_matches('/'));
+            push_line!(text, "MLflow: {}", crate::run_tree::run_page(uri, experiment, run));
         }
         _ => push_line!(text, "outputs: {}", state_dir.join("outputs").join(&summary.run_id).display()),
     }

@@ -1,12 +1,12 @@
 //! `concurrent validate FILE`: the errors, or the plan (stages in order, shard counts when the
 //! input can be listed now).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use concurrent_mlflow::tracking::MlflowClient;
 
 use super::{DagArgs, EXIT_INVALID, EXIT_OK};
-use crate::dag::{Dag, load_dag};
+use crate::dag::{Dag, STDIN, load_dag};
 use crate::inputs::{StageInput, source_of};
 use crate::plan::plan;
 
@@ -57,11 +57,15 @@ pub(super) fn load_dag_args(args: &DagArgs) -> Option<(Dag, PathBuf)> {
             return None;
         }
     };
-    let path = std::path::absolute(&args.file).unwrap_or_else(|_| args.file.clone());
+    let path = match args.file.as_path() {
+        stdin if stdin == Path::new(STDIN) => stdin.to_path_buf(),
+        file => std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()),
+    };
     match load_dag(&path, &overrides) {
         Ok(dag) => Some((dag, path)),
         Err(errors) => {
-            say!("error: {} is not a valid DAG:", args.file.display());
+            let name = if path == Path::new(STDIN) { "standard input".into() } else { args.file.display().to_string() };
+            say!("error: {name} is not a valid DAG:");
             for error in &errors.0 {
                 say!("  {error}");
             }

@@ -6,6 +6,10 @@
 //! `project:` and a bare or `file:` relative `input:` — are resolved against the DAG file's
 //! directory; a bare `--input` path against the current directory. Git projects are cloned
 //! into [`LoadOptions::git_cache`].
+//!
+//! Reading is bounded: at most [`MAX_FILE_BYTES`] of text, [`MAX_NESTING`] levels of lists and
+//! maps and [`MAX_STAGES`] stages, each checked in time linear in the file; a FIFO or device
+//! is refused rather than read.
 
 mod duration;
 mod error;
@@ -24,10 +28,17 @@ mod value;
 
 use std::path::{Path, PathBuf};
 
+use concurrent_mlflow::yaml_limits::{self, ReadError};
+
+/// The file name that stands for standard input.
+pub const STDIN: &str = "-";
+
+pub use concurrent_mlflow::yaml_limits::{MAX_FILE_BYTES, MAX_NESTING};
 pub use duration::parse_duration;
 pub use error::{SpecError, SpecErrors};
 pub use model::{Dag, InputSource, Overrides, Partition, ProjectRef, Resources, Stage};
 pub use overrides::parse_override;
+pub use parse::MAX_STAGES;
 pub use project_ref::{FetchError, default_git_cache, fetch_git, parse_git};
 pub use quantity::{is_quantity, quantity_value};
 pub use stage::{DEFAULT_ENTRY_POINT, DEFAULT_RETRIES, MAX_RETRIES};
@@ -56,21 +67,32 @@ impl Default for LoadOptions {
     }
 }
 
-/// Reads the DAG file at `path` (YAML or JSON), applies `overrides` and validates it.
+/// Reads the DAG file at `path` (YAML or JSON), applies `overrides` and validates it. `-` reads
+/// standard input, and relative paths in the DAG are then resolved against the current
+/// directory.
 pub fn load_dag(path: &Path, overrides: &Overrides) -> Result<Dag, SpecErrors> {
     load_dag_with(path, overrides, &LoadOptions::default())
 }
 
 /// [`load_dag`] with explicit options.
 pub fn load_dag_with(path: &Path, overrides: &Overrides, options: &LoadOptions) -> Result<Dag, SpecErrors> {
-    let place = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| SpecError::new(&place, format!("cannot read the DAG file: {e}")))?;
+    let from_stdin = path == Path::new(STDIN);
+    let place = if from_stdin { "standard input".to_string() } else { path.display().to_string() };
+    let read = if from_stdin { yaml_limits::read_all(std::io::stdin().lock()) } else { yaml_limits::read_file(path) };
+    let bytes = read.map_err(|e| {
+        let hint = match e {
+            ReadError::NotAFile { .. } => "; to read a DAG from a pipe, give `-` and send it to standard input",
+            _ => "",
+        };
+        SpecError::new(&place, format!("cannot read the DAG file: {e}{hint}"))
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let (line, column) = line_column(valid);
         SpecError::new(format!("{place}: line {line}, column {column}"), "the DAG file is not UTF-8 text")
     })?;
     let base_dir = match path.parent() {
+        _ if from_stdin => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };

@@ -173,8 +173,12 @@ pub struct Overrides {
 impl Dag {
     /// Stages in topological order, ties broken by name.
     pub fn order(&self) -> Vec<&Stage> {
-        let mut waiting: BTreeMap<&str, usize> =
-            self.stages.values().map(|s| (s.name.as_str(), s.after.len())).collect();
+        let downstream = self.downstream_names();
+        let mut waiting: BTreeMap<&str, usize> = self
+            .stages
+            .values()
+            .map(|s| (s.name.as_str(), s.after.iter().filter(|a| self.stages.contains_key(*a)).count()))
+            .collect();
         let mut ready: BTreeSet<&str> = waiting.iter().filter(|(_, n)| **n == 0).map(|(name, _)| *name).collect();
         let mut order = Vec::with_capacity(self.stages.len());
         while let Some(name) = ready.pop_first() {
@@ -183,16 +187,27 @@ impl Dag {
                 continue;
             };
             order.push(stage);
-            for next in self.downstream(name) {
-                if let Some(n) = waiting.get_mut(next.name.as_str()) {
+            for next in downstream.get(name).into_iter().flatten() {
+                if let Some(n) = waiting.get_mut(next) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
-                        ready.insert(next.name.as_str());
+                        ready.insert(next);
                     }
                 }
             }
         }
         order
+    }
+
+    /// For each stage named in some `after`, the stages that list it, by name.
+    fn downstream_names(&self) -> BTreeMap<&str, Vec<&str>> {
+        let mut downstream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for stage in self.stages.values() {
+            for up in &stage.after {
+                downstream.entry(up.as_str()).or_default().push(stage.name.as_str());
+            }
+        }
+        downstream
     }
 
     /// Stages that list `stage` in their `after`, sorted by name.
@@ -207,12 +222,13 @@ impl Dag {
 
     /// Every stage that depends on `stage`, directly or not, sorted by name.
     pub fn descendants(&self, stage: &str) -> Vec<&Stage> {
+        let downstream = self.downstream_names();
         let mut seen = BTreeSet::new();
         let mut todo = vec![stage];
         while let Some(name) = todo.pop() {
-            for next in self.downstream(name) {
-                if seen.insert(next.name.as_str()) {
-                    todo.push(next.name.as_str());
+            for &next in downstream.get(name).into_iter().flatten() {
+                if seen.insert(next) {
+                    todo.push(next);
                 }
             }
         }

@@ -10,7 +10,7 @@ use regex::Regex;
 use super::LoadOptions;
 use super::error::{Errors, SpecError, SpecErrors};
 use super::model::{Dag, InputSource, Overrides, Stage};
-use super::project_check::{GitProjects, check_project};
+use super::project_check::{Projects, check_project};
 use super::quote::{key, named, quote};
 use super::rules::check_graph;
 use super::stage::read_stage;
@@ -20,6 +20,9 @@ use super::value::{Fields, describe, join, nonempty_string};
 
 static DAG_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9-]{1,63}$").ok());
 static STAGE_NAME: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9][a-z0-9_-]{0,62}$").ok());
+
+/// Most stages in one DAG.
+pub const MAX_STAGES: usize = 10_000;
 
 fn matches(re: &LazyLock<Option<Regex>>, s: &str) -> bool {
     re.as_ref().is_some_and(|re| re.is_match(s))
@@ -76,9 +79,13 @@ pub(crate) fn parse(
         None => errors.push("stages", "required: at least one stage"),
         Some(v) => {
             if let Some(sf) = Fields::open(&mut errors, "stages", v) {
-                let entries = sf.all();
+                let mut entries = sf.all();
                 if entries.is_empty() {
                     errors.push("stages", "at least one stage is required");
+                }
+                if entries.len() > MAX_STAGES {
+                    errors.push("stages", format!("{} stages, more than {MAX_STAGES} (the limit)", entries.len()));
+                    entries.clear();
                 }
                 for (key, body) in entries {
                     names.insert(key.to_string());
@@ -96,10 +103,10 @@ pub(crate) fn parse(
 
     let param_places = apply_parameters(&mut errors, &mut stages, &names, overrides);
     check_graph(&mut errors, &stages, &names, input.as_ref());
-    let mut git = GitProjects::new(&options.git_cache);
+    let mut projects = Projects::new(&options.git_cache);
     for stage in stages.values_mut() {
         let places = param_places.get(&stage.name).cloned().unwrap_or_default();
-        check_project(&mut errors, stage, base_dir, &mut git, &places, options);
+        check_project(&mut errors, stage, base_dir, &mut projects, &places, options);
     }
 
     match name {

@@ -14,17 +14,21 @@ use super::quote::{named, quote};
 use super::uri::normalize;
 use super::value::join;
 
-/// The git projects of one parse, by URL and revision: each repository is asked for its commit
-/// (and cloned) once, however many stages use it.
-pub(crate) struct GitProjects<'a> {
+/// The projects of one parse: each git repository is asked for its commit (and cloned) once,
+/// and each project directory's MLproject read once, however many stages use them.
+pub(crate) struct Projects<'a> {
     cache: &'a Path,
     fetched: BTreeMap<(String, Option<String>), Result<PathBuf, String>>,
+    loaded: BTreeMap<PathBuf, Loaded>,
 }
 
-impl<'a> GitProjects<'a> {
+/// A project directory as found: its canonical path and MLproject, or what is wrong with it.
+type Loaded = Result<(PathBuf, MlProject), String>;
+
+impl<'a> Projects<'a> {
     /// None fetched yet; clones go under `cache`.
     pub(crate) fn new(cache: &'a Path) -> Self {
-        GitProjects { cache, fetched: BTreeMap::new() }
+        Projects { cache, fetched: BTreeMap::new(), loaded: BTreeMap::new() }
     }
 
     fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<PathBuf, String> {
@@ -34,6 +38,26 @@ impl<'a> GitProjects<'a> {
             .or_insert_with(|| fetch_git(url, rev, cache).map_err(|e| e.to_string()))
             .clone()
     }
+
+    fn load(&mut self, dir: PathBuf) -> &Loaded {
+        self.loaded.entry(dir).or_insert_with_key(|dir| load_project(dir))
+    }
+}
+
+fn load_project(dir: &Path) -> Loaded {
+    if !dir.is_dir() {
+        return Err(if dir.exists() {
+            format!("{} is not a directory", dir.display())
+        } else {
+            format!("directory {} not found", dir.display())
+        });
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    match MlProject::load(&dir) {
+        Ok(project) => Ok((dir, project)),
+        Err(ProjectError::NotFound { dir }) => Err(format!("no MLproject file in {}", dir.display())),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Sets `stage.project_dir` and checks the entry point and parameters. `param_places` maps a
@@ -42,7 +66,7 @@ pub(crate) fn check_project(
     errors: &mut Errors,
     stage: &mut Stage,
     base_dir: &Path,
-    git: &mut GitProjects<'_>,
+    projects: &mut Projects<'_>,
     param_places: &BTreeMap<String, String>,
     options: &LoadOptions,
 ) {
@@ -67,28 +91,16 @@ pub(crate) fn check_project(
                 dir
             }
         },
-        ProjectRef::Git { url, subdir, rev } => match git.fetch(url, rev.as_deref()) {
+        ProjectRef::Git { url, subdir, rev } => match projects.fetch(url, rev.as_deref()) {
             Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
             Err(e) => return errors.push(project_place, e),
         },
     };
-    if !dir.is_dir() {
-        let problem = if dir.exists() {
-            format!("{} is not a directory", dir.display())
-        } else {
-            format!("directory {} not found", dir.display())
-        };
-        return errors.push(project_place, problem);
-    }
-    stage.project_dir = dir.canonicalize().unwrap_or(dir);
-    let dir = &stage.project_dir;
-    let project = match MlProject::load(dir) {
-        Ok(p) => p,
-        Err(ProjectError::NotFound { dir }) => {
-            return errors.push(project_place, format!("no MLproject file in {}", dir.display()));
-        }
-        Err(e) => return errors.push(project_place, e.to_string()),
+    let (dir, project) = match projects.load(dir) {
+        Ok((dir, project)) => (dir, project),
+        Err(message) => return errors.push(project_place, message.clone()),
     };
+    stage.project_dir = dir.clone();
     let entry_place = join(&place, "entry_point");
     let entry = match project.entry_point(dir, &stage.entry_point) {
         Ok(entry) => entry,

@@ -1,7 +1,10 @@
 //! Rules over the whole DAG: `after` names existing stages, no self-edges, no cycles, and
 //! every root stage has an input.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::error::Errors;
 use super::model::{InputSource, Stage};
@@ -41,54 +44,56 @@ pub(crate) fn check_graph(
 }
 
 /// One cycle per strongly connected component of two or more stages, in data-flow order
-/// (upstream first), starting and ending at the component's smallest name.
+/// (upstream first), starting and ending at the component's smallest name; components in the
+/// order of their smallest names. Linear in stages and edges.
 fn cycles(stages: &BTreeMap<String, Stage>) -> Vec<Vec<String>> {
-    // Data-flow edges: upstream -> stage.
-    let mut next: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // Nodes are stages in name order; data-flow edges upstream -> stage, added in name order of
+    // the downstream stage so that neighbours are visited by name.
+    let mut graph: DiGraph<&str, ()> = DiGraph::with_capacity(stages.len(), 0);
+    let index: BTreeMap<&str, NodeIndex> = stages.keys().map(|name| (name.as_str(), graph.add_node(name))).collect();
     for stage in stages.values() {
         for up in &stage.after {
-            if up != &stage.name && stages.contains_key(up) {
-                next.entry(up.as_str()).or_default().push(stage.name.as_str());
+            if let (Some(&from), Some(&to)) = (index.get(up.as_str()), index.get(stage.name.as_str()))
+                && from != to
+            {
+                graph.add_edge(from, to, ());
             }
         }
     }
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut found = Vec::new();
-    for start in stages.keys().map(String::as_str) {
-        if done.contains(start) {
-            continue;
-        }
-        if let Some(path) = path_back_to(start, &next) {
-            done.extend(path.iter().copied());
-            found.push(path.iter().map(|s| s.to_string()).collect());
-        }
+    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(&graph).into_iter().filter(|c| c.len() > 1).collect();
+    for component in &mut components {
+        component.sort();
     }
-    found
+    components.sort();
+    components.iter().map(|component| path_back_to(&graph, component)).collect()
 }
 
-/// The shortest path `start -> … -> start`, if any (breadth-first, neighbours by name).
-fn path_back_to<'a>(start: &'a str, next: &BTreeMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
-    let mut came_from: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut queue = std::collections::VecDeque::from([start]);
+/// The shortest path `start -> … -> start` inside `component` (sorted, its first node the
+/// start), breadth-first with neighbours by name.
+fn path_back_to(graph: &DiGraph<&str, ()>, component: &[NodeIndex]) -> Vec<String> {
+    let start = component[0];
+    let inside = |n: NodeIndex| component.binary_search(&n).is_ok();
+    let mut came_from: BTreeMap<NodeIndex, NodeIndex> = BTreeMap::new();
+    let mut queue = VecDeque::from([start]);
     while let Some(node) = queue.pop_front() {
-        for &n in next.get(node).into_iter().flatten() {
+        let mut next: Vec<NodeIndex> = graph.neighbors(node).filter(|&n| inside(n)).collect();
+        next.sort();
+        for n in next {
             if n == start {
-                let mut path = vec![start];
-                let mut at = node;
-                while at != start {
-                    path.push(at);
-                    at = came_from.get(at).copied().unwrap_or(start);
+                let mut path = vec![node];
+                while let Some(&before) = came_from.get(path.last().unwrap_or(&start)) {
+                    path.push(before);
                 }
+                path.reverse(); // start, …, node
                 path.push(start);
-                let last = path.len() - 1;
-                path[1..last].reverse();
-                return Some(path);
+                return path.into_iter().map(|n| graph[n].to_string()).collect();
             }
-            if !came_from.contains_key(n) {
+            if n != start && !came_from.contains_key(&n) {
                 came_from.insert(n, node);
                 queue.push_back(n);
             }
         }
     }
-    None
+    // A component of two or more nodes has a cycle through each of them.
+    vec![graph[start].to_string(), graph[start].to_string()]
 }

@@ -4,12 +4,16 @@
 //! `serde_yaml::Value` has no room for integers beyond `i64`/`u64` (it rejects the whole file),
 //! so the text is read with a visitor of our own that keeps such an integer as its digits,
 //! tagged [`BIG_INTEGER`]; the field readers then say what is wrong with it at its place.
+//!
+//! Nesting is bounded by [`yaml_limits::MAX_NESTING`], checked in linear time first.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
 use serde_yaml::value::{Tag, TaggedValue};
 use serde_yaml::{Mapping, Value};
+
+use concurrent_mlflow::yaml_limits::{self, Scan};
 
 use super::error::{SpecError, SpecErrors};
 use super::quote::clip;
@@ -18,9 +22,22 @@ use super::quote::clip;
 /// spaces, so no YAML file can write it.
 const BIG_INTEGER: &str = "concurrent big integer";
 
-/// Parses the text; an empty document is an error.
+/// Parses the text; an empty document is an error, and so is nesting deeper than
+/// [`yaml_limits::MAX_NESTING`], refused before the text is loaded.
 pub(crate) fn parse_yaml(text: &str) -> Result<Value, SpecErrors> {
-    let Loaded(root) = serde_yaml::from_str(text).map_err(|e| yaml_error(text, &e))?;
+    let scanned = yaml_limits::scan(text);
+    match &scanned {
+        Scan::TooDeep(at) => return Err(SpecError::new(at.to_string(), yaml_limits::too_deep_message()).into()),
+        Scan::Invalid(at, problem) if !scanned.loadable(text) => {
+            return Err(SpecError::new(at.to_string(), format!("not valid YAML or JSON: {}", clip(problem))).into());
+        }
+        _ => {}
+    }
+    let invalid_at = match scanned {
+        Scan::Invalid(at, _) => Some((at.line, at.column)),
+        _ => None,
+    };
+    let Loaded(root) = serde_yaml::from_str(text).map_err(|e| yaml_error(text, &e, invalid_at))?;
     if root.is_null() {
         return Err(SpecError::new("line 1, column 1", "the DAG file is empty").into());
     }
@@ -144,14 +161,27 @@ fn duplicate_message(key: &Value) -> String {
     }
 }
 
-fn yaml_error(text: &str, e: &serde_yaml::Error) -> SpecErrors {
+/// The error at its place: where the loader says, else where the event scan found the text
+/// invalid (the loader does not place every error, e.g. a control character).
+fn yaml_error(text: &str, e: &serde_yaml::Error, invalid_at: Option<(usize, usize)>) -> SpecErrors {
     let message = e.to_string();
-    let located = e.location().map(|l| (l.line(), l.column()));
-    let (line, column) = duplicate_key_position(text, &message, located).or(located).unwrap_or((1, 1));
-    let message = match located {
-        Some((l, c)) => message.replace(&format!(" at line {l} column {c}"), ""),
-        None => message,
+    // The reader's errors (a character YAML does not allow) carry no line: only a byte offset,
+    // at the end of the message.
+    let reader_offset = message
+        .rsplit_once(" at position ")
+        .and_then(|(head, offset)| Some((head.to_string(), offset.parse::<usize>().ok()?)));
+    let (located, message) = match (reader_offset, e.location()) {
+        (Some((head, offset)), _) => {
+            let before = text.as_bytes().get(..offset).unwrap_or_default();
+            (Some(super::line_column(before)), head)
+        }
+        (None, Some(l)) => {
+            let at = format!(" at line {} column {}", l.line(), l.column());
+            (Some((l.line(), l.column())), message.replace(&at, ""))
+        }
+        (None, None) => (None, message),
     };
+    let (line, column) = duplicate_key_position(text, &message, located).or(located).or(invalid_at).unwrap_or((1, 1));
     SpecError::new(format!("line {line}, column {column}"), format!("not valid YAML or JSON: {}", clip(&message)))
         .into()
 }
@@ -211,6 +241,27 @@ mod tests {
         assert_eq!(
             error_line("{\n\"name\": \"a\",\n\"name\": \"b\"\n}\n"),
             "line 3, column 1: not valid YAML or JSON: duplicate entry with key \"name\""
+        );
+    }
+
+    #[test]
+    fn a_character_yaml_does_not_allow_is_placed_where_it_is() {
+        assert_eq!(
+            error_line("name: x\nstages:\n  a: {project: \"./p\u{7}\"}\n"),
+            "line 3, column 20: not valid YAML or JSON: control characters are not allowed"
+        );
+    }
+
+    #[test]
+    fn invalid_text_with_many_brackets_is_placed_without_loading_it() {
+        let mut text = String::from("name: x\nstages:\n");
+        for i in 0..70 {
+            text.push_str(&format!("  s{i}: {{project: ./p}}\n"));
+        }
+        text.push_str("  bad: {project: ./p\n");
+        assert_eq!(
+            error_line(&text),
+            "line 74, column 1: not valid YAML or JSON: while parsing a flow mapping, did not find expected ',' or '}'"
         );
     }
 

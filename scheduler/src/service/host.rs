@@ -200,7 +200,7 @@ impl RunHost {
         let tracking = match &self.inner.mlflow {
             None => None,
             Some(client) => {
-                let tracked = crate::cli::track(client, &dag, &run_id, &dag_path).await?;
+                let tracked = crate::cli::track(client, &dag, &run_id).await?;
                 let parent = &tracked.1.parent_run_id;
                 client.set_tag(parent, "concurrent.submitted_by", &request.submitted_by).await?;
                 Some(tracked)

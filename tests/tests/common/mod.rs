@@ -43,6 +43,18 @@ pub fn example_projects() -> PathBuf {
 
 /// Runs `concurrent` with `args`, the venv first on PATH, `env` set, killed after `deadline`.
 pub fn concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, deadline: Duration) -> Output {
+    concurrent_with_stdin(args, env, cwd, None, deadline)
+}
+
+/// [`concurrent`] with `stdin` written to its standard input (then closed), or the test's own
+/// standard input when `None`.
+pub fn concurrent_with_stdin(
+    args: &[&str],
+    env: &[(&str, &str)],
+    cwd: &Path,
+    stdin: Option<&[u8]>,
+    deadline: Duration,
+) -> Output {
     let venv = workspace_dir().join(".venv/bin");
     let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
     let mut command = Command::new(workspace_bin("concurrent"));
@@ -51,8 +63,20 @@ pub fn concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, deadline: Dur
     for (key, value) in env {
         command.env(key, value);
     }
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting concurrent");
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting concurrent");
     let pid = child.id();
+    let feeder = stdin.map(|bytes| {
+        let bytes = bytes.to_vec();
+        let mut pipe = child.stdin.take().expect("piped stdin");
+        // A writer thread: the child may refuse the input and exit before reading it all.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&bytes);
+        })
+    });
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watchdog_done = done.clone();
     let watchdog = std::thread::spawn(move || {
@@ -68,6 +92,9 @@ pub fn concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, deadline: Dur
     });
     let output = child.wait_with_output().expect("waiting for concurrent");
     done.store(true, std::sync::atomic::Ordering::SeqCst);
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
     let timed_out = watchdog.join().unwrap();
     assert!(!timed_out, "concurrent did not finish within {deadline:?}:\n{}", describe(&output));
     output
@@ -108,6 +135,13 @@ impl MlflowRest {
     pub fn experiment_id(&self, name: &str) -> Option<String> {
         let reply = self.get("/api/2.0/mlflow/experiments/get-by-name", &[("experiment_name", name)]);
         reply["experiment"]["experiment_id"].as_str().map(str::to_string)
+    }
+
+    /// The tags of an experiment, by key.
+    pub fn experiment_tags(&self, experiment_id: &str) -> std::collections::BTreeMap<String, String> {
+        let reply = self.get("/api/2.0/mlflow/experiments/get", &[("experiment_id", experiment_id)]);
+        let tags = reply["experiment"]["tags"].as_array().cloned().unwrap_or_default();
+        tags.iter().filter_map(|t| Some((t["key"].as_str()?.to_string(), t["value"].as_str()?.to_string()))).collect()
     }
 
     /// Every run of an experiment.

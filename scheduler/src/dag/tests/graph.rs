@@ -52,6 +52,60 @@ fn cycles_are_named() {
 }
 
 #[test]
+fn one_cycle_is_named_per_group_of_stages_that_reach_each_other() {
+    // a, b, c and d reach each other through two cycles (a -> b -> a, a -> c -> d -> a);
+    // x -> y -> x is a group of its own; r is on no cycle.
+    let text = dag_text(
+        "input: none\n",
+        &[("r", ""), ("a", "b, d, r"), ("b", "a"), ("c", "a"), ("d", "c"), ("x", "y"), ("y", "x")],
+    );
+    assert_eq!(errors(&text), ["stages.a.after: cycle: a -> b -> a", "stages.x.after: cycle: x -> y -> x"]);
+}
+
+#[test]
+fn a_long_chain_is_ordered_and_a_long_cycle_named() {
+    let n = 2_000;
+    let chain: Vec<(String, String)> =
+        (0..n).map(|i| (format!("s{i:04}"), if i == 0 { String::new() } else { format!("s{:04}", i - 1) })).collect();
+    let stages: Vec<(&str, &str)> = chain.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let dag = ok(&dag_text("input: none\n", &stages));
+    let order = names(dag.order());
+    assert_eq!(order.len(), n);
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "a chain in name order is ordered by name");
+    assert_eq!(dag.descendants("s0000").len(), n - 1);
+
+    let mut cyclic = stages.clone();
+    cyclic[0].1 = chain[n - 1].0.as_str();
+    let found = errors(&dag_text("input: none\n", &cyclic));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let expected: Vec<&str> = chain.iter().map(|(name, _)| name.as_str()).chain(["s0000"]).collect();
+    assert_eq!(found[0], format!("stages.s0000.after: cycle: {}", expected.join(" -> ")));
+}
+
+#[test]
+fn more_stages_than_the_limit_are_refused_naming_it() {
+    let mut text = String::from("name: g\ninput: none\nstages:\n");
+    for i in 0..=MAX_STAGES {
+        text.push_str(&format!("  s{i}: {{project: projects/thumbnail}}\n"));
+    }
+    assert_eq!(errors(&text), [format!("stages: {} stages, more than {MAX_STAGES} (the limit)", MAX_STAGES + 1)]);
+}
+
+#[test]
+fn nesting_beyond_the_limit_is_refused_at_its_place() {
+    let deep = 100_000;
+    let text = format!("name: g\ninput: none\nstages: {}{}\n", "[".repeat(deep), "]".repeat(deep));
+    let column = "stages: ".len() + MAX_NESTING;
+    assert_eq!(
+        errors(&text),
+        [format!(
+            "line 3, column {column}: lists and maps nested more than {MAX_NESTING} levels deep (the limit for a YAML \
+             file)"
+        )]
+    );
+}
+
+#[test]
 fn root_stages_need_an_input() {
     let msg = "stages.a: a root stage needs an input: set `input` on the DAG or on the stage, or \
                pass --input (`input: none` runs one shard without inputs)";
