@@ -12,3 +12,14 @@ pub use messages::{
     DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
     TrackingTarget, WIRE_VERSION, decode, encode,
 };
+
+/// The gRPC service `concurrent.v1.Scheduler` and its messages, generated from
+/// `concurrent/v1/scheduler.proto`.
+#[cfg(feature = "grpc")]
+pub mod grpc {
+    #![allow(missing_docs, clippy::all, clippy::pedantic)]
+    tonic::include_proto!("concurrent.v1");
+
+    /// The encoded file descriptor set, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("scheduler_descriptor");
+}

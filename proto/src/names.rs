@@ -2,6 +2,9 @@
 
 /// Work-queue stream that holds published shards until a worker acks them.
 pub const SHARDS_STREAM: &str = "CONCURRENT_SHARDS";
+/// The line a local executor writes to a worker's standard input to ask it to give up its
+/// slot after the shard in hand (fair share between runs).
+pub const DRAIN_LINE: &str = "drain";
 /// Stream of shard results, consumed durably by the scheduler.
 pub const RESULTS_STREAM: &str = "CONCURRENT_RESULTS";
 /// KV bucket of stage descriptions (key `<run>.<stage>`).

@@ -61,6 +61,16 @@ pub struct RunRecord {
     pub status: RunStatus,
     pub created_ms: i64,
     pub ended_ms: Option<i64>,
+    /// The name of the token the run was submitted with, through the service.
+    #[serde(default)]
+    pub submitted_by: Option<String>,
+    /// The run's weight in the fair share of worker slots (default 1).
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// Local projects as written in the DAG -> the snapshot dirs they were unpacked to, for
+    /// runs submitted with uploaded projects.
+    #[serde(default)]
+    pub project_dirs: std::collections::BTreeMap<String, String>,
 }
 
 /// One stage of a run.
@@ -298,6 +308,9 @@ mod tests {
                 status: RunStatus::Running,
                 created_ms: 5,
                 ended_ms: None,
+                submitted_by: Some("alice".into()),
+                priority: None,
+                project_dirs: Default::default(),
             };
             store.put_run(&run).unwrap();
             store.put_stage("r1", "a", &stage_record()).unwrap();

@@ -259,7 +259,7 @@ fn check_dag(text: &str, base: &Path, overrides: &Overrides, options: &LoadOptio
 }
 
 fn options(dir: &Path) -> LoadOptions {
-    LoadOptions { git_cache: dir.join("git-cache") }
+    LoadOptions { git_cache: dir.join("git-cache"), ..LoadOptions::default() }
 }
 
 #[test]

@@ -131,13 +131,14 @@ pub const MAX_NATS_OUTAGE: Duration = Duration::from_secs(120);
 /// Serves the stage until it has nothing left for this worker; `Ok` means a clean exit.
 pub async fn run(config: Config) -> Result<(), WorkerError> {
     let cancel = CancellationToken::new();
+    let drain = CancellationToken::new();
     // Orphans of entry points come to the worker rather than to init, to be reaped.
     if let Err(error) = concurrent_procs::containment::become_subreaper() {
         tracing::warn!(%error, "could not become a child subreaper; processes are still found by their mark");
     }
     stop_on_signals(cancel.clone())?;
     if config.stop_when_stdin_closes {
-        stop_when_stdin_closes(cancel.clone());
+        follow_stdin(cancel.clone(), drain.clone());
     }
     let link =
         Link::connect(&config.nats_url, &config.worker_id, config.connect_timeout).await.map_err(QueueError::from)?;
@@ -165,7 +166,7 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         keep_failed: config.keep_failed,
         cancel: cancel.clone(),
     };
-    let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel).await;
+    let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain).await;
     // The slot this worker's attempts ran in goes with the worker.
     let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
     let _ = std::fs::remove_dir_all(&slot.root);
@@ -182,13 +183,15 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     served
 }
 
-/// The pull loop: one shard at a time until idle, the consumer is gone, or a stop signal.
+/// The pull loop: one shard at a time until idle, the consumer is gone, a stop signal, or a
+/// drain request (which lets the shard in hand finish).
 async fn serve(
     stage: &Stage,
     queue: &StageQueue,
     link: &Link,
     idle_timeout: Duration,
     cancel: &CancellationToken,
+    drain: &CancellationToken,
 ) -> Result<(), WorkerError> {
     let mut idle = IdleClock::start(idle_timeout);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -196,6 +199,10 @@ async fn serve(
     loop {
         if cancel.is_cancelled() {
             tracing::info!(shards, "stopping on signal");
+            return Ok(());
+        }
+        if drain.is_cancelled() {
+            tracing::info!(shards, "asked to give up its slot: exiting between shards");
             return Ok(());
         }
         if !link.is_up() {
@@ -222,6 +229,7 @@ async fn serve(
         let seen = link.changes();
         let pulled = tokio::select! {
             pulled = queue.pull(remaining) => pulled,
+            () = drain.cancelled() => continue,
             () = link.changed_since(seen) => {
                 // The pull request may have died with the connection (or the server).
                 tracing::info!("the NATS connection changed during a pull; pulling again");
@@ -258,16 +266,24 @@ async fn serve(
 /// attempt's processes killed first), whatever NATS and MLflow do.
 pub const ORPHANED_EXIT_WITHIN: Duration = Duration::from_secs(4);
 
-/// Cancels `cancel` when standard input reaches its end (the parent process is gone), and
-/// exits the process [`ORPHANED_EXIT_WITHIN`] later if it is still there. A plain thread, not
-/// tokio's blocking pool, so that it never holds up the worker's exit.
-fn stop_when_stdin_closes(cancel: CancellationToken) {
+/// Follows standard input, the executor's line to this worker: a line `drain` asks it to give
+/// up its slot after the shard in hand ([`concurrent_proto::names::DRAIN_LINE`]); the end of
+/// input means the parent is gone: it cancels `cancel`, and exits the process
+/// [`ORPHANED_EXIT_WITHIN`] later if it is still there. A plain thread, not tokio's blocking
+/// pool, so that it never holds up the worker's exit.
+fn follow_stdin(cancel: CancellationToken, drain: CancellationToken) {
     std::thread::spawn(move || {
-        let mut buffer = [0u8; 64];
-        let mut stdin = std::io::stdin();
-        while let Ok(read) = std::io::Read::read(&mut stdin, &mut buffer) {
-            if read == 0 {
-                break;
+        let mut line = String::new();
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            line.clear();
+            match std::io::BufRead::read_line(&mut stdin, &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if line.trim_end() == concurrent_proto::names::DRAIN_LINE => {
+                    tracing::info!("asked to drain: finishing the shard in hand, then exiting");
+                    drain.cancel();
+                }
+                Ok(_) => {}
             }
         }
         tracing::warn!("standard input closed: the parent is gone, stopping");

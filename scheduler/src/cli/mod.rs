@@ -20,16 +20,21 @@ macro_rules! say {
     }};
 }
 
+mod api_client;
 mod cancel;
 mod drive;
 mod preflight;
 mod progress;
+mod remote;
 mod resume;
 mod run;
+mod serve;
 mod services;
 mod signals;
 mod summary;
 mod validate;
+
+pub(crate) use run::{reads_mlflow, track};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -87,6 +92,105 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Cancels a run: its workers stop and its MLflow runs end KILLED.
     Cancel(CancelArgs),
+    /// Runs the scheduler as a service: many runs at once, submitted over gRPC and REST.
+    Serve(ServeArgs),
+    /// Shows a run's status on a service, stage by stage.
+    Status(StatusArgs),
+    /// Lists the runs a service knows, newest first.
+    List(ClientArgs),
+    /// Prints the entry point log of a shard attempt from a service.
+    Logs(LogsArgs),
+}
+
+/// How results are printed by the verbs that talk to a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Tables for people.
+    #[default]
+    Text,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+/// Where the service is and how to prove who we are.
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// The service's URL (default: CONCURRENT_SCHEDULER, else http://127.0.0.1:7733).
+    #[arg(long, value_name = "URL", env = "CONCURRENT_SCHEDULER")]
+    pub scheduler: Option<String>,
+    /// A file holding the bearer token (default: CONCURRENT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+impl ClientArgs {
+    /// The service's URL, or the local default.
+    pub fn scheduler_url(&self) -> String {
+        self.scheduler.clone().unwrap_or_else(|| format!("http://{DEFAULT_LISTEN}"))
+    }
+}
+
+/// Where `concurrent serve` listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7733";
+
+/// Options of `concurrent serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address for gRPC and REST; anything but loopback needs --token-file.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+    /// Bearer tokens, one `name:token` per line; the name is recorded as who submitted a run.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where run state, uploaded projects and logs are kept.
+    #[arg(long, value_name = "DIR", default_value = ".concurrent")]
+    pub state_dir: PathBuf,
+    /// Most workers at once, all runs together (default: the number of CPUs).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_workers: Option<u32>,
+    /// Workers exit after this long without a shard.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// `none` runs without MLflow; a URI uses that tracking server (default: MLFLOW_TRACKING_URI,
+    /// else an `mlflow server` started with the service).
+    #[arg(long, value_name = "none|URI")]
+    pub tracking: Option<String>,
+    /// Submitted DAGs may name local projects (not uploaded) only inside this directory;
+    /// relative paths in them are resolved against it (default: the current directory, any
+    /// project allowed).
+    #[arg(long, value_name = "DIR")]
+    pub project_root: Option<PathBuf>,
+    /// `text` or `json` log lines on standard error.
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+}
+
+/// Options of `concurrent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run.
+    pub run_id: String,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// Options of `concurrent logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run.
+    pub run_id: String,
+    /// The stage.
+    pub stage: String,
+    /// The shard's 0-based index.
+    pub shard: u32,
+    /// The attempt (default: the latest).
+    #[arg(long, value_name = "K")]
+    pub attempt: Option<u32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// The DAG file and what replaces parts of it.
@@ -147,6 +251,23 @@ pub struct RunArgs {
     /// Where run state, outputs without tracking, and logs are kept.
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
+    /// Submit the run to this service instead of running it here (also CONCURRENT_SCHEDULER).
+    #[command(flatten)]
+    pub client: RunClientArgs,
+}
+
+/// `--scheduler` and friends on `concurrent run`: unset, the run is driven in this process.
+#[derive(Debug, Args)]
+pub struct RunClientArgs {
+    /// Submit to the service at this URL and follow the run (default: run here).
+    #[arg(long, value_name = "URL")]
+    pub scheduler: Option<String>,
+    /// A file holding the bearer token (default: CONCURRENT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// `text` or `json`.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 /// Options of `concurrent resume`.
@@ -172,6 +293,12 @@ pub struct ResumeArgs {
 pub struct CancelArgs {
     /// The run to cancel.
     pub run_id: String,
+    /// Cancel the run on this service (default: the scheduler of the state dir).
+    #[arg(long, value_name = "URL")]
+    pub scheduler: Option<String>,
+    /// A file holding the bearer token (default: CONCURRENT_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The state dir the run was started with (to find its NATS server when NATS_URL is unset).
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
@@ -188,6 +315,22 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+impl Cli {
+    /// The log filter when RUST_LOG is unset: the service says what it does, commands only
+    /// what goes wrong.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Serve(_) => "info",
+            _ => "warn",
+        }
+    }
+
+    /// True when log lines are JSON (`serve --log-format json`).
+    pub fn json_logs(&self) -> bool {
+        matches!(&self.command, Command::Serve(args) if args.log_format == "json")
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main(cli: Cli) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -199,10 +342,27 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => match args.client.scheduler.clone() {
+                Some(url) => remote::run(args, &url).await,
+                None => run::run(args).await,
+            },
             Command::Validate(args) => validate::validate(args).await,
             Command::Resume(args) => resume::resume(args).await,
-            Command::Cancel(args) => cancel::cancel(args).await,
+            Command::Cancel(args) => match &args.scheduler {
+                Some(url) => {
+                    let client = ClientArgs {
+                        scheduler: Some(url.clone()),
+                        token_file: args.token_file.clone(),
+                        output: OutputFormat::Text,
+                    };
+                    remote::cancel(&args.run_id, &client).await
+                }
+                None => cancel::cancel(args).await,
+            },
+            Command::Serve(args) => serve::serve(args).await,
+            Command::Status(args) => remote::status(&args.run_id, &args.client).await,
+            Command::List(args) => remote::list(&args).await,
+            Command::Logs(args) => remote::logs(&args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

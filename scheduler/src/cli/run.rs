@@ -128,6 +128,9 @@ async fn record(
         status: RunStatus::Running,
         created_ms: now_ms(),
         ended_ms: None,
+        submitted_by: None,
+        priority: None,
+        project_dirs: Default::default(),
     };
     store.put_run(&record).and(Ok(())).map_err(|error| {
         say!("error: {error}");
@@ -137,7 +140,11 @@ async fn record(
 }
 
 /// Creates the DAG run in MLflow.
-async fn track(client: &MlflowClient, dag: &Dag, run_id: &str) -> Result<(RunTree, RunTracking), MlflowError> {
+pub(crate) async fn track(
+    client: &MlflowClient,
+    dag: &Dag,
+    run_id: &str,
+) -> Result<(RunTree, RunTracking), MlflowError> {
     let tree = RunTree::new(client.clone());
     let experiment_id = tree.experiment(dag).await?;
     let parent = tree.create_dag_run(&experiment_id, dag, run_id).await?;
@@ -146,7 +153,7 @@ async fn track(client: &MlflowClient, dag: &Dag, run_id: &str) -> Result<(RunTre
 }
 
 /// True when a stage reads its input from MLflow.
-pub(super) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
+pub(crate) fn reads_mlflow(dag: &Dag, stage: &crate::dag::Stage) -> bool {
     matches!(source_of(dag, stage), StageInput::Uri(uri) if uri.starts_with("mlflow-artifacts:") || uri.starts_with("runs:"))
 }
 

@@ -49,11 +49,21 @@ pub use uri::{INPUT_SCHEMES, parse_input};
 pub struct LoadOptions {
     /// Where git projects are cloned (default [`default_git_cache`]).
     pub git_cache: PathBuf,
+    /// Local projects as written in the DAG that were uploaded as snapshots -> the directory
+    /// each was unpacked to (a DAG submitted to the service).
+    pub project_dirs: std::collections::BTreeMap<String, PathBuf>,
+    /// When set, a local project that was not uploaded must lie inside this directory (the
+    /// root a service operator allowed); `None` allows any (the command line).
+    pub local_root: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { git_cache: default_git_cache() }
+        LoadOptions {
+            git_cache: default_git_cache(),
+            project_dirs: std::collections::BTreeMap::new(),
+            local_root: None,
+        }
     }
 }
 

@@ -106,7 +106,7 @@ pub(crate) fn parse(
     let mut projects = Projects::new(&options.git_cache);
     for stage in stages.values_mut() {
         let places = param_places.get(&stage.name).cloned().unwrap_or_default();
-        check_project(&mut errors, stage, base_dir, &mut projects, &places);
+        check_project(&mut errors, stage, base_dir, &mut projects, &places, options);
     }
 
     match name {

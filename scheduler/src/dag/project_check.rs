@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use concurrent_mlflow::project::{MlProject, ProjectError};
 
+use super::LoadOptions;
 use super::error::Errors;
 use super::model::{ProjectRef, Stage};
 use super::project_ref::fetch_git;
@@ -67,11 +68,29 @@ pub(crate) fn check_project(
     base_dir: &Path,
     projects: &mut Projects<'_>,
     param_places: &BTreeMap<String, String>,
+    options: &LoadOptions,
 ) {
     let place = join("stages", &stage.name);
     let project_place = join(&place, "project");
     let dir = match &stage.project {
-        ProjectRef::Local(path) => normalize(&base_dir.join(path)),
+        ProjectRef::Local(path) => match options.project_dirs.get(&path.display().to_string()) {
+            Some(uploaded) => uploaded.clone(),
+            None => {
+                let dir = normalize(&base_dir.join(path));
+                if let Some(root) = &options.local_root
+                    && !dir.starts_with(root)
+                {
+                    let problem = format!(
+                        "{} was not uploaded and is outside the project root {} this service allows \
+                         (`concurrent run --scheduler` uploads local projects)",
+                        path.display(),
+                        root.display()
+                    );
+                    return errors.push(project_place, problem);
+                }
+                dir
+            }
+        },
         ProjectRef::Git { url, subdir, rev } => match projects.fetch(url, rev.as_deref()) {
             Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
             Err(e) => return errors.push(project_place, e),

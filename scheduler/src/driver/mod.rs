@@ -203,6 +203,7 @@ impl<E: Executor> Driver<E> {
                 }
             })
             .collect();
+        self.setup.executor.want(demands.iter().map(StageDemand::desired).sum());
         for (stage, count) in plan_launches(&demands, self.setup.executor.capacity(), alive_total) {
             let key = StageRef { run_id: self.setup.run_id.clone(), stage };
             self.setup.executor.launch(&key, count).await?;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 
 use concurrent_proto::lease::{Lease, lease_path};
 
@@ -34,8 +34,11 @@ struct LocalWorker {
     id: String,
     child: Child,
     log: PathBuf,
-    /// Held open while this process lives: the worker stops when it closes.
-    lifeline: Option<ChildStdin>,
+    /// Held open while this process lives: the worker stops when it closes, and gives up its
+    /// slot after its shard when a drain line is written to it.
+    lifeline: Option<std::fs::File>,
+    /// Asked to drain already.
+    draining: bool,
 }
 
 /// Runs workers as local child processes.
@@ -88,8 +91,93 @@ impl LocalExecutor {
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| ExecutorError::Spawn { binary: binary.display().to_string(), source })?;
-        let lifeline = child.stdin.take();
-        Ok(LocalWorker { stage: stage.clone(), id, child, log, lifeline })
+        let lifeline = child.stdin.take().and_then(|stdin| stdin.into_owned_fd().ok()).map(std::fs::File::from);
+        Ok(LocalWorker { stage: stage.clone(), id, child, log, lifeline, draining: false })
+    }
+}
+
+impl LocalExecutor {
+    /// Starts `count` more workers for `stage` (launching is immediate: no await needed).
+    pub fn start_workers(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
+        for _ in 0..count {
+            let worker = self.spawn(stage)?;
+            tracing::debug!(worker = %worker.id, stage = %stage.stage, "worker launched");
+            self.workers.push(worker);
+        }
+        Ok(())
+    }
+
+    /// Shards of `run_id` whose workers died mid-attempt; those of other runs stay.
+    pub fn take_abandoned_of(&mut self, run_id: &str) -> Vec<Abandoned> {
+        let (ours, others) = std::mem::take(&mut self.abandoned).into_iter().partition(|a| a.stage.run_id == run_id);
+        self.abandoned = others;
+        ours
+    }
+
+    /// Asks up to `count` workers of `run_id` not draining yet to exit after the shard in hand;
+    /// returns how many were asked.
+    pub fn drain(&mut self, run_id: &str, count: u32) -> u32 {
+        use std::io::Write;
+        let mut asked = 0;
+        for worker in self.workers.iter_mut().filter(|w| w.stage.run_id == run_id && !w.draining) {
+            if asked == count {
+                break;
+            }
+            let line = format!("{}\n", concurrent_proto::names::DRAIN_LINE);
+            if let Some(lifeline) = &mut worker.lifeline
+                && lifeline.write_all(line.as_bytes()).is_ok()
+            {
+                worker.draining = true;
+                asked += 1;
+            }
+        }
+        asked
+    }
+
+    /// Workers of `run_id` alive and not draining, as of the last [`Executor::alive`].
+    pub fn serving(&self, run_id: &str) -> u32 {
+        self.workers.iter().filter(|w| w.stage.run_id == run_id && !w.draining).count() as u32
+    }
+
+    /// Tells the workers of `run_id` to stop and hands them over, forgotten here, for the
+    /// caller to wait on ([`StoppingWorker::wait_until`]).
+    pub fn stop_run(&mut self, run_id: &str) -> Vec<StoppingWorker> {
+        self.stop_where(|worker| worker.stage.run_id == run_id)
+    }
+
+    /// Closes the standard input of the workers `which` picks, which stops them as SIGTERM
+    /// does (entry point killed, shard run KILLED, shard handed back). No signal is sent: a
+    /// worker that already got the terminal's SIGINT would take a second signal as "exit at
+    /// once" and leave its shard run RUNNING.
+    fn stop_where(&mut self, which: impl Fn(&LocalWorker) -> bool) -> Vec<StoppingWorker> {
+        let (ours, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.workers).into_iter().partition(|w| which(w));
+        self.workers = others;
+        let work_dir = self.config.state_dir.join("work");
+        ours.into_iter()
+            .map(|mut worker| {
+                drop(worker.lifeline.take());
+                StoppingWorker { worker, work_dir: work_dir.clone() }
+            })
+            .collect()
+    }
+}
+
+/// A worker told to stop, to be waited on.
+pub struct StoppingWorker {
+    worker: LocalWorker,
+    work_dir: PathBuf,
+}
+
+impl StoppingWorker {
+    /// Waits until `deadline` for the worker to exit; a worker still alive then is killed, and
+    /// so is the entry point its lease names.
+    pub async fn wait_until(mut self, deadline: tokio::time::Instant) {
+        let worker = &mut self.worker;
+        if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
+            tracing::warn!(worker = %worker.id, "worker did not stop in time: killed");
+            let _ = worker.child.kill().await;
+            reclaim(&self.work_dir, worker);
+        }
     }
 }
 
@@ -99,12 +187,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn launch(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
-        for _ in 0..count {
-            let worker = self.spawn(stage)?;
-            tracing::debug!(worker = %worker.id, stage = %stage.stage, "worker launched");
-            self.workers.push(worker);
-        }
-        Ok(())
+        self.start_workers(stage, count)
     }
 
     fn alive(&mut self) -> BTreeMap<StageRef, u32> {
@@ -141,19 +224,9 @@ impl Executor for LocalExecutor {
     /// shard run RUNNING. A worker still alive after `grace` is killed, and so is the entry
     /// point its lease names.
     async fn shutdown(&mut self, grace: Duration) {
-        for worker in &mut self.workers {
-            drop(worker.lifeline.take());
-        }
         let deadline = tokio::time::Instant::now() + grace;
-        let work_dir = self.config.state_dir.join("work");
-        for worker in &mut self.workers {
-            if tokio::time::timeout_at(deadline, worker.child.wait()).await.is_err() {
-                tracing::warn!(worker = %worker.id, "worker did not stop within {grace:?}: killed");
-                let _ = worker.child.kill().await;
-                reclaim(&work_dir, worker);
-            }
-        }
-        self.workers.clear();
+        let stopping = self.stop_where(|_| true);
+        futures::future::join_all(stopping.into_iter().map(|worker| worker.wait_until(deadline))).await;
     }
 }
 

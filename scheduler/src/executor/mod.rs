@@ -4,11 +4,13 @@
 
 pub mod local;
 mod orphans;
+pub mod pool;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 
 pub use local::LocalExecutor;
+pub use pool::{RunWorkers, WorkerPool};
 
 /// A stage workers are launched for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -38,6 +40,11 @@ pub enum ExecutorError {
 pub trait Executor: Send {
     /// Most workers this executor runs at once.
     fn capacity(&self) -> u32;
+
+    /// Tells the executor how many workers the run could use now (all its stages together),
+    /// before it asks for [`Executor::capacity`]; an executor shared between runs divides its
+    /// slots by these claims.
+    fn want(&mut self, _workers: u32) {}
 
     /// Launches `count` more workers for `stage`.
     fn launch(&mut self, stage: &StageRef, count: u32) -> impl Future<Output = Result<(), ExecutorError>> + Send;

@@ -15,7 +15,7 @@ fn data_dir() -> PathBuf {
 }
 
 fn options() -> LoadOptions {
-    LoadOptions { git_cache: std::env::temp_dir().join("concurrent-dag-tests-git") }
+    LoadOptions { git_cache: std::env::temp_dir().join("concurrent-dag-tests-git"), ..LoadOptions::default() }
 }
 
 /// Parses `text` as a DAG file living in the test data directory.

@@ -117,7 +117,7 @@ fn git_projects_are_cloned_and_checked_out() {
 
     let url = url::Url::from_directory_path(repo.path()).unwrap().to_string();
     let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#projects/thumb@v1\"}}\n");
-    let opts = LoadOptions { git_cache: cache.path().to_path_buf() };
+    let opts = LoadOptions { git_cache: cache.path().to_path_buf(), ..LoadOptions::default() };
     let dag =
         parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_or_else(|e| panic!("{e}"));
     let a = &dag.stages["a"];
