@@ -29,6 +29,20 @@ pub(crate) fn refusal(raw: &str) -> Option<&'static str> {
     if raw.chars().any(|c| c.is_ascii_control()) {
         return Some("the server drops or rewrites ASCII control characters (newline, tab, …)");
     }
+    // `urlparse` splits a query at the first `?` and URL parameters at the first `;` of the
+    // last segment before it; `urlunparse` drops either mark when nothing follows it: `a?`
+    // would come back as `a`, and `a;` (or `a;?b`) without its `;`.
+    let (path, query) = match raw.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (raw, None),
+    };
+    if query == Some("") {
+        return Some("the server drops a first `?` that ends the path");
+    }
+    let last = path.rsplit('/').next().unwrap_or(path);
+    if last.find(';').is_some_and(|i| i + 1 == last.len()) {
+        return Some("the server drops a `;` that is the last segment's first and ends it (before any `?`)");
+    }
     let bytes = raw.as_bytes();
     let escape = bytes.windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
     if escape {
@@ -43,12 +57,50 @@ mod tests {
 
     #[test]
     fn refuses_what_the_server_rewrites() {
-        for bad in ["a#1", "new\nline", "tab\tx", "cr\rx", "ctl\u{1}x", "del\u{7f}x", "50%25", "x%C3%BCy", "%2F"] {
+        for bad in [
+            "a#1",
+            "new\nline",
+            "tab\tx",
+            "cr\rx",
+            "ctl\u{1}x",
+            "del\u{7f}x",
+            "50%25",
+            "x%C3%BCy",
+            "%2F",
+            "a;",
+            ";",
+            "d/x;",
+            "q?",
+            "?",
+            "a;b?",
+            "a;?b",
+            "x/y?",
+        ] {
             let err = check(&ObjectPath::parse(bad).unwrap()).unwrap_err();
             assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
         }
-        for good in ["100%", "%zz", "a%4g", "%4", "q'\"u", "a b/ü é/😀", "?x=1&y", "-lead", "semi;p", "nel\u{85}x"]
-        {
+        for good in [
+            "100%",
+            "%zz",
+            "a%4g",
+            "%4",
+            "q'\"u",
+            "a b/ü é/😀",
+            "?x=1&y",
+            "-lead",
+            "semi;p",
+            "nel\u{85}x",
+            ";a",
+            "c;d;",
+            ";;",
+            "b;;",
+            "g;/h",
+            "?v",
+            "r?s",
+            "w??",
+            "c?;d",
+            "x?/y",
+        ] {
             assert_eq!(check(&ObjectPath::parse(good).unwrap()), Ok(()), "{good}");
         }
     }

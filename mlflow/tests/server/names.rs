@@ -7,11 +7,17 @@ use proptest::prelude::*;
 
 use crate::{client, unique};
 
-/// What the proxy cannot keep: `#`, control characters, `%` and two hex digits.
+/// What the proxy cannot keep: `#`, control characters, `%` and two hex digits, a single `?`
+/// that ends the name, and a last segment (before any `?`) whose only `;` ends it (MLflow's
+/// `urlparse` drops those marks: `a?` and `a;` become `a`).
 fn proxy_refuses(name: &str) -> bool {
     let escape =
         name.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
-    name.contains('#') || has_control(name) || escape
+    let before_query = name.split('?').next().unwrap_or(name);
+    let dropped_question = name.contains('?') && name.split('?').nth(1) == Some("") && name.matches('?').count() == 1;
+    let last = before_query.rsplit('/').next().unwrap_or(before_query);
+    let dropped_semicolon = last.split(';').count() == 2 && last.ends_with(';');
+    name.contains('#') || has_control(name) || escape || dropped_question || dropped_semicolon
 }
 
 /// Uploads every name to a new run through the proxy; checks what comes back.
