@@ -13,11 +13,19 @@ use crate::{client, unique};
 fn proxy_refuses(name: &str) -> bool {
     let escape =
         name.as_bytes().windows(3).any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    // The name and each directory above it (listed on its own).
+    let segments: Vec<&str> = name.split('/').collect();
+    let marks = (1..=segments.len()).any(|n| dropped_mark(&segments[..n].join("/")));
+    name.contains('#') || has_control(name) || escape || marks
+}
+
+/// A single `?` ending the path, or a last segment (before any `?`) whose only `;` ends it.
+fn dropped_mark(name: &str) -> bool {
     let before_query = name.split('?').next().unwrap_or(name);
     let dropped_question = name.contains('?') && name.split('?').nth(1) == Some("") && name.matches('?').count() == 1;
     let last = before_query.rsplit('/').next().unwrap_or(before_query);
     let dropped_semicolon = last.split(';').count() == 2 && last.ends_with(';');
-    name.contains('#') || has_control(name) || escape || dropped_question || dropped_semicolon
+    dropped_question || dropped_semicolon
 }
 
 /// Uploads every name to a new run through the proxy; checks what comes back.
