@@ -169,7 +169,8 @@ fn a_run_submitted_with_curl_is_followed_over_rest_and_grpc_and_tokens_stay_secr
     assert_eq!(code, 201, "{answer}");
     let answer: Value = serde_json::from_str(&answer).unwrap();
     let run_id = answer["run_id"].as_str().unwrap().to_string();
-    assert!(answer["url"].as_str().unwrap().contains("#/experiments/"), "{answer}");
+    let url = answer["url"].as_str().unwrap();
+    assert!(url.contains("#/experiments/") && url.ends_with("?workflowType=machine_learning"), "{answer}");
     let (code, events) = curl(&["-N", "-H", &auth, &format!("{runs_url}/{run_id}/events")]);
     assert_eq!(code, 200);
     assert!(events.contains("event: shard_decided"), "{events}");

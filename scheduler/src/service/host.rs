@@ -231,7 +231,10 @@ impl RunHost {
         let submitted = Submitted {
             run_id: run_id.clone(),
             mlflow_run_id: record.tracking.as_ref().map(|t| t.parent_run_id.clone()),
-            url: record.tracking.as_ref().map(|t| run_url(&t.uri, &t.experiment_id, &t.parent_run_id)),
+            url: record
+                .tracking
+                .as_ref()
+                .map(|t| crate::run_tree::run_page(&t.uri, &t.experiment_id, &t.parent_run_id)),
         };
         tracing::info!(run = %run_id, dag = %dag.name, submitted_by = %request.submitted_by, "run submitted");
         self.start(record, dag, plan, tracking, false)?;
@@ -573,9 +576,4 @@ fn describe(event: &RunEvent) -> (&'static str, Option<String>, Option<u32>, Str
         RunEvent::StageSkipped { stage } => ("stage_skipped", Some(stage.clone()), None, String::new()),
         RunEvent::RunEnded { .. } => ("run_ended", None, None, String::new()),
     }
-}
-
-/// The MLflow UI's page of a run.
-pub fn run_url(tracking_uri: &str, experiment_id: &str, run_id: &str) -> String {
-    format!("{}/#/experiments/{experiment_id}/runs/{run_id}", tracking_uri.trim_end_matches('/'))
 }
