@@ -65,14 +65,17 @@ mod tests {
 
     #[test]
     fn marked_processes_are_found_by_their_environment_only() {
-        let mark = Mark::input_dir("/work/r/s/w-scan/in");
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .env(Mark::VARIABLE, "/work/r/s/w-scan/in")
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        // A mark unique to this test process: another run of this test must not match it.
+        let dir = format!("/work/r/s/w-scan-{}/in", std::process::id());
+        let mark = Mark::input_dir(&dir);
+        let mut child = Command::new("sleep").arg("30").env(Mark::VARIABLE, &dir).process_group(0).spawn().unwrap();
         let pid = child.id();
+        // Until the child has exec'd, /proc shows the environment it was forked with.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while marked_processes(&mark).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "the child never showed its environment");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         assert_eq!(marked_processes(&mark), vec![pid]);
         assert!(group_runs_mark(pid, &mark));
         assert!(!group_runs_mark(pid, &Mark::input_dir("/work/r/s/w-other/in")));

@@ -377,3 +377,66 @@ fn a_service_killed_mid_run_resumes_it_and_every_output_appears_once() {
     names.sort();
     assert_eq!(names, files_under(&raw));
 }
+
+#[test]
+fn the_service_speaks_tls_when_given_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+
+    // A key that is not a key: refused before anything starts, the file named.
+    let bad_key = dir.path().join("bad.pem");
+    std::fs::write(&bad_key, "not a key").unwrap();
+    let refused = concurrent(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--tracking",
+            "none",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            bad_key.to_str().unwrap(),
+        ],
+        &[],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", describe(&refused));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--tls-key"), "{}", describe(&refused));
+    assert!(!dir.path().join("state").exists(), "nothing created");
+
+    let tokens = token_file(dir.path());
+    let args = [
+        "--tracking",
+        "none",
+        "--token-file",
+        tokens.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    let service = Service::start(dir.path(), &args, &[], "serve");
+    assert!(service.url.starts_with("https://"), "{}", service.url);
+    let url = service.url.replace("127.0.0.1", "localhost");
+    let cacert = cert.to_str().unwrap();
+    let (code, body) = curl(&["--cacert", cacert, &format!("{url}/healthz")]);
+    assert_eq!((code, body.trim()), (200, "ok"));
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let (code, body) = curl(&["--http2", "--cacert", cacert, "-H", &auth, &format!("{url}/api/v1/runs")]);
+    assert_eq!((code, body.as_str()), (200, "{\"runs\":[]}"));
+    // Plain HTTP on the TLS port gets no API.
+    let (code, _) = curl(&[&format!("{}/healthz", url.replace("https://", "http://"))]);
+    assert_ne!(code, 200);
+}

@@ -207,7 +207,8 @@ pub async fn process(stage: &Stage, queue: &StageQueue, message: jetstream::Mess
         return Ok(());
     }
     let attempt = queue::attempt(&message).unwrap_or(1);
-    let span = tracing::info_span!("shard", shard = shard.shard, attempt);
+    let span =
+        tracing::info_span!("shard_attempt", run = %shard.run_id, stage = %shard.stage, shard = shard.shard, attempt);
     process_shard(stage, queue, &message, &shard, attempt).instrument(span).await
 }
 

@@ -145,6 +145,12 @@ pub struct ServeArgs {
     /// Bearer tokens, one `name:token` per line; the name is recorded as who submitted a run.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM certificate chain: serve gRPC and REST over TLS (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Where run state, uploaded projects and logs are kept.
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,

@@ -33,7 +33,7 @@ pub async fn run(args: RunArgs, url: &str) -> u8 {
         let packed = match snapshot::pack(&stage.project_dir) {
             Ok(packed) => packed,
             Err(error) => {
-                eprintln!("error: stages.{}.project: {error}", stage.name);
+                say!("error: stages.{}.project: {error}", stage.name);
                 return EXIT_INVALID;
             }
         };
@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs, url: &str) -> u8 {
     let parameters: BTreeMap<String, String> = match args.dag.overrides() {
         Ok(overrides) => overrides.parameters.into_iter().map(|(s, p, v)| (format!("{s}.{p}"), v)).collect(),
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_INVALID;
         }
     };
@@ -61,9 +61,9 @@ pub async fn run(args: RunArgs, url: &str) -> u8 {
     };
     let run_id = submitted["run_id"].as_str().unwrap_or_default().to_string();
     if args.client.output == OutputFormat::Json {
-        println!("{submitted}");
+        out!("{submitted}");
     } else {
-        eprintln!("run {run_id}: {} submitted to {url}", dag.name);
+        say!("run {run_id}: {} submitted to {url}", dag.name);
     }
     follow(&client, &run_id, &dag, args.client.output).await
 }
@@ -86,7 +86,7 @@ async fn follow(client: &ApiClient, run_id: &str, dag: &crate::dag::Dag, output:
         return fail(&error);
     }
     match output {
-        OutputFormat::Json => println!("{last}"),
+        OutputFormat::Json => out!("{last}"),
         OutputFormat::Text => print_run(&last),
     }
     match last["status"].as_str() {
@@ -131,7 +131,7 @@ pub async fn status(run_id: &str, client_args: &ClientArgs) -> u8 {
     match client.get(run_id).await {
         Ok(run) => {
             match client_args.output {
-                OutputFormat::Json => println!("{run}"),
+                OutputFormat::Json => out!("{run}"),
                 OutputFormat::Text => print_run(&run),
             }
             EXIT_OK
@@ -149,7 +149,7 @@ pub async fn list(client_args: &ClientArgs) -> u8 {
     match client.list().await {
         Ok(runs) => {
             match client_args.output {
-                OutputFormat::Json => println!("{runs}"),
+                OutputFormat::Json => out!("{runs}"),
                 OutputFormat::Text => {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(
@@ -186,8 +186,8 @@ pub async fn cancel(run_id: &str, client_args: &ClientArgs) -> u8 {
     match client.cancel(run_id).await {
         Ok(answer) => {
             match client_args.output {
-                OutputFormat::Json => println!("{answer}"),
-                OutputFormat::Text => println!("run {run_id} cancelled"),
+                OutputFormat::Json => out!("{answer}"),
+                OutputFormat::Text => out!("run {run_id} cancelled"),
             }
             EXIT_OK
         }
@@ -219,10 +219,10 @@ fn fail(error: &ApiError) -> u8 {
     match error {
         ApiError::Refused { errors, .. } => {
             for line in errors {
-                eprintln!("error: {line}");
+                say!("error: {line}");
             }
         }
-        other => eprintln!("error: {other}"),
+        other => say!("error: {other}"),
     }
     error.exit_code()
 }

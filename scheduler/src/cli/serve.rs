@@ -13,7 +13,8 @@ use crate::executor::local::LocalConfig;
 use crate::executor::{LocalExecutor, WorkerPool};
 use crate::queue::Queue;
 use crate::service::auth::Tokens;
-use crate::service::server::{app, bind, serve as serve_http};
+use crate::service::server::{app, bind, serve as serve_http, serve_tls};
+use crate::service::tls::server_config;
 use crate::service::{HostConfig, RunHost};
 
 /// Time workers get to stop politely when the service stops.
@@ -25,25 +26,35 @@ pub async fn serve(args: ServeArgs) -> u8 {
         Some(path) => match Tokens::read(path) {
             Ok(tokens) => tokens,
             Err(error) => {
-                eprintln!("error: --token-file: {error}");
+                say!("error: --token-file: {error}");
                 return EXIT_INVALID;
             }
         },
         None => Tokens::none(),
     };
     if !args.listen.ip().is_loopback() && !tokens.required() {
-        eprintln!(
+        say!(
             "error: --listen {}: the service would take runs from the network without a token; give \
              --token-file FILE (lines `name:token`) or listen on 127.0.0.1",
             args.listen
         );
         return EXIT_INVALID;
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match server_config(cert, key) {
+            Ok(tls) => Some(tls),
+            Err(error) => {
+                say!("error: {error}");
+                return EXIT_INVALID;
+            }
+        },
+        _ => None,
+    };
     let project_root = match &args.project_root {
         Some(root) => match root.canonicalize() {
             Ok(root) => Some(root),
             Err(error) => {
-                eprintln!("error: --project-root {}: {error}", root.display());
+                say!("error: --project-root {}: {error}", root.display());
                 return EXIT_INVALID;
             }
         },
@@ -64,19 +75,19 @@ pub async fn serve(args: ServeArgs) -> u8 {
     let (listener, bound) = match bind(args.listen).await {
         Ok(bound) => bound,
         Err(error) => {
-            eprintln!("error: --listen: {error}");
+            say!("error: --listen: {error}");
             return EXIT_INVALID;
         }
     };
     let services = match Services::start(&state_dir, &tracking).await {
         Ok(services) => services,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_SERVICE;
         }
     };
     let code = match host(&args, &services, store, project_root, &state_dir).await {
-        Ok(host) => run_until_stopped(host, tokens, listener, bound).await,
+        Ok(host) => run_until_stopped(host, tokens, tls, listener, bound).await,
         Err(code) => code,
     };
     services.stop().await;
@@ -92,11 +103,11 @@ async fn host(
     state_dir: &std::path::Path,
 ) -> Result<RunHost, u8> {
     let queue = Queue::connect(&services.nats_url).await.map_err(|error| {
-        eprintln!("error: {error}");
+        say!("error: {error}");
         EXIT_SERVICE
     })?;
     let mlflow = services.tracking_uri.as_deref().map(MlflowClient::new).transpose().map_err(|error| {
-        eprintln!("error: tracking server: {error}");
+        say!("error: tracking server: {error}");
         EXIT_INVALID
     })?;
     let max_workers =
@@ -113,11 +124,11 @@ async fn host(
     let host = RunHost::new(config, store, queue, mlflow, WorkerPool::new(executor));
     match host.resume_unfinished().await {
         Ok(resumed) if !resumed.is_empty() => {
-            eprintln!("resumed {} unfinished runs: {}", resumed.len(), resumed.join(", "))
+            say!("resumed {} unfinished runs: {}", resumed.len(), resumed.join(", "))
         }
         Ok(_) => {}
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return Err(EXIT_SERVICE);
         }
     }
@@ -128,24 +139,29 @@ async fn host(
 async fn run_until_stopped(
     host: RunHost,
     tokens: Tokens,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     listener: tokio::net::TcpListener,
     bound: std::net::SocketAddr,
 ) -> u8 {
     let app = match app(host.clone(), tokens) {
         Ok(app) => app,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             return EXIT_SERVICE;
         }
     };
-    eprintln!("concurrent serve: listening on http://{bound} (gRPC concurrent.v1.Scheduler and REST /api/v1)");
-    let served = serve_http(listener, app, stop_signal()).await;
-    eprintln!("concurrent serve: stopping; unfinished runs resume at the next start");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    say!("concurrent serve: listening on {scheme}://{bound} (gRPC concurrent.v1.Scheduler and REST /api/v1)");
+    let served = match tls {
+        Some(tls) => serve_tls(listener, app, tls, stop_signal()).await,
+        None => serve_http(listener, app, stop_signal()).await,
+    };
+    say!("concurrent serve: stopping; unfinished runs resume at the next start");
     host.stop(STOP_GRACE).await;
     match served {
         Ok(()) => EXIT_OK,
         Err(error) => {
-            eprintln!("error: {error}");
+            say!("error: {error}");
             EXIT_SERVICE
         }
     }

@@ -32,21 +32,25 @@ mod tests {
 
     #[test]
     fn only_a_group_started_with_the_worker_s_input_dir_is_killed() {
-        let mut child = Command::new("sleep")
-            .arg("30")
-            .env("CONCURRENT_INPUT_DIR", "/work/r/s/w-1/in")
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        // Marks unique to this test process: another run of this test must not match them.
+        let ours = format!("/work/r/s/w-1-{}/in", std::process::id());
+        let theirs = format!("/work/r/s/w-2-{}/in", std::process::id());
+        let mut child =
+            Command::new("sleep").arg("30").env("CONCURRENT_INPUT_DIR", &ours).process_group(0).spawn().unwrap();
         let pgid = child.id();
-        assert!(group_runs_entry_point(pgid, "/work/r/s/w-1/in"));
-        assert!(!group_runs_entry_point(pgid, "/work/r/s/w-2/in"), "another worker's dir");
+        // Until the child has exec'd, /proc shows the environment it was forked with.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !group_runs_entry_point(pgid, &ours) {
+            assert!(std::time::Instant::now() < deadline, "the child never showed its environment");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!group_runs_entry_point(pgid, &theirs), "another worker's dir");
 
-        assert_eq!(kill_entry_point(pgid, "/work/r/s/w-2/in"), Ok(false));
+        assert_eq!(kill_entry_point(pgid, &theirs), Ok(false));
         assert_eq!(child.try_wait().unwrap(), None, "a group that is not the entry point lives on");
 
-        assert_eq!(kill_entry_point(pgid, "/work/r/s/w-1/in"), Ok(true));
+        assert_eq!(kill_entry_point(pgid, &ours), Ok(true));
         assert_eq!(child.wait().unwrap().signal(), Some(Signal::SIGKILL as i32));
-        assert!(!group_runs_entry_point(pgid, "/work/r/s/w-1/in"), "gone once reaped");
+        assert!(!group_runs_entry_point(pgid, &ours), "gone once reaped");
     }
 }

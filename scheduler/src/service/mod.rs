@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod projects;
 pub mod rest;
 pub mod server;
+pub mod tls;
 pub mod view;
 
 pub use error::{HostError, Refusal};

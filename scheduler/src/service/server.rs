@@ -48,3 +48,56 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
 }
+
+/// How long calls in flight get to finish once the service stops.
+const DRAIN_CALLS: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes; calls in flight get
+/// [`DRAIN_CALLS`] to finish. A client that fails its handshake is dropped, named in the log.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot accept a connection");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(%peer, %error, "TLS handshake failed");
+                    return;
+                }
+            };
+            let builder = Builder::new(TokioExecutor::new());
+            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    if tokio::time::timeout(DRAIN_CALLS, graceful.shutdown()).await.is_err() {
+        tracing::warn!("calls still in flight after {DRAIN_CALLS:?} were cut");
+    }
+    Ok(())
+}
