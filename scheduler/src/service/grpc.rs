@@ -4,8 +4,7 @@
 use std::pin::Pin;
 
 use concurrent_proto::grpc as pb;
-use futures::Stream;
-use tokio::sync::broadcast::error::RecvError;
+use futures::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::auth::Tokens;
@@ -58,14 +57,7 @@ impl pb::scheduler_server::Scheduler for GrpcScheduler {
     ) -> Result<Response<pb::SubmitRunResponse>, Status> {
         let who = self.caller(&request)?;
         let r = request.into_inner();
-        let submit = SubmitRequest {
-            dag: r.dag,
-            input: r.input,
-            parameters: r.parameters.into_iter().collect(),
-            projects: r.projects.into_iter().collect(),
-            priority: r.priority,
-            submitted_by: who,
-        };
+        let submit = submit_request(r.dag, r.input, r.parameters, r.projects, r.priority, who);
         match self.host.submit(submit).await {
             Ok(s) => self.ok(pb::SubmitRunResponse {
                 run_id: s.run_id,
@@ -96,23 +88,8 @@ impl pb::scheduler_server::Scheduler for GrpcScheduler {
 
     async fn watch_run(&self, request: Request<pb::WatchRunRequest>) -> Result<Response<Self::WatchRunStream>, Status> {
         self.caller(&request)?;
-        let (view, changes) = self.host.watch(&request.into_inner().run_id).map_err(|e| self.refuse(&e))?;
-        let first = RunChange { kind: "status", stage: None, shard: None, message: String::new(), run: view };
-        let stream = futures::stream::unfold(Some((Some(first), changes)), |state| async move {
-            let (pending, mut changes) = state?;
-            let change = match pending {
-                Some(change) => change,
-                None => loop {
-                    match changes.recv().await {
-                        Ok(change) => break change,
-                        Err(RecvError::Lagged(_)) => continue,
-                        Err(RecvError::Closed) => return None,
-                    }
-                },
-            };
-            let ended = change.run.status.is_ended();
-            Some((Ok(event_message(&change)), if ended { None } else { Some((None, changes)) }))
-        });
+        let changes = self.host.changes(&request.into_inner().run_id).map_err(|e| self.refuse(&e))?;
+        let stream = changes.map(|change| Ok(event_message(&change)));
         self.ok(Box::pin(stream) as EventStream)
     }
 
@@ -133,14 +110,7 @@ impl pb::scheduler_server::Scheduler for GrpcScheduler {
     ) -> Result<Response<pb::ValidateDagResponse>, Status> {
         let who = self.caller(&request)?;
         let r = request.into_inner();
-        let submit = SubmitRequest {
-            dag: r.dag,
-            input: r.input,
-            parameters: r.parameters.into_iter().collect(),
-            projects: r.projects.into_iter().collect(),
-            priority: None,
-            submitted_by: who,
-        };
+        let submit = submit_request(r.dag, r.input, r.parameters, r.projects, None, who);
         match self.host.validate(&submit).await {
             Ok(stages) => self.ok(pb::ValidateDagResponse {
                 valid: true,
@@ -180,6 +150,25 @@ impl pb::scheduler_server::Scheduler for GrpcScheduler {
             Ok(created) => self.ok(pb::PutProjectResponse { created }),
             Err(error) => Err(self.refuse(&error.into())),
         }
+    }
+}
+
+/// The host's request from a submitted or validated DAG's fields.
+fn submit_request(
+    dag: String,
+    input: Option<String>,
+    parameters: std::collections::HashMap<String, String>,
+    projects: std::collections::HashMap<String, String>,
+    priority: Option<u32>,
+    submitted_by: String,
+) -> SubmitRequest {
+    SubmitRequest {
+        dag,
+        input,
+        parameters: parameters.into_iter().collect(),
+        projects: projects.into_iter().collect(),
+        priority,
+        submitted_by,
     }
 }
 

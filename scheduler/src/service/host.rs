@@ -445,6 +445,29 @@ impl RunHost {
         }
     }
 
+    /// The run's status now (kind `status`), then each change, ending with its end (or when
+    /// it stops being driven here).
+    pub fn changes(&self, run_id: &str) -> Result<impl futures::Stream<Item = RunChange> + Send + 'static, HostError> {
+        let (view, changes) = self.watch(run_id)?;
+        let first = RunChange { kind: "status", stage: None, shard: None, message: String::new(), run: view };
+        Ok(futures::stream::unfold(Some((Some(first), changes)), |state| async move {
+            let (pending, mut changes) = state?;
+            let change = match pending {
+                Some(change) => change,
+                None => loop {
+                    match changes.recv().await {
+                        Ok(change) => break change,
+                        // Every change carries the whole run: skipping some loses nothing.
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                },
+            };
+            let ended = change.run.status.is_ended();
+            Some((change, if ended { None } else { Some((None, changes)) }))
+        }))
+    }
+
     /// Cancels a running run; its driver ends the MLflow runs KILLED.
     pub fn cancel(&self, run_id: &str) -> Result<(), HostError> {
         let view = self.get(run_id)?;

@@ -13,15 +13,13 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use futures::Stream;
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Tokens;
 use super::error::{HostError, Refusal};
 use super::host::{RunChange, RunHost, SubmitRequest};
-use super::view::RunView;
 
 /// Largest request body: a DAG or a project snapshot.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -226,34 +224,16 @@ async fn metrics(State(state): State<ApiState>, _headers: HeaderMap) -> Response
 
 /// `GET /runs/{id}/events`: the run's status, then one event per change, ending with its end.
 async fn events(State(state): State<ApiState>, Path(run_id): Path<String>) -> Response {
-    match state.host.watch(&run_id) {
-        Ok((view, changes)) => Sse::new(change_stream(view, changes)).keep_alive(KeepAlive::default()).into_response(),
+    match state.host.changes(&run_id) {
+        Ok(changes) => {
+            let events = changes.map(|change| {
+                let event = Event::default().event(change.kind).json_data(change_json(&change)).unwrap_or_default();
+                Ok::<_, Infallible>(event)
+            });
+            Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+        }
         Err(error) => refuse(&state.host, &error),
     }
-}
-
-/// The SSE stream of a watch.
-fn change_stream(
-    view: RunView,
-    changes: tokio::sync::broadcast::Receiver<RunChange>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let first = RunChange { kind: "status", stage: None, shard: None, message: String::new(), run: view };
-    futures::stream::unfold(Some((Some(first), changes)), |state| async move {
-        let (pending, mut changes) = state?;
-        let change = match pending {
-            Some(change) => change,
-            None => loop {
-                match changes.recv().await {
-                    Ok(change) => break change,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return None,
-                }
-            },
-        };
-        let ended = change.run.status.is_ended();
-        let event = Event::default().event(change.kind).json_data(change_json(&change)).unwrap_or_default();
-        Some((Ok(event), if ended { None } else { Some((None, changes)) }))
-    })
 }
 
 /// A change as JSON.
