@@ -73,6 +73,39 @@ pub struct RunRecord {
     pub project_dirs: std::collections::BTreeMap<String, String>,
 }
 
+impl RunRecord {
+    /// A run starting now: `dag` as parsed with `overrides`, its DAG file at `dag_path`,
+    /// tracked as `tracking` says. Who submitted it, its priority and uploaded projects are
+    /// the service's to fill in.
+    pub fn starting(
+        run_id: &str,
+        dag: &crate::dag::Dag,
+        dag_path: &Path,
+        overrides: crate::dag::Overrides,
+        tracking: Option<RunTracking>,
+    ) -> RunRecord {
+        RunRecord {
+            run_id: run_id.to_string(),
+            dag_name: dag.name.clone(),
+            dag_path: dag_path.display().to_string(),
+            dag_text: dag.source_text.clone(),
+            base_dir: dag.base_dir.display().to_string(),
+            input_override: overrides.input.is_some().then(|| match &dag.input {
+                crate::dag::InputSource::Uri(uri) => uri.clone(),
+                crate::dag::InputSource::None => "none".to_string(),
+            }),
+            parameter_overrides: overrides.parameters,
+            tracking,
+            status: RunStatus::Running,
+            created_ms: crate::run_tree::now_ms(),
+            ended_ms: None,
+            submitted_by: None,
+            priority: None,
+            project_dirs: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// One stage of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {

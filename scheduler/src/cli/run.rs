@@ -9,13 +9,13 @@ use super::preflight::{DiskWatch, check_state_dir};
 use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
 use super::signals::Signals;
 use super::{EXIT_INVALID, EXIT_SERVICE, RunArgs};
-use crate::dag::{Dag, InputSource};
+use crate::dag::Dag;
 use crate::inputs::{StageInput, source_of};
 use crate::plan::{Plan, plan};
 use crate::queue::Queue;
 use crate::run_id::new_run_id;
-use crate::run_tree::{RunTree, now_ms};
-use crate::store::{RunRecord, RunStatus, RunTracking, Store, StoreError};
+use crate::run_tree::RunTree;
+use crate::store::{RunRecord, RunTracking, Store, StoreError};
 
 /// Runs a DAG; returns the exit code.
 pub async fn run(args: RunArgs) -> u8 {
@@ -113,25 +113,7 @@ async fn record(
         })?),
     };
     let overrides = args.dag.overrides().unwrap_or_default();
-    let record = RunRecord {
-        run_id: run_id.clone(),
-        dag_name: dag.name.clone(),
-        dag_path: dag_path.display().to_string(),
-        dag_text: dag.source_text.clone(),
-        base_dir: dag.base_dir.display().to_string(),
-        input_override: overrides.input.is_some().then(|| match &dag.input {
-            InputSource::Uri(uri) => uri.clone(),
-            InputSource::None => "none".to_string(),
-        }),
-        parameter_overrides: overrides.parameters,
-        tracking: tracking.as_ref().map(|(_, t)| t.clone()),
-        status: RunStatus::Running,
-        created_ms: now_ms(),
-        ended_ms: None,
-        submitted_by: None,
-        priority: None,
-        project_dirs: Default::default(),
-    };
+    let record = RunRecord::starting(&run_id, &dag, &dag_path, overrides, tracking.as_ref().map(|(_, t)| t.clone()));
     store.put_run(&record).and(Ok(())).map_err(|error| {
         say!("error: {error}");
         EXIT_SERVICE

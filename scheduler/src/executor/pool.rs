@@ -42,15 +42,6 @@ impl WorkerPool {
         self.shared.slots
     }
 
-    /// Workers alive now, per run (runs with none are left out).
-    pub fn alive_per_run(&self) -> BTreeMap<String, u32> {
-        let mut per_run = BTreeMap::new();
-        for (stage, n) in self.shared.executor().alive() {
-            *per_run.entry(stage.run_id).or_insert(0) += n;
-        }
-        per_run
-    }
-
     /// Workers alive now, per run and stage.
     pub fn alive_per_stage(&self) -> BTreeMap<StageRef, u32> {
         self.shared.executor().alive()

@@ -16,7 +16,7 @@ use super::error::HostError;
 use super::metrics::Metrics;
 use super::projects::UploadedProjects;
 use super::view::{RunState, RunView};
-use crate::dag::{Dag, InputSource, LoadOptions, Overrides, parse_dag_with};
+use crate::dag::{Dag, LoadOptions, Overrides, parse_dag_with};
 use crate::driver::{Driver, RunEvent, RunSetup};
 use crate::executor::WorkerPool;
 use crate::plan::{Plan, plan, plan_stages};
@@ -208,23 +208,10 @@ impl RunHost {
         };
         let overrides = overrides(&request)?;
         let record = RunRecord {
-            run_id: run_id.clone(),
-            dag_name: dag.name.clone(),
-            dag_path: dag_path.display().to_string(),
-            dag_text: request.dag.clone(),
-            base_dir: self.inner.config.base_dir.display().to_string(),
-            input_override: overrides.input.is_some().then(|| match &dag.input {
-                InputSource::Uri(uri) => uri.clone(),
-                InputSource::None => "none".to_string(),
-            }),
-            parameter_overrides: overrides.parameters,
-            tracking: tracking.as_ref().map(|(_, t)| t.clone()),
-            status: RunStatus::Running,
-            created_ms: now_ms(),
-            ended_ms: None,
             submitted_by: Some(request.submitted_by.clone()),
             priority: request.priority,
             project_dirs: project_dirs.iter().map(|(k, v)| (k.clone(), v.display().to_string())).collect(),
+            ..RunRecord::starting(&run_id, &dag, &dag_path, overrides, tracking.as_ref().map(|(_, t)| t.clone()))
         };
         self.inner.store.put_run(&record)?;
         self.inner.store.flush().await?;
