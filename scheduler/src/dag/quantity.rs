@@ -107,6 +107,19 @@ pub fn byte_size_value(text: &str) -> Option<u64> {
     (value.fract() == 0.0 && value >= 0.0 && value < u64::MAX as f64).then_some(value as u64)
 }
 
+impl super::Resources {
+    /// What one worker of the stage asks of a node, in whole units; what is not given asks
+    /// for nothing.
+    pub fn per_worker(&self) -> concurrent_core::placement::Amount {
+        let value = |q: &Option<String>| q.as_deref().and_then(quantity_value).unwrap_or(0.0);
+        concurrent_core::placement::Amount {
+            cpu_millis: (value(&self.cpu) * 1000.0).ceil() as u64,
+            memory_bytes: value(&self.memory).ceil() as u64,
+            gpus: self.gpu,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +143,16 @@ mod tests {
         for bad in ["", "-1", "2GB", "lots", "1 Gi", "Gi", "1.2.3"] {
             assert!(!is_quantity(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn stage_resources_become_whole_units() {
+        use concurrent_core::placement::Amount;
+        let resources = super::super::Resources { cpu: Some("500m".into()), memory: Some("2Gi".into()), gpu: 1 };
+        assert_eq!(resources.per_worker(), Amount { cpu_millis: 500, memory_bytes: 2 << 30, gpus: 1 });
+        assert_eq!(super::super::Resources::default().per_worker(), Amount::default());
+        let cpu = super::super::Resources { cpu: Some("1.5".into()), ..Default::default() };
+        assert_eq!(cpu.per_worker().cpu_millis, 1500);
     }
 
     #[test]

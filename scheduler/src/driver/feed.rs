@@ -33,11 +33,6 @@ impl ResultFeed {
         Ok(())
     }
 
-    /// The run this feed reads.
-    pub fn run_id(&self) -> &str {
-        &self.run_id
-    }
-
     /// Waits for at least one result and returns it with those already waiting (at most `max`).
     pub async fn next_batch(&mut self, max: usize) -> Vec<Message> {
         let mut backoff = Duration::from_millis(50);

@@ -31,17 +31,16 @@ impl<E: Executor> Driver<E> {
         Ok(())
     }
 
-    /// Stops the workers, removes the running stages' shards, and marks the run, its running
-    /// stages and their unfinished shard runs KILLED.
-    pub(super) async fn cancel(&mut self) -> Result<(), DriverError> {
+    /// Stops the workers, removes the `running` stages' shards, and marks the run, those stages
+    /// and their unfinished shard runs KILLED.
+    pub(super) async fn cancel(&mut self, running: &[String]) -> Result<(), DriverError> {
         tracing::warn!("run cancelled");
         self.setup.executor.shutdown(SHUTDOWN_GRACE).await;
-        let running: Vec<String> = self.state.running_stages().map(str::to_string).collect();
-        for stage in &running {
+        for stage in running {
             self.setup.queue.remove_stage(&self.setup.run_id, stage).await?;
         }
         if let Some((tree, run)) = &self.setup.tracking {
-            for stage in &running {
+            for stage in running {
                 if let Some(mlflow_run) = self.records.get(stage).and_then(|r| r.mlflow_run_id.clone()) {
                     tree.kill_running_children(&mlflow_run).await?;
                     tree.end_run(&mlflow_run, &[], MlflowStatus::Killed).await?;
@@ -66,7 +65,7 @@ impl<E: Executor> Driver<E> {
     /// One stage's figures, from its records.
     pub(super) fn stage_summary(&self, stage: &str, record: &StageRecord) -> Result<StageSummary, DriverError> {
         let shards = self.setup.store.shards(&self.setup.run_id, stage)?;
-        let outcomes = self.state.shards(stage);
+        let outcomes = self.core.state().shards(stage);
         let objects_out = shards
             .iter()
             .filter(|(_, r)| r.outcome == ShardOutcome::Succeeded)
@@ -96,7 +95,7 @@ impl<E: Executor> Driver<E> {
                     }
                 })
                 .collect(),
-            empty_output: self.state.empty_output(stage),
+            empty_output: self.core.state().empty_output(stage),
         })
     }
 
@@ -109,7 +108,7 @@ impl<E: Executor> Driver<E> {
             .into_iter()
             .filter_map(|stage| {
                 let mut record = self.records.get(&stage.name)?.clone();
-                if let Some(status) = self.state.status(&stage.name) {
+                if let Some(status) = self.core.state().status(&stage.name) {
                     record.status = status;
                 }
                 self.stage_summary(&stage.name, &record).ok()

@@ -1,87 +1,60 @@
-//! Shards whose every attempt was lost: a worker died with the last delivery, so no result
-//! will ever come. When a running stage has undecided shards but its consumer holds nothing
-//! (none pending, none in flight) and no result is waiting, twice in a row, those shards are
-//! decided FAILED instead of being waited for forever.
+//! The IO side of lost shards (the decision is the core's, `run_core::lost`): probing whether
+//! stages' consumers hold nothing and no result waits, and recording a shard whose every
+//! attempt was lost.
 
-use std::collections::BTreeMap;
-
-use super::feed::ResultFeed;
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
-use crate::run_state::{AttemptResult, Effect, ShardOutcome, Verdict};
+use crate::run_core::{Effect, Event};
+use crate::run_state::ShardOutcome;
 use crate::store::ShardRecord;
-
-/// A lost shard's last attempt: failed, and no attempt follows.
-const LOST: AttemptResult = AttemptResult::Failed { last_attempt: true, permanent: false };
 
 /// Why a lost shard failed.
 pub const LOST_REASON: &str = "every attempt was lost (a worker died without reporting)";
 
-/// Stages seen idle with undecided shards at the previous check.
-#[derive(Debug, Default)]
-pub(super) struct LostShardWatch {
-    suspects: BTreeMap<String, u32>,
-}
-
 impl<E: Executor> Driver<E> {
-    /// Decides as failed the shards of stages found idle with undecided shards twice in a row.
-    pub(super) async fn decide_lost_shards(&mut self, feed: &ResultFeed) -> Result<Vec<Effect>, DriverError> {
-        let run_id = feed.run_id().to_string();
-        let candidates: Vec<(String, u32)> = self
-            .state
-            .running_stages()
-            .filter(|stage| self.records.get(*stage).is_some_and(|r| r.published == r.shards_total))
-            .map(|stage| (stage.to_string(), self.state.backlog(stage)))
-            .filter(|(_, backlog)| *backlog > 0)
-            .collect();
-        if candidates.is_empty() {
-            self.lost.suspects.clear();
-            return Ok(Vec::new());
-        }
-        if !self.setup.queue.results_idle(&run_id).await? {
-            self.lost.suspects.clear();
-            return Ok(Vec::new());
-        }
-        let mut effects = Vec::new();
-        let mut suspects = BTreeMap::new();
-        for (stage, backlog) in candidates {
-            if !self.setup.queue.shards_idle(&run_id, &stage).await? {
-                continue;
-            }
-            if self.lost.suspects.get(&stage) != Some(&backlog) {
-                suspects.insert(stage, backlog);
-                continue;
-            }
-            tracing::warn!(stage, shards = backlog, "shards lost with their last attempt: failing them");
-            let pending: Vec<u32> = self
-                .state
-                .shards(&stage)
-                .iter()
-                .enumerate()
-                .filter(|(_, outcome)| **outcome == ShardOutcome::Pending)
-                .map(|(index, _)| index as u32)
-                .collect();
-            for shard in pending {
-                let (verdict, more) = self.state.apply_result(&stage, shard, LOST);
-                if verdict != Verdict::Decided(ShardOutcome::Failed) {
-                    continue;
+    /// Answers the core's probe: is a result waiting, and which of `stages` hold no shard.
+    pub(super) async fn probe_idle(&mut self, stages: Vec<String>) -> Result<Vec<Effect>, DriverError> {
+        let run_id = self.setup.run_id.clone();
+        let results_idle = self.setup.queue.results_idle(&run_id).await?;
+        let mut idle_stages = Vec::new();
+        if results_idle {
+            for stage in stages {
+                if self.setup.queue.shards_idle(&run_id, &stage).await? {
+                    idle_stages.push(stage);
                 }
-                let store = &self.setup.store;
-                let mut record = store.shard(&run_id, &stage, shard)?.unwrap_or_else(ShardRecord::pending);
-                record.outcome = ShardOutcome::Failed;
-                store.put_shard(&run_id, &stage, shard, &record)?;
-                self.emit(RunEvent::AttemptFailed {
-                    stage: stage.clone(),
-                    shard,
-                    attempt: record.attempts.len() as u32 + 1,
-                    reason: LOST_REASON.to_string(),
-                });
-                self.emit(RunEvent::ShardDecided { stage: stage.clone(), shard, succeeded: false });
-                effects.extend(more);
             }
         }
-        self.lost.suspects = suspects;
-        self.setup.store.flush().await?;
+        let effects = self.core.handle(Event::Idle { results_idle, idle_stages });
+        if effects.iter().any(|e| matches!(e, Effect::Lost { .. })) {
+            // The lost shards' records are written before the stage ends on them.
+            let (lost, rest): (Vec<Effect>, Vec<Effect>) =
+                effects.into_iter().partition(|e| matches!(e, Effect::Lost { .. }));
+            for effect in lost {
+                if let Effect::Lost { stage, shard } = effect {
+                    self.record_lost(&stage, shard)?;
+                }
+            }
+            self.setup.store.flush().await?;
+            return Ok(rest);
+        }
         Ok(effects)
+    }
+
+    /// Records a shard whose every attempt was lost as FAILED, and tells watchers.
+    pub(super) fn record_lost(&mut self, stage: &str, shard: u32) -> Result<(), DriverError> {
+        tracing::warn!(stage, shard, "shard lost with its last attempt: failing it");
+        let run_id = self.setup.run_id.clone();
+        let store = &self.setup.store;
+        let mut record = store.shard(&run_id, stage, shard)?.unwrap_or_else(ShardRecord::pending);
+        record.outcome = ShardOutcome::Failed;
+        store.put_shard(&run_id, stage, shard, &record)?;
+        self.emit(RunEvent::AttemptFailed {
+            stage: stage.to_string(),
+            shard,
+            attempt: record.attempts.len() as u32 + 1,
+            reason: LOST_REASON.to_string(),
+        });
+        self.emit(RunEvent::ShardDecided { stage: stage.to_string(), shard, succeeded: false });
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
-//! The driver of one DAG run: it feeds the pure [`RunState`] with shard results read durably
-//! from JetStream, carries out the effects (start, end and skip stages, end the run), keeps
-//! sled and MLflow up to date, asks the executor for workers, decides shards whose attempts
-//! were all lost, and stops on cancel. A driver can also pick up a run a previous scheduler
+//! The driver of one DAG run: the adapter around the sans-IO [`RunCore`]. It turns what happens
+//! (shard results read durably from JetStream, what the executor sees, the clock, cancel and
+//! stop) into the core's events, and carries out the effects it returns: stages started and
+//! ended in sled, MLflow and JetStream, results recorded, workers asked for, dead workers'
+//! shards handed back, idle stages probed. A driver can also pick up a run a previous scheduler
 //! left unfinished ([`Driver::resume`]).
 
 mod events;
@@ -20,23 +21,21 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::autoscale::{StageDemand, WorkerTarget, worker_targets};
 use crate::dag::Dag;
 use crate::executor::{Executor, ExecutorError, StageRef};
-use crate::placement::{Amount, DEFAULT_BURST_AFTER, Placed};
+use crate::placement::Placed;
 use crate::plan::Plan;
 use crate::queue::{Queue, QueueError};
-use crate::run_state::{Effect, RunOutcome, RunState};
+use crate::run_core::{Effect, Event, RunCore, StageConfig, Timing};
+use crate::run_state::{RunOutcome, Transition};
 use crate::run_tree::RunTree;
 use crate::store::{RunTracking, StageRecord, Store, StoreError};
 
 pub use events::{RunEvent, RunSummary, StageSummary};
 pub use stages::{PUBLISH_CHUNK, publish_shards};
 
-/// How often the autoscaler looks at backlogs when nothing else happens.
-const AUTOSCALE_TICK: Duration = Duration::from_millis(100);
-/// How often running stages are checked for shards whose every attempt was lost.
-const LOST_SHARD_CHECK: Duration = Duration::from_secs(2);
+/// How often the core hears of the clock and the executor when nothing else happens.
+const TICK: Duration = Duration::from_millis(100);
 /// Results handled together before one store flush and their acks.
 const RESULT_BATCH: usize = 512;
 /// Time workers get to stop politely on cancel.
@@ -82,72 +81,54 @@ pub struct RunSetup<E> {
 /// One DAG run being driven.
 pub struct Driver<E: Executor> {
     setup: RunSetup<E>,
-    state: RunState,
+    core: RunCore,
     /// Records of the stages started so far, as in sled.
     records: BTreeMap<String, StageRecord>,
     started: Instant,
     outcome: Option<RunOutcome>,
     resuming: bool,
-    lost: lost::LostShardWatch,
 }
 
 impl<E: Executor> Driver<E> {
     /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
-        let state = run_state_of(&setup.dag);
-        Driver {
-            setup,
-            state,
-            records: BTreeMap::new(),
-            started: Instant::now(),
-            outcome: None,
-            resuming: false,
-            lost: lost::LostShardWatch::default(),
-        }
+        let core = core_of(&setup.dag);
+        Driver { setup, core, records: BTreeMap::new(), started: Instant::now(), outcome: None, resuming: false }
     }
 
-    /// Drives the run to its end (or until it is cancelled).
+    /// Drives the run to its end (or until it is cancelled or stopped).
     pub async fn run(mut self) -> Result<RunSummary, DriverError> {
         let mut results = feed::ResultFeed::new(self.setup.queue.clone(), self.setup.run_id.clone());
         results.connect().await?;
         let mut control = self.setup.queue.control(&self.setup.run_id).await?;
-        let effects = if self.resuming { self.resume_effects().await? } else { self.state.start() };
+        let effects = if self.resuming { self.resume_effects().await? } else { self.core.handle(Event::Begin) };
         self.carry_out(effects).await?;
-        self.autoscale().await?;
-        let mut tick = tokio::time::interval(AUTOSCALE_TICK);
-        let mut lost_check = tokio::time::interval(LOST_SHARD_CHECK);
+        self.observe_workers().await?;
+        let mut tick = tokio::time::interval(TICK);
         let cancel = self.setup.cancel.clone();
         let stop = self.setup.stop.clone();
         let mut stopped = false;
-        while !self.state.is_ended() {
-            tokio::select! {
-                batch = results.next_batch(RESULT_BATCH) => {
-                    let effects = self.apply_results(batch).await?;
-                    self.carry_out(effects).await?;
-                    self.autoscale().await?;
-                }
-                _ = tick.tick() => self.autoscale().await?,
-                _ = lost_check.tick() => {
-                    let effects = self.decide_lost_shards(&results).await?;
-                    self.carry_out(effects).await?;
-                }
-                request = control.next() => {
-                    if let Some(request) = request {
+        while !self.core.is_ended() {
+            let effects = tokio::select! {
+                batch = results.next_batch(RESULT_BATCH) => self.apply_results(batch).await?,
+                _ = tick.tick() => self.core.handle(Event::Tick { now: self.started.elapsed() }),
+                request = control.next() => match request {
+                    Some(request) => {
                         self.setup.queue.reply_cancelled(&request).await;
-                        self.cancel().await?;
-                        break;
+                        self.core.handle(Event::Cancel)
                     }
-                }
-                _ = cancel.cancelled() => {
-                    self.cancel().await?;
-                    break;
-                }
+                    None => Vec::new(),
+                },
+                _ = cancel.cancelled() => self.core.handle(Event::Cancel),
                 _ = stop.cancelled() => {
                     tracing::info!("stopping; the run is left to resume");
-                    self.setup.executor.shutdown(SHUTDOWN_GRACE).await;
                     stopped = true;
-                    break;
+                    self.core.handle(Event::Stop)
                 }
+            };
+            self.carry_out(effects).await?;
+            if !self.core.is_ended() {
+                self.observe_workers().await?;
             }
         }
         // A stopped run keeps its results consumer: `concurrent resume` reads on from it.
@@ -157,22 +138,50 @@ impl<E: Executor> Driver<E> {
         Ok(self.summary())
     }
 
-    /// Carries out effects, and those they lead to, in order.
+    /// Carries out the core's effects, and those they lead to, in order.
     async fn carry_out(&mut self, effects: Vec<Effect>) -> Result<(), DriverError> {
         let mut queue: std::collections::VecDeque<Effect> = effects.into();
         while let Some(effect) = queue.pop_front() {
             let more = match effect {
-                Effect::StartStage(stage) => self.start_stage(&stage).await?,
-                Effect::EndStage { stage, status } => {
+                Effect::Stage(Transition::StartStage(stage)) => self.start_stage(&stage).await?,
+                Effect::Stage(Transition::EndStage { stage, status }) => {
                     self.end_stage(&stage, status).await?;
                     Vec::new()
                 }
-                Effect::SkipStage(stage) => {
+                Effect::Stage(Transition::SkipStage(stage)) => {
                     self.skip_stage(&stage)?;
                     Vec::new()
                 }
-                Effect::EndRun(outcome) => {
+                Effect::Stage(Transition::EndRun(outcome)) => {
                     self.end_run(outcome).await?;
+                    Vec::new()
+                }
+                Effect::Record { stage, shard, verdict, .. } => {
+                    // Results are recorded where they are read (`apply_results`), with the
+                    // result itself at hand; no other event leads here.
+                    tracing::error!(stage, shard, ?verdict, "a result's record reached the wrong place");
+                    Vec::new()
+                }
+                Effect::Lost { stage, shard } => {
+                    self.record_lost(&stage, shard)?;
+                    Vec::new()
+                }
+                Effect::HandBack { ack_subject } => {
+                    self.setup.queue.hand_back(&ack_subject).await;
+                    Vec::new()
+                }
+                Effect::SetWorkers(target) => {
+                    let key = StageRef { run_id: self.setup.run_id.clone(), stage: target.stage };
+                    self.setup.executor.set_desired(&key, &target.cluster, target.workers).await?;
+                    Vec::new()
+                }
+                Effect::ProbeIdle { stages } => self.probe_idle(stages).await?,
+                Effect::Cancel { running } => {
+                    self.cancel(&running).await?;
+                    Vec::new()
+                }
+                Effect::Stop => {
+                    self.setup.executor.shutdown(SHUTDOWN_GRACE).await;
                     Vec::new()
                 }
             };
@@ -181,50 +190,24 @@ impl<E: Executor> Driver<E> {
         Ok(())
     }
 
-    /// Hands back the shards of workers that died, then tells the executor how many workers
-    /// each running stage should have on each cluster.
-    async fn autoscale(&mut self) -> Result<(), DriverError> {
+    /// Tells the core what the executor sees (after the run's claim on a shared executor).
+    async fn observe_workers(&mut self) -> Result<(), DriverError> {
         let now = self.started.elapsed();
+        self.setup.executor.want(self.core.wanted_workers());
+        let clusters = self.setup.executor.clusters();
         let observation = self.setup.executor.observe(now);
-        for abandoned in observation.abandoned {
-            tracing::warn!(stage = %abandoned.stage.stage, "a worker died during its entry point; its shard is handed back");
-            self.setup.queue.hand_back(&abandoned.ack_subject).await;
-        }
-        let placed: BTreeMap<String, Vec<Placed>> =
-            observation.placed.into_iter().map(|(stage, placed)| (stage.stage, placed)).collect();
-        let demands: Vec<StageDemand> = self
-            .state
-            .running_stages()
-            .filter(|stage| self.records.contains_key(*stage))
-            .map(|stage| {
-                let definition = &self.setup.dag.stages[stage];
-                StageDemand {
-                    stage: stage.to_string(),
-                    parallelism: definition.parallelism,
-                    backlog: self.state.backlog(stage),
-                    request: Amount::of(&definition.resources),
-                    clusters: definition.clusters.clone(),
-                }
+        let abandoned = observation
+            .abandoned
+            .into_iter()
+            .map(|abandoned| {
+                tracing::warn!(stage = %abandoned.stage.stage, "a worker died during its entry point; its shard is handed back");
+                abandoned.ack_subject
             })
             .collect();
-        self.setup.executor.want(demands.iter().map(StageDemand::desired).sum());
-        let clusters = self.setup.executor.clusters();
-        // Stages that ended keep their workers' entries until those exit: shrink them too.
-        let mut targets = worker_targets(&demands, &clusters, &placed, now, DEFAULT_BURST_AFTER);
-        for (stage, places) in &placed {
-            if !demands.iter().any(|d| &d.stage == stage) {
-                targets.extend(places.iter().map(|p| WorkerTarget {
-                    stage: stage.clone(),
-                    cluster: p.cluster.clone(),
-                    workers: 0,
-                }));
-            }
-        }
-        for target in targets {
-            let key = StageRef { run_id: self.setup.run_id.clone(), stage: target.stage };
-            self.setup.executor.set_desired(&key, &target.cluster, target.workers).await?;
-        }
-        Ok(())
+        let placed: BTreeMap<String, Vec<Placed>> =
+            observation.placed.into_iter().map(|(stage, placed)| (stage.stage, placed)).collect();
+        let effects = self.core.handle(Event::Workers { now, clusters, placed, abandoned });
+        self.carry_out(effects).await
     }
 
     fn emit(&self, event: RunEvent) {
@@ -234,11 +217,19 @@ impl<E: Executor> Driver<E> {
     }
 }
 
-/// The run state of a DAG whose stages are all waiting.
-fn run_state_of(dag: &crate::dag::Dag) -> RunState {
-    let mut state = RunState::new(dag.stages.values().map(|s| (s.name.as_str(), s.after.as_slice())));
-    for stage in dag.stages.values().filter(|s| s.fail_on_empty) {
-        state.set_fail_on_empty(&stage.name);
-    }
-    state
+/// The core of a run of `dag`, all its stages waiting.
+fn core_of(dag: &Dag) -> RunCore {
+    let stages = dag
+        .stages
+        .values()
+        .map(|stage| StageConfig {
+            name: stage.name.clone(),
+            after: stage.after.clone(),
+            parallelism: stage.parallelism,
+            fail_on_empty: stage.fail_on_empty,
+            request: stage.resources.per_worker(),
+            clusters: stage.clusters.clone(),
+        })
+        .collect();
+    RunCore::new(stages, Timing::default())
 }

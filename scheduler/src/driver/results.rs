@@ -1,11 +1,13 @@
-//! Applying a batch of shard results: decode, decide, record in sled, flush, then ack.
+//! Applying a batch of shard results: decode, let the core decide, record in sled, flush, then
+//! ack; what the decisions lead to (stages ending) is carried out after the acks.
 
 use async_nats::jetstream::{AckKind, Message};
 use concurrent_proto::{ShardResult, ShardStatus, decode};
 
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
-use crate::run_state::{AttemptResult, Effect, ShardOutcome, Verdict};
+use crate::run_core::{Effect, Event};
+use crate::run_state::{AttemptResult, ShardOutcome, Verdict};
 use crate::store::ShardRecord;
 
 impl<E: Executor> Driver<E> {
@@ -45,52 +47,58 @@ impl<E: Executor> Driver<E> {
         Ok(effects)
     }
 
-    /// Applies one result; returns the effects and, for a duplicate, its MLflow run.
+    /// Applies one result; returns the effects left to carry out and, for a duplicate, its
+    /// MLflow run.
     fn apply_result(&mut self, result: ShardResult) -> Result<(Vec<Effect>, Option<String>), DriverError> {
         let run_id = self.setup.run_id.clone();
         if result.run_id != run_id {
             tracing::warn!(run = %result.run_id, "result of another run");
             return Ok((Vec::new(), None));
         }
-        let store = &self.setup.store;
-        let mut record = store.shard(&run_id, &result.stage, result.shard)?.unwrap_or_else(ShardRecord::pending);
-        if record.attempts.contains(&result.attempt) {
-            // The same attempt's result again (redelivered after a scheduler restart).
-            return Ok((Vec::new(), None));
-        }
-        let (verdict, effects) = self.state.apply_result(&result.stage, result.shard, attempt_result(&result));
+        let mut record =
+            self.setup.store.shard(&run_id, &result.stage, result.shard)?.unwrap_or_else(ShardRecord::pending);
+        let event = Event::Result {
+            stage: result.stage.clone(),
+            shard: result.shard,
+            attempt: result.attempt,
+            result: attempt_result(&result),
+            redelivered: record.attempts.contains(&result.attempt),
+        };
+        let mut rest = Vec::new();
         let mut duplicate = None;
-        match verdict {
-            Verdict::Unknown => {
-                tracing::warn!(stage = %result.stage, shard = result.shard, "result for an unknown stage or shard");
-                return Ok((effects, None));
+        for effect in self.core.handle(event) {
+            let Effect::Record { verdict, .. } = effect else {
+                rest.push(effect);
+                continue;
+            };
+            match verdict {
+                Verdict::Unknown => {
+                    tracing::warn!(stage = %result.stage, shard = result.shard, "result for an unknown stage or shard");
+                    continue;
+                }
+                Verdict::Duplicate => {
+                    tracing::info!(stage = %result.stage, shard = result.shard, attempt = result.attempt, "duplicate result ignored");
+                    record.duplicates += 1;
+                    duplicate = result.mlflow_run_id.clone();
+                }
+                Verdict::AttemptFailed => self.emit_failed_attempt(&result),
+                Verdict::Decided(outcome) => {
+                    record.outcome = outcome;
+                    self.emit_failed_attempt(&result);
+                    self.emit(RunEvent::ShardDecided {
+                        stage: result.stage.clone(),
+                        shard: result.shard,
+                        succeeded: outcome == ShardOutcome::Succeeded,
+                    });
+                }
             }
-            Verdict::Duplicate => {
-                tracing::info!(stage = %result.stage, shard = result.shard, attempt = result.attempt, "duplicate result ignored");
-                record.duplicates += 1;
-                duplicate = result.mlflow_run_id.clone();
+            record.attempts.push(result.attempt);
+            if matches!(verdict, Verdict::Decided(_)) {
+                record.decided_by = Some(result.clone());
             }
-            Verdict::AttemptFailed => self.emit_failed_attempt(&result),
-            Verdict::Decided(outcome) => {
-                record.outcome = outcome;
-                self.emit_failed_attempt(&result);
-                self.emit(RunEvent::ShardDecided {
-                    stage: result.stage.clone(),
-                    shard: result.shard,
-                    succeeded: outcome == ShardOutcome::Succeeded,
-                });
-            }
+            self.setup.store.put_shard(&run_id, &result.stage, result.shard, &record)?;
         }
-        record.attempts.push(result.attempt);
-        if matches!(verdict, Verdict::Decided(_)) {
-            let stage = result.stage.clone();
-            let shard = result.shard;
-            record.decided_by = Some(result);
-            store.put_shard(&run_id, &stage, shard, &record)?;
-        } else {
-            store.put_shard(&run_id, &result.stage, result.shard, &record)?;
-        }
-        Ok((effects, duplicate))
+        Ok((rest, duplicate))
     }
 
     fn emit_failed_attempt(&self, result: &ShardResult) {

@@ -9,12 +9,13 @@ use std::time::Instant;
 use super::{Driver, DriverError, RunSetup};
 use crate::executor::Executor;
 use crate::plan::PlannedStage;
-use crate::run_state::{Effect, ShardOutcome};
+use crate::run_core::{Effect, Event};
+use crate::run_state::ShardOutcome;
 
 impl<E: Executor> Driver<E> {
     /// A driver that continues the run recorded in `setup.store`.
     pub fn resume(setup: RunSetup<E>) -> Result<Driver<E>, DriverError> {
-        let mut state = super::run_state_of(&setup.dag);
+        let mut core = super::core_of(&setup.dag);
         let mut records = BTreeMap::new();
         for stage in setup.dag.stages.keys() {
             let Some(record) = setup.store.stage(&setup.run_id, stage)? else { continue };
@@ -28,24 +29,16 @@ impl<E: Executor> Driver<E> {
                     outputs += shard.decided_by.as_ref().map_or(0, |r| r.outputs.len() as u64);
                 }
             }
-            state.restore_stage(stage, record.status, outcomes, record.objects_in, outputs);
+            core.restore_stage(stage, record.status, outcomes, record.objects_in, outputs);
             records.insert(stage.clone(), record);
         }
-        Ok(Driver {
-            setup,
-            state,
-            records,
-            started: Instant::now(),
-            outcome: None,
-            resuming: true,
-            lost: Default::default(),
-        })
+        Ok(Driver { setup, core, records, started: Instant::now(), outcome: None, resuming: true })
     }
 
     /// Finishes publishing the running stages, then what the restored state calls for.
     pub(super) async fn resume_effects(&mut self) -> Result<Vec<Effect>, DriverError> {
         let mut effects = Vec::new();
-        let running: Vec<String> = self.state.running_stages().map(str::to_string).collect();
+        let running: Vec<String> = self.core.state().running_stages().map(str::to_string).collect();
         for stage in running {
             let record = self.records[&stage].clone();
             let planned = if record.published < record.shards_total {
@@ -54,12 +47,12 @@ impl<E: Executor> Driver<E> {
                     Ok(planned) => {
                         let (before, now) = (record.shards_total, planned.shards.len());
                         tracing::error!(stage, before, now, "the stage's input changed while it was being published");
-                        effects.extend(self.state.stage_aborted(&stage));
+                        effects.extend(self.core.handle(Event::StageAborted { stage: stage.clone() }));
                         continue;
                     }
                     Err(reason) => {
                         tracing::error!(stage, %reason, "stage cannot be resumed");
-                        effects.extend(self.state.stage_aborted(&stage));
+                        effects.extend(self.core.handle(Event::StageAborted { stage: stage.clone() }));
                         continue;
                     }
                 }
@@ -69,7 +62,7 @@ impl<E: Executor> Driver<E> {
             tracing::info!(stage, published = record.published, total = record.shards_total, "resuming stage");
             effects.extend(self.publish_stage(&stage, planned).await?);
         }
-        effects.extend(self.state.resume());
+        effects.extend(self.core.handle(Event::Resumed));
         Ok(effects)
     }
 }

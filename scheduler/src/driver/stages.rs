@@ -11,7 +11,8 @@ use crate::executor::Executor;
 use crate::inputs::{self, StageInput};
 use crate::plan::{self, PlannedStage};
 use crate::queue::Queue;
-use crate::run_state::{Effect, StageStatus};
+use crate::run_core::{Effect, Event};
+use crate::run_state::StageStatus;
 use crate::run_tree::now_ms;
 use crate::store::{StageRecord, Store};
 
@@ -25,7 +26,7 @@ impl<E: Executor> Driver<E> {
                 tracing::error!(stage, %reason, "stage cannot start");
                 self.emit(RunEvent::StageFailedToStart { stage: stage.into(), reason });
                 self.put_stage(stage, StageRecord::new(StageStatus::Running, 0, 0))?;
-                return Ok(self.state.stage_aborted(stage));
+                return Ok(self.core.handle(Event::StageAborted { stage: stage.to_string() }));
             }
         };
         let record = StageRecord::new(StageStatus::Running, planned.shards.len() as u32, planned.objects);
@@ -91,7 +92,7 @@ impl<E: Executor> Driver<E> {
         self.records.insert(stage.to_string(), record.clone());
         self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: record.objects_in });
         tracing::info!(stage, shards, objects = record.objects_in, "stage published");
-        Ok(self.state.stage_published(stage, shards, record.objects_in))
+        Ok(self.core.handle(Event::StagePublished { stage: stage.to_string(), shards, objects: record.objects_in }))
     }
 
     /// The shards of a stage: planned at submission, or cut from its upstream stages' outputs.

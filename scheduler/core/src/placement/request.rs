@@ -1,7 +1,5 @@
 //! What one worker asks of a node, in whole units, and what a node still has free.
 
-use crate::dag::{Resources, quantity_value};
-
 /// Resources of one worker, or free on one node: CPU in millicores, memory in bytes, GPUs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Amount {
@@ -11,16 +9,6 @@ pub struct Amount {
 }
 
 impl Amount {
-    /// A stage's `resources` as amounts; what is not given asks for nothing.
-    pub fn of(resources: &Resources) -> Amount {
-        let value = |q: &Option<String>| q.as_deref().and_then(quantity_value).unwrap_or(0.0);
-        Amount {
-            cpu_millis: (value(&resources.cpu) * 1000.0).ceil() as u64,
-            memory_bytes: value(&resources.memory).ceil() as u64,
-            gpus: resources.gpu,
-        }
-    }
-
     /// Whether `request` fits in what is left of `self`.
     pub fn fits(&self, request: &Amount) -> bool {
         request.cpu_millis <= self.cpu_millis && request.memory_bytes <= self.memory_bytes && request.gpus <= self.gpus
@@ -37,15 +25,6 @@ impl Amount {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stage_resources_become_whole_units() {
-        let resources = Resources { cpu: Some("500m".into()), memory: Some("2Gi".into()), gpu: 1 };
-        assert_eq!(Amount::of(&resources), Amount { cpu_millis: 500, memory_bytes: 2 << 30, gpus: 1 });
-        assert_eq!(Amount::of(&Resources::default()), Amount::default());
-        let cpu = Resources { cpu: Some("1.5".into()), ..Default::default() };
-        assert_eq!(Amount::of(&cpu).cpu_millis, 1500);
-    }
 
     #[test]
     fn a_request_fits_until_one_resource_runs_out() {

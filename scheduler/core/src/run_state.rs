@@ -1,5 +1,5 @@
 //! The run state machine: which stages may start, what a shard result changes, and when stages
-//! and the whole run end. Pure: the driver feeds it events and carries out the [`Effect`]s.
+//! and the whole run end. Pure: the driver feeds it events and carries out the [`Transition`]s.
 
 use std::collections::BTreeMap;
 
@@ -38,9 +38,9 @@ pub enum RunOutcome {
     Failed,
 }
 
-/// Something the driver must do because the state changed.
+/// A change of the run's stages that the driver carries out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
+pub enum Transition {
     /// List the stage's inputs, publish its shards, then call [`RunState::stage_published`].
     StartStage(String),
     /// Every shard of the stage is decided: end its MLflow run, clean up its consumer.
@@ -124,13 +124,13 @@ impl RunState {
     }
 
     /// Starts the run: the stages with no upstream stage start.
-    pub fn start(&mut self) -> Vec<Effect> {
+    pub fn start(&mut self) -> Vec<Transition> {
         self.advance()
     }
 
     /// Records that a started stage published `shards` shards holding `objects` input objects.
     /// A stage restored with its shards keeps their outcomes.
-    pub fn stage_published(&mut self, stage: &str, shards: u32, objects: u64) -> Vec<Effect> {
+    pub fn stage_published(&mut self, stage: &str, shards: u32, objects: u64) -> Vec<Transition> {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
         if progress.status != StageStatus::Running {
             return Vec::new();
@@ -149,7 +149,7 @@ impl RunState {
     }
 
     /// After restoring: ends running stages with no shard left, starts or skips what follows.
-    pub fn resume(&mut self) -> Vec<Effect> {
+    pub fn resume(&mut self) -> Vec<Transition> {
         let done: Vec<String> = self
             .stages
             .iter()
@@ -187,7 +187,7 @@ impl RunState {
     }
 
     /// Fails a started stage that could not publish its shards.
-    pub fn stage_aborted(&mut self, stage: &str) -> Vec<Effect> {
+    pub fn stage_aborted(&mut self, stage: &str) -> Vec<Transition> {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
         progress.shards.clear();
         progress.pending = 0;
@@ -197,7 +197,7 @@ impl RunState {
 
     /// Applies one shard attempt's result. A failure is final on the last attempt or when it
     /// is permanent (its cause cannot change): the shard is decided FAILED at once.
-    pub fn apply_result(&mut self, stage: &str, shard: u32, result: AttemptResult) -> (Verdict, Vec<Effect>) {
+    pub fn apply_result(&mut self, stage: &str, shard: u32, result: AttemptResult) -> (Verdict, Vec<Transition>) {
         let Some(progress) = self.stages.get_mut(stage) else { return (Verdict::Unknown, Vec::new()) };
         if progress.status == StageStatus::Waiting || progress.status == StageStatus::Skipped {
             return (Verdict::Unknown, Vec::new());
@@ -256,17 +256,17 @@ impl RunState {
         self.ended
     }
 
-    fn end_stage(&mut self, stage: &str) -> Vec<Effect> {
+    fn end_stage(&mut self, stage: &str) -> Vec<Transition> {
         let progress = self.stages.get_mut(stage).expect("ending a known stage");
         let empty = progress.fail_on_empty && progress.outputs == 0 && progress.objects_in > 0;
         progress.status = if progress.failed > 0 || empty { StageStatus::Failed } else { StageStatus::Succeeded };
-        let mut effects = vec![Effect::EndStage { stage: stage.to_string(), status: progress.status }];
+        let mut effects = vec![Transition::EndStage { stage: stage.to_string(), status: progress.status }];
         effects.extend(self.advance());
         effects
     }
 
     /// Skips stages below a failure, starts stages whose upstreams succeeded, ends the run.
-    fn advance(&mut self) -> Vec<Effect> {
+    fn advance(&mut self) -> Vec<Transition> {
         let mut effects = Vec::new();
         loop {
             let mut changed = false;
@@ -283,11 +283,11 @@ impl RunState {
                 let progress = self.stages.get_mut(&name).expect("known stage");
                 if upstream.iter().any(|s| matches!(s, StageStatus::Failed | StageStatus::Skipped)) {
                     progress.status = StageStatus::Skipped;
-                    effects.push(Effect::SkipStage(name));
+                    effects.push(Transition::SkipStage(name));
                     changed = true;
                 } else if upstream.iter().all(|s| *s == StageStatus::Succeeded) {
                     progress.status = StageStatus::Running;
-                    effects.push(Effect::StartStage(name));
+                    effects.push(Transition::StartStage(name));
                     changed = true;
                 }
             }
@@ -298,7 +298,7 @@ impl RunState {
         if !self.ended && self.stages.values().all(|p| p.status.is_terminal()) {
             self.ended = true;
             let failed = self.stages.values().any(|p| p.status != StageStatus::Succeeded);
-            effects.push(Effect::EndRun(if failed { RunOutcome::Failed } else { RunOutcome::Succeeded }));
+            effects.push(Transition::EndRun(if failed { RunOutcome::Failed } else { RunOutcome::Succeeded }));
         }
         effects
     }
@@ -326,7 +326,7 @@ mod tests {
     #[test]
     fn root_stages_start_first() {
         let mut run = chain();
-        assert_eq!(run.start(), vec![Effect::StartStage("a".into())]);
+        assert_eq!(run.start(), vec![Transition::StartStage("a".into())]);
         assert_eq!(run.status("b"), Some(StageStatus::Waiting));
     }
 
@@ -343,8 +343,8 @@ mod tests {
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
-                Effect::StartStage("b".into())
+                Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Transition::StartStage("b".into())
             ]
         );
     }
@@ -369,10 +369,10 @@ mod tests {
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "a".into(), status: StageStatus::Failed },
-                Effect::SkipStage("b".into()),
-                Effect::SkipStage("c".into()),
-                Effect::EndRun(RunOutcome::Failed),
+                Transition::EndStage { stage: "a".into(), status: StageStatus::Failed },
+                Transition::SkipStage("b".into()),
+                Transition::SkipStage("c".into()),
+                Transition::EndRun(RunOutcome::Failed),
             ]
         );
         assert!(run.is_ended());
@@ -407,8 +407,8 @@ mod tests {
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
-                Effect::StartStage("b".into())
+                Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Transition::StartStage("b".into())
             ]
         );
     }
@@ -421,7 +421,7 @@ mod tests {
             run.stage_published(stage, 1, 1);
             let (_, effects) = run.apply_result(stage, 0, ok(1));
             if stage == "c" {
-                assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Succeeded)));
+                assert_eq!(effects.last(), Some(&Transition::EndRun(RunOutcome::Succeeded)));
             }
         }
         assert!(run.is_ended());
@@ -432,20 +432,23 @@ mod tests {
         let none: Vec<String> = vec![];
         let x = vec!["x".to_string()];
         let mut run = RunState::new([("x", none.as_slice()), ("y", none.as_slice()), ("z", x.as_slice())]);
-        assert_eq!(run.start(), vec![Effect::StartStage("x".into()), Effect::StartStage("y".into())]);
+        assert_eq!(run.start(), vec![Transition::StartStage("x".into()), Transition::StartStage("y".into())]);
         run.stage_published("x", 1, 1);
         run.stage_published("y", 1, 1);
         let (_, effects) = run.apply_result("x", 0, failed(true));
         assert_eq!(
             effects,
-            vec![Effect::EndStage { stage: "x".into(), status: StageStatus::Failed }, Effect::SkipStage("z".into())]
+            vec![
+                Transition::EndStage { stage: "x".into(), status: StageStatus::Failed },
+                Transition::SkipStage("z".into())
+            ]
         );
         let (_, effects) = run.apply_result("y", 0, ok(1));
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "y".into(), status: StageStatus::Succeeded },
-                Effect::EndRun(RunOutcome::Failed)
+                Transition::EndStage { stage: "y".into(), status: StageStatus::Succeeded },
+                Transition::EndRun(RunOutcome::Failed)
             ]
         );
     }
@@ -460,13 +463,16 @@ mod tests {
         run.start();
         run.stage_published("a", 1, 1);
         let (_, effects) = run.apply_result("a", 0, ok(1));
-        assert!(effects.contains(&Effect::StartStage("b".into())) && effects.contains(&Effect::StartStage("c".into())));
+        assert!(
+            effects.contains(&Transition::StartStage("b".into()))
+                && effects.contains(&Transition::StartStage("c".into()))
+        );
         run.stage_published("b", 1, 1);
         run.stage_published("c", 1, 1);
         let (_, effects) = run.apply_result("b", 0, ok(1));
-        assert!(!effects.contains(&Effect::StartStage("d".into())));
+        assert!(!effects.contains(&Transition::StartStage("d".into())));
         let (_, effects) = run.apply_result("c", 0, ok(1));
-        assert!(effects.contains(&Effect::StartStage("d".into())));
+        assert!(effects.contains(&Transition::StartStage("d".into())));
     }
 
     #[test]
@@ -477,8 +483,8 @@ mod tests {
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
-                Effect::StartStage("b".into())
+                Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded },
+                Transition::StartStage("b".into())
             ]
         );
     }
@@ -498,7 +504,7 @@ mod tests {
         let mut run = chain();
         run.restore_stage("a", StageStatus::Succeeded, vec![ShardOutcome::Succeeded], 1, 1);
         run.restore_stage("b", StageStatus::Failed, vec![ShardOutcome::Failed], 1, 1);
-        assert_eq!(run.resume(), vec![Effect::SkipStage("c".into()), Effect::EndRun(RunOutcome::Failed)]);
+        assert_eq!(run.resume(), vec![Transition::SkipStage("c".into()), Transition::EndRun(RunOutcome::Failed)]);
     }
 
     #[test]
@@ -506,8 +512,8 @@ mod tests {
         let mut run = chain();
         run.start();
         let effects = run.stage_aborted("a");
-        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
-        assert_eq!(effects.last(), Some(&Effect::EndRun(RunOutcome::Failed)));
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Failed });
+        assert_eq!(effects.last(), Some(&Transition::EndRun(RunOutcome::Failed)));
     }
 
     #[test]
@@ -521,7 +527,7 @@ mod tests {
         assert!(effects.is_empty(), "the other shard is still pending");
         assert_eq!(run.backlog("a"), 1);
         let (_, effects) = run.apply_result("a", 1, ok(1));
-        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Failed });
         assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Duplicate, "a late success changes nothing");
     }
 
@@ -532,7 +538,7 @@ mod tests {
         run.stage_published("a", 2, 5);
         run.apply_result("a", 0, ok(0));
         let (_, effects) = run.apply_result("a", 1, ok(0));
-        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
         assert_eq!(run.empty_output("a"), Some(5));
     }
 
@@ -546,10 +552,10 @@ mod tests {
         assert_eq!(
             effects,
             vec![
-                Effect::EndStage { stage: "a".into(), status: StageStatus::Failed },
-                Effect::SkipStage("b".into()),
-                Effect::SkipStage("c".into()),
-                Effect::EndRun(RunOutcome::Failed),
+                Transition::EndStage { stage: "a".into(), status: StageStatus::Failed },
+                Transition::SkipStage("b".into()),
+                Transition::SkipStage("c".into()),
+                Transition::EndRun(RunOutcome::Failed),
             ]
         );
         assert_eq!(run.empty_output("a"), Some(3));
@@ -564,12 +570,12 @@ mod tests {
         run.stage_published("a", 2, 2);
         run.apply_result("a", 0, ok(0));
         let (_, effects) = run.apply_result("a", 1, ok(1));
-        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
         assert_eq!(run.empty_output("a"), None);
         // `input: none`: one shard, no input objects: nothing was expected out of it.
         run.stage_published("b", 1, 0);
         let (_, effects) = run.apply_result("b", 0, ok(0));
-        assert_eq!(effects[0], Effect::EndStage { stage: "b".into(), status: StageStatus::Succeeded });
+        assert_eq!(effects[0], Transition::EndStage { stage: "b".into(), status: StageStatus::Succeeded });
     }
 
     #[test]
@@ -579,6 +585,6 @@ mod tests {
         run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded, ShardOutcome::Pending], 4, 0);
         assert!(run.resume().is_empty());
         let (_, effects) = run.apply_result("a", 1, ok(0));
-        assert_eq!(effects[0], Effect::EndStage { stage: "a".into(), status: StageStatus::Failed });
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Failed });
     }
 }

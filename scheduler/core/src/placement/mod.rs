@@ -17,7 +17,7 @@ pub use request::Amount;
 pub const DEFAULT_BURST_AFTER: Duration = Duration::from_secs(30);
 
 /// A cluster as its executor last saw it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cluster {
     pub name: String,
     /// Most workers at once on this cluster.

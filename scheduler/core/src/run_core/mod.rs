@@ -1,0 +1,256 @@
+//! One run's decisions, as a state machine fed [`Event`]s that returns [`Effect`]s: stages
+//! started, published and ended; results applied, redelivered or duplicate; shards whose every
+//! attempt was lost with its worker; workers wanted per stage and cluster; cancel and stop.
+//!
+//! The adapter (the scheduler's driver) turns what happens outside into events (a result read
+//! from JetStream, what the executor sees, a tick of the clock, a cancel request), and carries
+//! out the effects (sled, MLflow, JetStream, the executor). Time is the run's clock, a
+//! [`Duration`] since the run started, passed in with the events that need it: tests drive the
+//! core on a simulated clock.
+
+mod lost;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::autoscale::{StageDemand, WorkerTarget, worker_targets};
+use crate::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed};
+use crate::run_state::{AttemptResult, RunState, ShardOutcome, StageStatus, Transition, Verdict};
+
+pub use lost::LOST;
+
+/// How often running stages are checked for shards whose every attempt was lost (a stage is
+/// decided lost only when two checks in a row find it idle).
+pub const LOST_SHARD_CHECK: Duration = Duration::from_secs(2);
+
+/// What the core needs to know of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageConfig {
+    pub name: String,
+    /// Stages that must succeed first.
+    pub after: Vec<String>,
+    /// Most workers at once.
+    pub parallelism: u32,
+    /// No output from a non-empty input fails the stage.
+    pub fail_on_empty: bool,
+    /// What one worker asks of a node.
+    pub request: Amount,
+    /// Clusters in preference order; empty means any.
+    pub clusters: Vec<String>,
+}
+
+/// The core's timing; tests shorten it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Between two checks for lost shards.
+    pub lost_check_every: Duration,
+    /// How long a worker may stay Pending before its cluster counts as full for its stage.
+    pub burst_after: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing { lost_check_every: LOST_SHARD_CHECK, burst_after: DEFAULT_BURST_AFTER }
+    }
+}
+
+/// Something that happened to the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A new run begins.
+    Begin,
+    /// A run restored from the store ([`RunCore::restore_stage`]) whose running stages have
+    /// published what they had left: carry out what the restored state calls for.
+    Resumed,
+    /// A started stage has published all its shards.
+    StagePublished { stage: String, shards: u32, objects: u64 },
+    /// A started stage could not list or partition its input.
+    StageAborted { stage: String },
+    /// A shard attempt's result. `redelivered`: the store already holds this attempt (JetStream
+    /// handed the result again after a restart).
+    Result { stage: String, shard: u32, attempt: u32, result: AttemptResult, redelivered: bool },
+    /// What the executor sees at `now`: its clusters, where each stage's workers are, and the
+    /// ack subjects of shards whose workers died holding them.
+    Workers { now: Duration, clusters: Vec<Cluster>, placed: BTreeMap<String, Vec<Placed>>, abandoned: Vec<String> },
+    /// The clock moved.
+    Tick { now: Duration },
+    /// The answer to [`Effect::ProbeIdle`]: whether no result is waiting, and which of the
+    /// probed stages' consumers hold no shard (none pending, none in flight).
+    Idle { results_idle: bool, idle_stages: Vec<String> },
+    /// The user cancelled the run.
+    Cancel,
+    /// The scheduler is stopping (SIGTERM, a full disk): leave the run to resume.
+    Stop,
+}
+
+/// Something the adapter must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Start, end or skip a stage, or end the run.
+    Stage(Transition),
+    /// Record a result's attempt and what it meant (the deciding result, a duplicate's count),
+    /// and tell watchers.
+    Record { stage: String, shard: u32, attempt: u32, verdict: Verdict },
+    /// A shard whose every attempt was lost: record it FAILED.
+    Lost { stage: String, shard: u32 },
+    /// Hand a dead worker's shard back to the queue at once (a nak on its ack subject).
+    HandBack { ack_subject: String },
+    /// How many workers a stage should have on a cluster.
+    SetWorkers(WorkerTarget),
+    /// Find out whether these stages' consumers hold no shard and whether any result waits,
+    /// and answer with [`Event::Idle`].
+    ProbeIdle { stages: Vec<String> },
+    /// Stop every worker, remove the running stages' shards, end the run and these running
+    /// stages KILLED.
+    Cancel { running: Vec<String> },
+    /// Stop every worker and leave the run and its stages running, to be resumed.
+    Stop,
+}
+
+/// One run's decisions.
+#[derive(Debug, Clone)]
+pub struct RunCore {
+    state: RunState,
+    stages: BTreeMap<String, StageConfig>,
+    /// Stages whose shards are all published.
+    published: BTreeMap<String, u32>,
+    timing: Timing,
+    lost: lost::LostShardWatch,
+    next_lost_check: Duration,
+    /// Cancelled or stopped: no more decisions.
+    halted: bool,
+}
+
+impl RunCore {
+    /// A run whose stages are all waiting.
+    pub fn new(stages: Vec<StageConfig>, timing: Timing) -> RunCore {
+        let mut state = RunState::new(stages.iter().map(|s| (s.name.as_str(), s.after.as_slice())));
+        for stage in stages.iter().filter(|s| s.fail_on_empty) {
+            state.set_fail_on_empty(&stage.name);
+        }
+        RunCore {
+            state,
+            stages: stages.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            published: BTreeMap::new(),
+            timing,
+            lost: lost::LostShardWatch::default(),
+            next_lost_check: Duration::ZERO,
+            halted: false,
+        }
+    }
+
+    /// Restores a stage as the store holds it, before [`Event::Resumed`]: its status, its
+    /// shards' outcomes, input objects and outputs of succeeded shards.
+    pub fn restore_stage(
+        &mut self,
+        stage: &str,
+        status: StageStatus,
+        shards: Vec<ShardOutcome>,
+        objects_in: u64,
+        outputs: u64,
+    ) {
+        self.state.restore_stage(stage, status, shards, objects_in, outputs);
+    }
+
+    /// The run's stages and shards.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// True once the run has ended, or was cancelled or stopped.
+    pub fn is_ended(&self) -> bool {
+        self.halted || self.state.is_ended()
+    }
+
+    /// Workers the run could use now, all stages together (its claim on a shared executor).
+    pub fn wanted_workers(&self) -> u32 {
+        self.demands().iter().map(StageDemand::desired).sum()
+    }
+
+    /// Applies one event; returns what to do, in order.
+    pub fn handle(&mut self, event: Event) -> Vec<Effect> {
+        if self.halted {
+            return Vec::new();
+        }
+        match event {
+            Event::Begin => stage_effects(self.state.start()),
+            Event::Resumed => stage_effects(self.state.resume()),
+            Event::StagePublished { stage, shards, objects } => {
+                self.published.insert(stage.clone(), shards);
+                stage_effects(self.state.stage_published(&stage, shards, objects))
+            }
+            Event::StageAborted { stage } => stage_effects(self.state.stage_aborted(&stage)),
+            Event::Result { stage, shard, attempt, result, redelivered } => {
+                if redelivered {
+                    return Vec::new();
+                }
+                let (verdict, transitions) = self.state.apply_result(&stage, shard, result);
+                let mut effects = vec![Effect::Record { stage, shard, attempt, verdict }];
+                effects.extend(stage_effects(transitions));
+                effects
+            }
+            Event::Workers { now, clusters, placed, abandoned } => self.workers(now, &clusters, &placed, abandoned),
+            Event::Tick { now } => self.tick(now),
+            Event::Idle { results_idle, idle_stages } => self.idle(results_idle, &idle_stages),
+            Event::Cancel => {
+                self.halted = true;
+                vec![Effect::Cancel { running: self.state.running_stages().map(str::to_string).collect() }]
+            }
+            Event::Stop => {
+                self.halted = true;
+                vec![Effect::Stop]
+            }
+        }
+    }
+
+    /// What each running stage whose shards are out asks for.
+    fn demands(&self) -> Vec<StageDemand> {
+        self.state
+            .running_stages()
+            .filter(|stage| self.published.contains_key(*stage))
+            .map(|stage| {
+                let config = &self.stages[stage];
+                StageDemand {
+                    stage: stage.to_string(),
+                    parallelism: config.parallelism,
+                    backlog: self.state.backlog(stage),
+                    request: config.request,
+                    clusters: config.clusters.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Dead workers' shards handed back, then a worker target for every (stage, cluster) that
+    /// needs one; stages no longer running shrink to 0 where they still have workers.
+    fn workers(
+        &mut self,
+        now: Duration,
+        clusters: &[Cluster],
+        placed: &BTreeMap<String, Vec<Placed>>,
+        abandoned: Vec<String>,
+    ) -> Vec<Effect> {
+        let mut effects: Vec<Effect> =
+            abandoned.into_iter().map(|ack_subject| Effect::HandBack { ack_subject }).collect();
+        let demands = self.demands();
+        let targets = worker_targets(&demands, clusters, placed, now, self.timing.burst_after);
+        effects.extend(targets.into_iter().map(Effect::SetWorkers));
+        for (stage, places) in placed {
+            if demands.iter().any(|d| &d.stage == stage) {
+                continue;
+            }
+            for place in places.iter().filter(|p| p.running > 0 || !p.pending_since.is_empty()) {
+                let target = WorkerTarget { stage: stage.clone(), cluster: place.cluster.clone(), workers: 0 };
+                effects.push(Effect::SetWorkers(target));
+            }
+        }
+        effects
+    }
+}
+
+/// Stage transitions as effects.
+fn stage_effects(transitions: Vec<Transition>) -> Vec<Effect> {
+    transitions.into_iter().map(Effect::Stage).collect()
+}
