@@ -2,7 +2,7 @@
 # End-to-end benchmarks: every case against its bare-process baseline, in one invocation,
 # printed as a markdown table and written to OUT (default target/bench/e2e.md).
 #
-#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images]
+#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service]
 #
 # Cases (full counts; --quick counts in brackets, for CI: about 2-3 minutes on 2 cores once
 # the binaries are built):
@@ -27,6 +27,11 @@
 #             2 workers, tracking none and tracking on, against scripts/baseline.sh DIR 2
 #             (its own "total": the two scripts' steps, without its set-up). Images are
 #             cached in target/bench/images-<count>.
+#   service   `concurrent serve` (local executor, 2 workers, tracking none) driven with curl:
+#             submit -> first entry point started (median of 5 [3]); a 2,000 [200]-shard run
+#             and a 20-shard run submitted 1 s later, the small run's wall time against its
+#             time alone; 100 [20] runs submitted at once by 10 [5] clients, p99 of SubmitRun
+#             and all finished; the service's RSS with those finished and 10 [4] runs active.
 #
 # Binaries are built first (`cargo build --release` of the scheduler, worker and benches;
 # BENCH_PROFILE=debug uses the debug build that scripts/test.sh makes; build time is not
@@ -45,7 +50,7 @@ usage() {
 
 QUICK=0
 OUT="$REPO/target/bench/e2e.md"
-CASES="overhead,scale,latency,images"
+CASES="overhead,scale,latency,images,service"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -60,8 +65,10 @@ wants() { [[ ",$CASES," == *",$1,"* ]]; }
 
 if ((QUICK)); then
   OVERHEAD_SHARDS=200 OVERHEAD_TRACKED_SHARDS=50 SCALE_OBJECTS=100000 LATENCY_REPEATS=3 IMAGES=500
+  SERVICE_BIG=200 SERVICE_RUNS=20 SERVICE_CLIENTS=5 SERVICE_ACTIVE=4
 else
   OVERHEAD_SHARDS=2000 OVERHEAD_TRACKED_SHARDS=500 SCALE_OBJECTS=1000000 LATENCY_REPEATS=5 IMAGES=10000
+  SERVICE_BIG=2000 SERVICE_RUNS=100 SERVICE_CLIENTS=10 SERVICE_ACTIVE=10
 fi
 
 # shellcheck source=scripts/env.sh
@@ -216,6 +223,8 @@ concurrent_run() {
 
 ROWS=()
 row() { ROWS+=("| $1 | $2 | $3 | $4 | $5 | $6 | $7 |"); }
+stats() { python -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(f"median {statistics.median(v):.1f} ms (min {min(v):.1f}, max {max(v):.1f})")' "$@"; }
+median() { python -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 met() { if python -c "import sys; sys.exit(0 if ($1) else 1)"; then echo yes; else echo "**no**"; fi; }
 
 start_nats
@@ -322,8 +331,6 @@ PY
     ) || fail "latency: no stamps in $stamps"
     firsts+=("$first") gaps+=("$gap") walls+=("$WALL")
   done
-  stats() { python -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]]; print(f"median {statistics.median(v):.1f} ms (min {min(v):.1f}, max {max(v):.1f})")' "$@"; }
-  median() { python -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
   first_median="$(median "${firsts[@]}")" gap_median="$(median "${gaps[@]}")"
   row "latency: submit → first entry point started ($LATENCY_REPEATS runs)" "$(stats "${firsts[@]}")" "—" "—" "—" "< 100 ms" "$(met "$first_median < 100")"
   row "latency: last shard of a stage done → first shard of the next started" "$(stats "${gaps[@]}")" "—" "—" "—" "< 50 ms" "$(met "$gap_median < 50")"
@@ -353,6 +360,101 @@ if wants images; then
       "baseline.sh, 2 procs: $bare s" "$(calc "($WALL - $bare) * 2 / $shards * 1000" .0f) ms/shard/lane" \
       "$(calc "$WALL / $bare" .2f)" "—" "—"
   done
+fi
+
+# ---------------------------------------------------------------- service
+if wants service; then
+  dir="$WORK/service"
+  mkdir -p "$dir/project" "$dir/big" "$dir/small"
+  printf 'name: stamp\nentry_points:\n  main:\n    parameters:\n      stamps: string\n    command: "bash stamp.sh {stamps}"\n  noop:\n    command: "true"\n  nap:\n    command: "sleep 20"\n' \
+    >"$dir/project/MLproject"
+  printf 'printf "start %%s\\n" "$EPOCHREALTIME" >>"$1"\n' >"$dir/project/stamp.sh"
+  (cd "$dir/big" && seq -f 'f%05g' "$SERVICE_BIG" | xargs touch)
+  (cd "$dir/small" && seq -f 'f%05g' 20 | xargs touch)
+  port="$(free_port)"
+  API="http://127.0.0.1:$port/api/v1"
+  start_group "$dir/serve.log" env NATS_URL="$NATS" "$CONCURRENT" serve --listen "127.0.0.1:$port" --tracking none \
+    --max-workers 2 --state-dir "$dir/state"
+  SERVE_PID="$LAST_PID"
+  wait_for "http://127.0.0.1:$port/readyz" 60 || fail "concurrent serve did not start; $(tail -5 "$dir/serve.log")"
+  # submit DAG_TEXT: prints the run id and the call's time in seconds.
+  submit() {
+    local body answer
+    body="$(python -c 'import json, sys; print(json.dumps({"dag": sys.argv[1]}))' "$1")"
+    answer="$(curl -sf -w '\n%{time_total}' -H 'Content-Type: application/json' -d "$body" "$API/runs")" ||
+      fail "service: submit refused: $answer"
+    printf '%s %s\n' "$(head -1 <<<"$answer" | python -c 'import json, sys; print(json.load(sys.stdin)["run_id"])')" \
+      "$(tail -1 <<<"$answer")"
+  }
+  submit_id() { submit "$1" | cut -d' ' -f1; }
+  # wait_ended RUN...: until every run has ended; prints nothing, fails after 10 minutes.
+  wait_ended() {
+    python - "$API" "$@" <<'PY'
+import json, sys, time, urllib.request
+api, runs, deadline = sys.argv[1], set(sys.argv[2:]), time.time() + 600
+while runs and time.time() < deadline:
+    for run in list(runs):
+        view = json.load(urllib.request.urlopen(f"{api}/runs/{run}"))
+        if view["status"] != "running":
+            if view["status"] != "succeeded":
+                sys.exit(f"run {run} ended {view['status']}")
+            runs.discard(run)
+    time.sleep(0.05)
+sys.exit(f"runs still running: {sorted(runs)}" if runs else 0)
+PY
+  }
+  noop_dag() { printf 'name: %s\ninput: file://%s\nstages:\n  noop: {project: %s, entry_point: noop, partition: {by: object, shard_size: 1}, parallelism: 2, retries: 0}\n' "$1" "$2" "$dir/project"; }
+
+  echo "e2e: service: submit -> first entry point" >&2
+  firsts=()
+  for ((i = 1; i <= LATENCY_REPEATS; i++)); do
+    stamps="$dir/stamps-$i.txt"
+    t0="$(now)"
+    run="$(submit_id "$(printf 'name: latency\ninput: none\nstages:\n  first: {project: %s, parameters: {stamps: "%s"}, retries: 0}\n' "$dir/project" "$stamps")")"
+    wait_ended "$run" || fail "service: latency run $run"
+    firsts+=("$(python -c 'import sys; print((float(open(sys.argv[1]).read().split()[1]) - float(sys.argv[2])) * 1000)' "$stamps" "$t0")")
+  done
+  first_median="$(median "${firsts[@]}")"
+  row "service: submit (curl) → first entry point started ($LATENCY_REPEATS runs)" "$(stats "${firsts[@]}")" "—" "—" "—" "< 100 ms" "$(met "$first_median < 100")"
+
+  echo "e2e: service: a 20-shard run alone, then beside a $SERVICE_BIG-shard run" >&2
+  t0="$(now)"
+  run="$(submit_id "$(noop_dag small-alone "$dir/small")")"
+  wait_ended "$run" || fail "service: small run alone"
+  alone="$(calc "$(now) - $t0" .3f)"
+  big="$(submit_id "$(noop_dag big "$dir/big")")"
+  sleep 1
+  t0="$(now)"
+  run="$(submit_id "$(noop_dag small-beside "$dir/small")")"
+  wait_ended "$run" || fail "service: small run beside the big one"
+  beside="$(calc "$(now) - $t0" .3f)"
+  wait_ended "$big" || fail "service: big run"
+  row "service: 20-shard run submitted 1 s after a $SERVICE_BIG-shard run (fair share)" "$beside s" "alone: $alone s" "—" "$(calc "$beside / $alone" .2f)" "ratio ≤ 2" "$(met "$beside / $alone <= 2")"
+
+  echo "e2e: service: $SERVICE_RUNS runs from $SERVICE_CLIENTS clients at once" >&2
+  per_client=$((SERVICE_RUNS / SERVICE_CLIENTS))
+  printf 'name: many\ninput: none\nstages:\n  noop: {project: %s, entry_point: noop, retries: 0}\n' "$dir/project" >"$dir/one.yaml"
+  pids=()
+  for ((c = 1; c <= SERVICE_CLIENTS; c++)); do
+    (
+      for ((k = 1; k <= per_client; k++)); do
+        submit "$(cat "$dir/one.yaml")" >>"$dir/client-$c.txt"
+      done
+    ) &
+    pids+=("$!")
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || fail "service: a client failed"; done
+  mapfile -t many < <(cat "$dir"/client-*.txt | cut -d' ' -f1)
+  ((${#many[@]} == SERVICE_RUNS)) || fail "service: ${#many[@]} of $SERVICE_RUNS runs submitted"
+  wait_ended "${many[@]}" || fail "service: the $SERVICE_RUNS runs"
+  p99="$(cat "$dir"/client-*.txt | cut -d' ' -f2 | python -c 'import sys; v = sorted(float(x) * 1000 for x in sys.stdin); print(f"{v[min(len(v) - 1, int(len(v) * 0.99))]:.1f}")')"
+  row "service: $SERVICE_RUNS runs submitted at once by $SERVICE_CLIENTS clients, all finished" "p99 SubmitRun $p99 ms" "—" "—" "—" "p99 < 200 ms" "$(met "$p99 < 200")"
+
+  printf 'name: active\ninput: none\nstages:\n  nap: {project: %s, entry_point: nap, retries: 0}\n' "$dir/project" >"$dir/nap.yaml"
+  for ((k = 1; k <= SERVICE_ACTIVE; k++)); do submit "$(cat "$dir/nap.yaml")" >/dev/null; done
+  rss="$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVE_PID/status")"
+  row "service: RSS with $((SERVICE_RUNS + LATENCY_REPEATS + 3)) runs finished and $SERVICE_ACTIVE active" "$rss MB" "—" "—" "—" "< 200 MB" "$(met "$rss < 200")"
+  kill -TERM -- "-$SERVE_PID" 2>/dev/null || true
 fi
 
 # ---------------------------------------------------------------- report

@@ -1,12 +1,15 @@
 //! Wire types of Concurrent: the MessagePack messages that travel through NATS JetStream and
 //! the names of the streams, subjects, consumers and buckets they travel through, and the lease
-//! file a worker leaves for its local executor.
+//! file a worker leaves for its local executor, and the timing constants both sides must agree
+//! on (`timing`).
 //!
 //! This crate is a leaf: it depends on no other crate of the workspace and does no IO.
 
 pub mod lease;
 pub mod messages;
 pub mod names;
+pub mod nats_auth;
+pub mod timing;
 
 pub use messages::{
     DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,

@@ -8,6 +8,7 @@ use concurrent_scheduler::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    concurrent_mlflow::crypto::install_crypto_provider();
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(cli.default_log_filter()));
     // Colour codes only on a terminal: a log file or a pipe gets plain text. A log line that

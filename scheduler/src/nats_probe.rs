@@ -101,7 +101,8 @@ pub fn is_nats_greeting(bytes: &[u8]) -> bool {
 }
 
 /// `url` without the user and password it may carry.
-fn redact(url: &str) -> String {
+/// `url` with its user and password (or token) hidden, to show in messages.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => format!("{}://***@{}", &url[..scheme_end], &url[at + 1..]),
         (None, Some(at)) => format!("***@{}", &url[at + 1..]),

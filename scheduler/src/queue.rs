@@ -3,6 +3,11 @@
 
 use std::time::Duration;
 
+use concurrent_mlflow::nats_options::secured_options;
+use concurrent_mlflow::retry::{RetryPolicy, retry};
+use concurrent_proto::nats_auth::NatsAuth;
+use concurrent_proto::timing::{RESULT_DEDUPE_WINDOW, SHARD_ACK_WAIT, SHARD_DEDUPE_WINDOW};
+
 use async_nats::jetstream::{
     self, consumer, kv, object_store,
     stream::{self, RetentionPolicy, StorageType},
@@ -13,17 +18,14 @@ use futures::future::try_join_all;
 
 /// Publish acks awaited together: JetStream's throughput without unbounded memory.
 const PUBLISH_WINDOW: usize = 512;
-/// How long JetStream remembers a shard's `Nats-Msg-Id`: a scheduler restarted within this
-/// window never publishes a shard twice.
-const SHARD_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
-/// How long a worker may hold a shard between in-progress acks.
-pub const SHARD_ACK_WAIT: Duration = Duration::from_secs(30);
 
 /// A JetStream operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("cannot reach NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
+    #[error("cannot connect to NATS at {url} within {waited:?}: {reason}")]
+    NotConnected { url: String, waited: Duration, reason: String },
     #[error("JetStream {what}: {source}")]
     JetStream { what: String, source: Box<dyn std::error::Error + Send + Sync> },
 }
@@ -34,28 +36,20 @@ impl QueueError {
     }
 }
 
+/// How long the first connection to NATS may take.
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+
 /// How long a JetStream operation is retried while NATS is unreachable (a restart, say).
 const RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Runs `op` until it succeeds or [`RETRY_FOR`] has passed, with capped exponential backoff.
-async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, QueueError>
+async fn retrying<T, F, Fut>(what: &str, op: F) -> Result<T, QueueError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, QueueError>>,
 {
-    let deadline = tokio::time::Instant::now() + RETRY_FOR;
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match op().await {
-            Ok(value) => return Ok(value),
-            Err(error) if tokio::time::Instant::now() + backoff < deadline => {
-                tracing::warn!(%error, what, "JetStream operation failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let policy = RetryPolicy::within(RETRY_FOR, Duration::from_millis(100), Duration::from_secs(5));
+    retry(&policy, what, |_| true, op).await.map_err(|gave_up| gave_up.error)
 }
 
 /// Handles to the JetStream objects the scheduler uses.
@@ -72,16 +66,43 @@ pub struct Queue {
 impl Queue {
     /// Connects and makes sure the streams, the KV bucket and the object store exist.
     pub async fn connect(url: &str) -> Result<Queue, QueueError> {
-        let client = async_nats::ConnectOptions::new()
+        let auth = NatsAuth::from_lookup(|name| std::env::var_os(name))
+            .map_err(|source| QueueError::js("reading the NATS credentials", source))?;
+        // The client's complaints while it connects (a TLS handshake refused, say), kept to
+        // explain a connection that never comes up.
+        let last_error = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        let complaints = last_error.clone();
+        let options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .retry_on_initial_connect()
             .max_reconnects(None)
             .name("concurrent-scheduler")
-            .connect(url);
-        let client = tokio::time::timeout(Duration::from_secs(10), client)
+            .event_callback(move |event| {
+                let complaints = complaints.clone();
+                async move {
+                    if let async_nats::Event::ClientError(error) = event {
+                        *complaints.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+                    }
+                }
+            });
+        let shown = crate::nats_probe::redact(url);
+        let options = secured_options(options, &auth)
+            .await
+            .map_err(|source| QueueError::Connect { url: shown.clone(), source })?;
+        let client = options.connect(url);
+        let client = tokio::time::timeout(CONNECT_WITHIN, client)
             .await
             .unwrap_or_else(|_| Err(async_nats::ConnectError::from(async_nats::ConnectErrorKind::TimedOut)))
-            .map_err(|source| QueueError::Connect { url: url.to_string(), source })?;
+            .map_err(|source| QueueError::Connect { url: shown.clone(), source })?;
+        let deadline = tokio::time::Instant::now() + CONNECT_WITHIN;
+        while client.connection_state() != async_nats::connection::State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                let reason = last_error.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let reason = reason.unwrap_or_else(|| "no connection".to_string());
+                return Err(QueueError::NotConnected { url: shown, waited: CONNECT_WITHIN, reason });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let js = jetstream::new(client.clone());
         let shards = js
             .get_or_create_stream(stream::Config {
@@ -101,7 +122,7 @@ impl Queue {
                 retention: RetentionPolicy::Limits,
                 storage: StorageType::File,
                 max_age: Duration::from_secs(14 * 24 * 3600),
-                duplicate_window: Duration::from_secs(120),
+                duplicate_window: RESULT_DEDUPE_WINDOW,
                 ..Default::default()
             })
             .await

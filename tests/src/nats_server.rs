@@ -16,14 +16,23 @@ pub struct NatsServer {
     pub port: u16,
     store: tempfile::TempDir,
     child: Option<Child>,
+    /// Options beyond the defaults (TLS, say), kept for restarts.
+    extra: Vec<String>,
 }
 
 impl NatsServer {
     /// Starts a server on a free port with JetStream file storage in a fresh temp dir.
     pub fn start() -> anyhow::Result<NatsServer> {
+        NatsServer::start_with(&[])
+    }
+
+    /// Starts a server as [`NatsServer::start`] does, with more `nats-server` options (e.g.
+    /// `--tls --tlscert F --tlskey F`).
+    pub fn start_with(extra: &[&str]) -> anyhow::Result<NatsServer> {
         let store = tempfile::tempdir().context("creating the nats-server store dir")?;
-        let (child, port) = spawn(store.path(), None)?;
-        Ok(NatsServer { url: format!("nats://127.0.0.1:{port}"), port, store, child: Some(child) })
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let (child, port) = spawn(store.path(), None, &extra)?;
+        Ok(NatsServer { url: format!("nats://127.0.0.1:{port}"), port, store, child: Some(child), extra })
     }
 
     /// Kills the server with SIGKILL, keeping its store (to restart it later).
@@ -37,7 +46,7 @@ impl NatsServer {
     /// Starts the server again on the same port and store.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.kill();
-        let (child, _) = spawn(self.store.path(), Some(self.port))?;
+        let (child, _) = spawn(self.store.path(), Some(self.port), &self.extra)?;
         self.child = Some(child);
         Ok(())
     }
@@ -54,7 +63,7 @@ impl Drop for NatsServer {
     }
 }
 
-fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(Child, u16)> {
+fn spawn(dir: &Path, port: Option<u16>, extra: &[String]) -> anyhow::Result<(Child, u16)> {
     let binary = find_tool("nats-server")?;
     let ports_dir = dir.join("ports");
     let _ = std::fs::remove_dir_all(&ports_dir);
@@ -65,6 +74,7 @@ fn spawn(dir: &Path, port: Option<u16>) -> anyhow::Result<(Child, u16)> {
         .arg(dir.join("js"))
         .arg("--ports_file_dir")
         .arg(&ports_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

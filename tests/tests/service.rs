@@ -439,4 +439,21 @@ fn the_service_speaks_tls_when_given_a_certificate() {
     // Plain HTTP on the TLS port gets no API.
     let (code, _) = curl(&[&format!("{}/healthz", url.replace("https://", "http://"))]);
     assert_ne!(code, 200);
+    // The CLI's verbs reach it with --ca-file, and refuse it without.
+    let client_token = dir.path().join("client-token");
+    std::fs::write(&client_token, TOKEN).unwrap();
+    let client_token = client_token.to_str().unwrap();
+    let list = |extra: &[&str]| {
+        let mut all = vec!["list", "--scheduler", &url, "--token-file", client_token, "--output", "json"];
+        all.extend_from_slice(extra);
+        concurrent(&all, &[], dir.path(), DEADLINE)
+    };
+    let listed = list(&["--ca-file", cacert]);
+    assert!(listed.status.success(), "{}", describe(&listed));
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("\"runs\""), "{}", describe(&listed));
+    let untrusted = list(&[]);
+    assert_eq!(untrusted.status.code(), Some(3), "{}", describe(&untrusted));
+    let bad_ca = list(&["--ca-file", client_token]);
+    assert_eq!(bad_ca.status.code(), Some(2), "{}", describe(&bad_ca));
+    assert!(String::from_utf8_lossy(&bad_ca.stderr).contains("--ca-file"), "{}", describe(&bad_ca));
 }

@@ -21,14 +21,12 @@ use crate::env::{command_parameters, entry_point_env};
 use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
+use concurrent_proto::timing;
+
 use crate::outputs::{self, OutputError};
 use crate::queue::{self, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
-
-/// How often an in-progress ack is sent while an attempt runs (inputs, entry point, uploads,
-/// MLflow retries, result publishing).
-pub const HEARTBEAT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The worker's MLflow retries: long enough to ride out a tracking server restart or a few
 /// minutes of outage while heartbeats keep the shard (connect errors, timeouts, 429, 5xx).
@@ -38,6 +36,7 @@ pub fn tracking_retry() -> RetryPolicy {
         initial_backoff: std::time::Duration::from_millis(250),
         max_backoff: std::time::Duration::from_secs(5),
         max_elapsed: std::time::Duration::from_secs(300),
+        jitter: true,
     }
 }
 
@@ -49,6 +48,7 @@ pub fn stopping_retry() -> RetryPolicy {
         initial_backoff: std::time::Duration::from_millis(100),
         max_backoff: std::time::Duration::from_millis(500),
         max_elapsed: std::time::Duration::from_secs(2),
+        jitter: true,
     }
 }
 
@@ -234,7 +234,7 @@ async fn process_shard(
     });
     let current = Current { shard, attempt, layout: &layout, lease };
     let work = run_attempt(stage, &current);
-    let outcome = with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
+    let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
     let succeeded = outcome.end.succeeded();
     match &outcome.end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => {}
@@ -251,7 +251,7 @@ async fn process_shard(
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
     // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
     let report = async {
-        queue.publish_result(&result, queue::PUBLISH_BUDGET, &stage.cancel).await?;
+        queue.publish_result(&result, timing::RESULT_PUBLISH_BUDGET, &stage.cancel).await?;
         if let Err(error) = queue::settle(message, disposition).await {
             // The result is out; the worst case is a redelivery and a duplicate result,
             // which the scheduler ignores.
@@ -259,7 +259,7 @@ async fn process_shard(
         }
         Ok::<(), QueueError>(())
     };
-    with_heartbeats(HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
+    with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
     if !succeeded && stage.keep_failed {
         let kept = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);

@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct Config {
     /// NATS server URL(s), e.g. `nats://127.0.0.1:4222`.
     pub nats_url: String,
+    /// Credentials and TLS files for NATS (`NATS_CREDS`, `NATS_CA`, `NATS_CERT`, `NATS_KEY`).
+    pub nats_auth: concurrent_proto::nats_auth::NatsAuth,
     /// The DAG run whose stage this worker serves.
     pub run_id: String,
     /// The stage this worker serves.
@@ -43,51 +45,11 @@ pub fn default_worker_id() -> String {
     format!("{host}-{}", std::process::id())
 }
 
-/// A duration could not be parsed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{input}` is not a duration: use a number with a unit (ms, s, m, h), e.g. 5s")]
-pub struct DurationError {
-    /// The text that was given.
-    pub input: String,
-}
-
-/// Parses `500ms`, `5s`, `2m`, `1h` or a bare number of seconds (`5`, `0.5`).
-pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let error = || DurationError { input: input.to_string() };
-    let text = input.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().map_err(|_| error())?;
-    let scale = match unit.trim() {
-        "ms" => 0.001,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(error()),
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|_| error())
-}
+pub use concurrent_mlflow::duration::parse_duration;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse_with_units() {
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("0.5s"), Ok(Duration::from_millis(500)));
-    }
-
-    #[test]
-    fn bad_durations_are_refused() {
-        for bad in ["", "s", "5x", "-1s", "five"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn worker_id_ends_with_the_pid() {

@@ -63,6 +63,7 @@ pub mod config;
 pub mod entry_point;
 pub mod env;
 pub mod heartbeat;
+pub mod idle;
 pub mod layout;
 pub mod link;
 pub mod log_cap;
@@ -70,7 +71,6 @@ pub mod materialize;
 pub mod outputs;
 pub mod queue;
 pub mod report;
-pub mod retry;
 pub mod shard_run;
 pub mod snapshot_cache;
 
@@ -83,12 +83,13 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use crate::attempt::{Stage, Tracking};
+use crate::idle::IdleClock;
 use crate::layout::AttemptLayout;
 use crate::link::Link;
 use crate::queue::{Pulled, QueueError, StageQueue};
 use crate::report::WorkerIdentity;
-use crate::retry::{Backoff, IdleClock};
 use crate::snapshot_cache::SnapshotError;
+use concurrent_mlflow::retry::RetryPolicy;
 
 /// Why a worker stopped before its stage was done.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +126,7 @@ impl WorkerError {
 }
 
 /// A worker waiting for a shard exits 3 when NATS stays unreachable this long (a running
-/// attempt is not cut short by an outage; its result is published within `PUBLISH_BUDGET`).
+/// attempt is not cut short by an outage; its result is published within `RESULT_PUBLISH_BUDGET`).
 pub const MAX_NATS_OUTAGE: Duration = Duration::from_secs(120);
 
 /// Serves the stage until it has nothing left for this worker; `Ok` means a clean exit.
@@ -140,8 +141,9 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     if config.stop_when_stdin_closes {
         follow_stdin(cancel.clone(), drain.clone());
     }
-    let link =
-        Link::connect(&config.nats_url, &config.worker_id, config.connect_timeout).await.map_err(QueueError::from)?;
+    let link = Link::connect(&config.nats_url, &config.nats_auth, &config.worker_id, config.connect_timeout)
+        .await
+        .map_err(QueueError::from)?;
     let js = async_nats::jetstream::new(link.client().clone());
     let Some(queue) = StageQueue::bind(&js, &config.run_id, &config.stage).await? else {
         tracing::info!(run = %config.run_id, stage = %config.stage, "the stage's consumer does not exist: nothing to do");
@@ -194,7 +196,7 @@ async fn serve(
     drain: &CancellationToken,
 ) -> Result<(), WorkerError> {
     let mut idle = IdleClock::start(idle_timeout);
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut backoff = RetryPolicy::within(Duration::MAX, Duration::from_millis(100), Duration::from_secs(5)).backoff();
     let mut shards = 0u64;
     loop {
         if cancel.is_cancelled() {

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::{Client, Event};
+use concurrent_mlflow::nats_options::secured_options;
+use concurrent_proto::nats_auth::NatsAuth;
 use tokio::sync::watch;
 
 /// Timeout of one connection attempt (TCP, INFO, CONNECT, PONG).
@@ -42,8 +44,9 @@ pub struct Link {
 impl Link {
     /// Connects to `url`, waiting at most `within` for the first connection; afterwards the
     /// client reconnects without limit (delays 0, 100 ms, 200 ms, … up to 2 s).
-    pub async fn connect(url: &str, worker_id: &str, within: Duration) -> Result<Link, Unreachable> {
+    pub async fn connect(url: &str, auth: &NatsAuth, worker_id: &str, within: Duration) -> Result<Link, Unreachable> {
         let (changes_tx, changes) = watch::channel(0u64);
+        let unreachable = |source| Unreachable { url: url.to_string(), waited: within, source };
         let options = async_nats::ConnectOptions::new()
             .name(format!("concurrent-worker {worker_id}"))
             .connection_timeout(CONNECTION_TIMEOUT)
@@ -56,7 +59,7 @@ impl Link {
                 let changes_tx = changes_tx.clone();
                 async move { on_event(&changes_tx, event) }
             });
-        let unreachable = |source| Unreachable { url: url.to_string(), waited: within, source };
+        let options = secured_options(options, auth).await.map_err(|e| unreachable(Some(e)))?;
         let client = options.connect(url).await.map_err(|e| unreachable(Some(e)))?;
         let link = Link { url: url.to_string(), client, changes };
         if tokio::time::timeout(within, link.up()).await.is_err() {

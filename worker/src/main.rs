@@ -54,6 +54,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    concurrent_mlflow::crypto::install_crypto_provider();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -89,8 +90,11 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         .clone()
         .or_else(|| temp_work_dir.as_ref().map(|d| d.path().to_path_buf()))
         .ok_or((1, "no work dir".to_string()))?;
+    let nats_auth = concurrent_proto::nats_auth::NatsAuth::from_lookup(|name| std::env::var_os(name))
+        .map_err(|error| (2, error.to_string()))?;
     let config = Config {
         nats_url: cli.nats_url,
+        nats_auth,
         run_id: cli.run_id,
         stage: cli.stage,
         worker_id: cli.worker_id.unwrap_or_else(default_worker_id),

@@ -13,13 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::link::Unreachable;
 use crate::report::Disposition;
-use crate::retry::{Backoff, retry_within};
+use concurrent_mlflow::retry::{RetryPolicy, retry};
 
 /// Shortest pull worth sending; less remaining idle time counts as idle.
 pub const MIN_PULL: Duration = Duration::from_millis(10);
-/// How long a result is re-published (same `Nats-Msg-Id`) until JetStream acks it; within
-/// the results stream's default duplicate window (2 min), so retries are never stored twice.
-pub const PUBLISH_BUDGET: Duration = Duration::from_secs(120);
 /// How long the result is retried once the worker is stopping (SIGTERM, or its parent gone),
 /// counted from the stop even when publishing began before it: a stopping worker does not
 /// linger; a result it cannot publish leaves the shard unacked, so JetStream hands it out
@@ -176,13 +173,22 @@ impl StageQueue {
         let id = names::result_msg_id(&result.run_id, &result.stage, result.shard, result.attempt);
         let what = format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
         let payload: bytes::Bytes = concurrent_proto::encode(result).into();
-        let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let publishing = retry_within(budget, backoff, &what, || async {
-            let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
-            let ack = self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(&what))?;
-            ack.await.map_err(js_err(&what))?;
-            Ok::<(), QueueError>(())
-        });
+        let policy = RetryPolicy::within(budget, Duration::from_millis(100), Duration::from_secs(5));
+        let publishing = async {
+            let published = retry(
+                &policy,
+                &what,
+                |_| true,
+                || async {
+                    let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
+                    let ack =
+                        self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(&what))?;
+                    ack.await.map_err(js_err(&what))?;
+                    Ok::<(), QueueError>(())
+                },
+            );
+            published.await.map_err(|gave_up| gave_up.error)
+        };
         tokio::pin!(publishing);
         tokio::select! {
             biased;

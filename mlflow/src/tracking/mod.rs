@@ -26,13 +26,14 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use crate::retry::RetryPolicy;
 pub use auth::Auth;
 pub use batch::{BatchLimits, LogBatch, split_batch};
 pub use error::MlflowError;
 pub use location::{
     ArtifactLocation, RunsUri, join_artifact_uri, join_optional_uri, parse_artifact_uri, parse_runs_uri,
 };
-pub use retry::{Idempotency, RetryPolicy};
+pub use retry::Idempotency;
 pub use types::{ArtifactEntry, Metric, Param, Run, RunData, RunInfo, RunStatus, Tag, now_millis};
 
 /// Timeout of one API request (not of artifact transfers, which may be long).

@@ -1,59 +1,10 @@
-//! Retrying requests: a bounded exponential backoff with jitter, and which failures qualify.
+//! Retrying MLflow requests with the one retry helper ([`crate::retry`]): which failures
+//! qualify, and how a failure that persisted is reported.
 
 use std::future::Future;
-use std::time::Duration;
-
-use rand::Rng;
-use tokio::time::Instant;
 
 use super::error::MlflowError;
-
-/// How failed requests are retried.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// Delay before the second attempt; doubles after each failure.
-    pub initial_backoff: Duration,
-    /// Cap of one delay.
-    pub max_backoff: Duration,
-    /// No new attempt starts after this much time since the first one.
-    pub max_elapsed: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 8 attempts, 250 ms doubling up to 10 s, 60 s in all.
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(10),
-            max_elapsed: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// A policy that never retries.
-    pub fn none() -> RetryPolicy {
-        RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }
-    }
-
-    /// The delay after failed attempt number `attempt` (1-based), `elapsed` after the first
-    /// started, or `None` when the budget is spent. `jitter` in `[0, 1)` scales the delay
-    /// into `[50 %, 100 %)` of the exponential value.
-    pub fn delay_after(&self, attempt: u32, elapsed: Duration, jitter: f64) -> Option<Duration> {
-        if attempt >= self.max_attempts.max(1) {
-            return None;
-        }
-        let exp = self
-            .initial_backoff
-            .saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX))
-            .min(self.max_backoff);
-        let delay = exp.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0));
-        (elapsed + delay <= self.max_elapsed).then_some(delay)
-    }
-}
+use crate::retry::{GaveUp, RetryPolicy, retry};
 
 /// Which failures a request may be retried on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,42 +24,29 @@ pub(crate) async fn with_retries<T, F, Fut>(
     policy: &RetryPolicy,
     what: &str,
     idempotency: Idempotency,
-    mut attempt: F,
+    attempt: F,
 ) -> Result<T, MlflowError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, MlflowError>>,
 {
-    let start = Instant::now();
-    let mut number = 1;
-    loop {
-        let err = match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(err) => err,
-        };
-        let retryable = match idempotency {
-            Idempotency::Idempotent => err.is_retryable(),
-            Idempotency::NotIdempotent => err.surely_not_processed(),
-        };
-        let jitter = rand::rng().random::<f64>();
-        let delay = retryable.then(|| policy.delay_after(number, start.elapsed(), jitter)).flatten();
-        match delay {
-            Some(delay) => {
-                tracing::debug!(what, attempt = number, ?delay, error = %err, "retrying");
-                tokio::time::sleep(delay).await;
-                number += 1;
-            }
-            None if number > 1 || retryable => {
-                return Err(MlflowError::GaveUp { what: what.to_owned(), attempts: number, source: Box::new(err) });
-            }
-            None => return Err(err),
+    let retryable = |err: &MlflowError| match idempotency {
+        Idempotency::Idempotent => err.is_retryable(),
+        Idempotency::NotIdempotent => err.surely_not_processed(),
+    };
+    retry(policy, what, retryable, attempt).await.map_err(|GaveUp { error, attempts }| {
+        if attempts > 1 || retryable(&error) {
+            MlflowError::GaveUp { what: what.to_owned(), attempts, source: Box::new(error) }
+        } else {
+            error
         }
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
+    use std::time::Duration;
 
     use super::*;
 
@@ -122,23 +60,8 @@ mod tests {
             initial_backoff: Duration::from_millis(1),
             max_backoff: Duration::from_millis(2),
             max_elapsed: Duration::from_secs(5),
+            jitter: true,
         }
-    }
-
-    #[test]
-    fn delays_grow_cap_and_stop() {
-        let p = RetryPolicy::default();
-        let d = |n| p.delay_after(n, Duration::ZERO, 1.0);
-        assert_eq!(d(1), Some(Duration::from_millis(250)));
-        assert_eq!(d(2), Some(Duration::from_millis(500)));
-        assert_eq!(d(7), Some(Duration::from_secs(10)));
-        assert_eq!(d(8), None);
-        assert_eq!(p.delay_after(1, Duration::ZERO, 0.0), Some(Duration::from_millis(125)));
-        assert_eq!(p.delay_after(1, Duration::from_secs(60), 0.0), None);
-        assert_eq!(RetryPolicy::none().delay_after(1, Duration::ZERO, 0.0), None);
-        // Huge attempt numbers do not overflow.
-        let many = RetryPolicy { max_attempts: u32::MAX, ..p };
-        assert_eq!(many.delay_after(100, Duration::ZERO, 1.0), Some(Duration::from_secs(10)));
     }
 
     async fn count(policy: &RetryPolicy, idem: Idempotency, err: fn() -> MlflowError) -> (u32, MlflowError) {

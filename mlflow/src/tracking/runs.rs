@@ -10,8 +10,8 @@ use super::MlflowClient;
 use super::batch::split_batch;
 use super::error::MlflowError;
 use super::retry::Idempotency::{Idempotent, NotIdempotent};
-use super::retry::RetryPolicy;
 use super::types::{Metric, Param, Run, RunInfo, RunStatus, Tag, WireRun, now_millis};
+use crate::retry::RetryPolicy;
 
 /// Runs asked for per `runs/search` page (MLflow's maximum is 50,000; pages stay small).
 const SEARCH_PAGE_SIZE: u32 = 1000;

@@ -137,6 +137,7 @@ async fn nothing_listening_fails_after_bounded_attempts() {
         initial_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(50),
         max_elapsed: Duration::from_secs(5),
+        jitter: true,
     };
     let client = MlflowClient::new(&format!("http://127.0.0.1:{port}")).unwrap().with_retry(policy);
     let started = Instant::now();

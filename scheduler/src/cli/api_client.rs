@@ -16,6 +16,8 @@ pub enum ApiError {
     BadUrl { url: String },
     #[error("cannot read the token file {path}: {source}")]
     TokenFile { path: String, source: std::io::Error },
+    #[error("--ca-file {path}: {reason}")]
+    CaFile { path: String, reason: String },
     #[error("cannot reach the scheduler at {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
     /// The service refused the call; `errors` name their places.
@@ -32,7 +34,7 @@ impl ApiError {
     /// service cannot be reached or failed.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ApiError::BadUrl { .. } | ApiError::TokenFile { .. } => super::EXIT_INVALID,
+            ApiError::BadUrl { .. } | ApiError::TokenFile { .. } | ApiError::CaFile { .. } => super::EXIT_INVALID,
             ApiError::Refused { status, .. } if (400..500).contains(status) => super::EXIT_INVALID,
             _ => super::EXIT_SERVICE,
         }
@@ -58,8 +60,9 @@ pub struct Change {
 }
 
 impl ApiClient {
-    /// A client of the service at `url`, with the token of `token_file` or `CONCURRENT_TOKEN`.
-    pub fn new(url: &str, token_file: Option<&Path>) -> Result<ApiClient, ApiError> {
+    /// A client of the service at `url`, with the token of `token_file` or `CONCURRENT_TOKEN`,
+    /// trusting the certificates of `ca_file` besides the system's.
+    pub fn new(url: &str, token_file: Option<&Path>, ca_file: Option<&Path>) -> Result<ApiClient, ApiError> {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(ApiError::BadUrl { url: url.to_string() });
         }
@@ -72,7 +75,20 @@ impl ApiClient {
             ),
             None => std::env::var("CONCURRENT_TOKEN").ok().filter(|t| !t.is_empty()),
         };
-        Ok(ApiClient { base: url.trim_end_matches('/').to_string(), token, http: reqwest::Client::new() })
+        let mut http = reqwest::Client::builder();
+        if let Some(path) = ca_file {
+            let bad = |reason: String| ApiError::CaFile { path: path.display().to_string(), reason };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certificates.is_empty() {
+                return Err(bad("no PEM certificate in it".to_string()));
+            }
+            for certificate in certificates {
+                http = http.add_root_certificate(certificate);
+            }
+        }
+        let http = http.build().map_err(|source| ApiError::Unreachable { url: url.to_string(), source })?;
+        Ok(ApiClient { base: url.trim_end_matches('/').to_string(), token, http })
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
@@ -192,6 +208,6 @@ mod tests {
 
     #[test]
     fn only_http_urls_are_schedulers() {
-        assert!(matches!(ApiClient::new("nats://x:4222", None), Err(ApiError::BadUrl { .. })));
+        assert!(matches!(ApiClient::new("nats://x:4222", None, None), Err(ApiError::BadUrl { .. })));
     }
 }

@@ -121,6 +121,10 @@ pub struct ClientArgs {
     /// A file holding the bearer token (default: CONCURRENT_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the service's certificate, for https:// URLs whose
+    /// certificate the system does not trust (default: CONCURRENT_CA_FILE).
+    #[arg(long, value_name = "FILE", env = "CONCURRENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// `text` or `json`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -271,6 +275,10 @@ pub struct RunClientArgs {
     /// A file holding the bearer token (default: CONCURRENT_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the service's certificate, for https:// URLs whose
+    /// certificate the system does not trust (default: CONCURRENT_CA_FILE).
+    #[arg(long, value_name = "FILE", env = "CONCURRENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// `text` or `json`.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
@@ -305,6 +313,10 @@ pub struct CancelArgs {
     /// A file holding the bearer token (default: CONCURRENT_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the service's certificate, for https:// URLs whose
+    /// certificate the system does not trust (default: CONCURRENT_CA_FILE).
+    #[arg(long, value_name = "FILE", env = "CONCURRENT_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The state dir the run was started with (to find its NATS server when NATS_URL is unset).
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
@@ -359,6 +371,7 @@ pub fn main(cli: Cli) -> ExitCode {
                     let client = ClientArgs {
                         scheduler: Some(url.clone()),
                         token_file: args.token_file.clone(),
+                        ca_file: args.ca_file.clone(),
                         output: OutputFormat::Text,
                     };
                     remote::cancel(&args.run_id, &client).await

@@ -18,7 +18,7 @@ use crate::run_state::StageStatus;
 /// `concurrent run FILE --scheduler URL`; returns the exit code.
 pub async fn run(args: RunArgs, url: &str) -> u8 {
     let Some((dag, _)) = super::validate::load_dag_args(&args.dag) else { return EXIT_INVALID };
-    let client = match ApiClient::new(url, args.client.token_file.as_deref()) {
+    let client = match ApiClient::new(url, args.client.token_file.as_deref(), args.client.ca_file.as_deref()) {
         Ok(client) => client,
         Err(error) => return fail(&error),
     };
@@ -211,7 +211,8 @@ pub async fn logs(args: &LogsArgs) -> u8 {
 }
 
 fn client(args: &ClientArgs) -> Result<ApiClient, u8> {
-    ApiClient::new(&args.scheduler_url(), args.token_file.as_deref()).map_err(|error| fail(&error))
+    ApiClient::new(&args.scheduler_url(), args.token_file.as_deref(), args.ca_file.as_deref())
+        .map_err(|error| fail(&error))
 }
 
 /// Prints the error; returns its exit code.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::duration::{DURATION_EXPECTED, parse_duration};
+use super::duration::parse_duration;
 use super::error::Errors;
 use super::model::{Partition, ProjectRef, Resources, Stage};
 use super::project_ref::parse_git;
@@ -15,6 +15,7 @@ use super::quote::quote;
 use super::uri::parse_input;
 use super::value::{Fields, boolean, describe, integer, join, nonempty_string, scalar_string, string_list};
 use crate::partition::{Include, PartitionError};
+use concurrent_mlflow::duration::DurationError;
 
 /// Default extra attempts per shard.
 pub const DEFAULT_RETRIES: u32 = 2;
@@ -65,7 +66,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         let p = f.place_of("timeout");
         let result = match v {
             Value::String(s) => parse_duration(s),
-            other => Err(format!("{}, found {}", DURATION_EXPECTED, describe(other))),
+            other => Err(format!("{}, found {}", DurationError::NotADuration, describe(other))),
         };
         result.map_err(|m| errors.push(p, m)).ok()
     });

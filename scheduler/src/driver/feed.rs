@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::pull::Stream;
+use concurrent_mlflow::retry::{Backoff, RetryPolicy};
 use futures::{FutureExt, StreamExt};
 
 use crate::queue::{Queue, QueueError};
 
-/// Longest pause between two attempts to reopen the results stream.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Pauses between two attempts to reopen the results stream: 50 ms doubling up to 2 s.
+fn reopening() -> Backoff {
+    RetryPolicy::within(Duration::MAX, Duration::from_millis(50), Duration::from_secs(2)).backoff()
+}
 
 /// Results of one run, in batches.
 pub(super) struct ResultFeed {
@@ -35,11 +38,10 @@ impl ResultFeed {
 
     /// Waits for at least one result and returns it with those already waiting (at most `max`).
     pub async fn next_batch(&mut self, max: usize) -> Vec<Message> {
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = reopening();
         loop {
             let Some(stream) = self.stream.as_mut() else {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(backoff.next_delay()).await;
                 if let Err(error) = self.connect().await {
                     tracing::warn!(%error, "reopening the results stream");
                 }

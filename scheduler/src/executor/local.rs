@@ -83,7 +83,7 @@ impl LocalExecutor {
             .arg(&self.config.nats_url)
             .args(["--run", &stage.run_id, "--stage", &stage.stage, "--worker-id", &id, "--cluster", LOCAL_CLUSTER])
             .arg("--idle-timeout")
-            .arg(format!("{}ms", self.config.idle_timeout.as_millis()))
+            .arg(concurrent_mlflow::duration::format_duration(self.config.idle_timeout))
             .arg("--work-dir")
             .arg(self.config.state_dir.join("work"))
             .arg("--cache-dir")

@@ -1,0 +1,39 @@
+//! The timing constants that scheduler and workers must agree on, in one place, with the rules
+//! that tie them together checked by the tests below.
+
+use std::time::Duration;
+
+/// How long a worker may hold a shard between in-progress acks (the shard consumer's
+/// `ack_wait`); a shard whose worker went silent this long is handed out again.
+pub const SHARD_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// How often a worker sends an in-progress ack while an attempt runs: well inside
+/// [`SHARD_ACK_WAIT`], so that two heartbeats may be late before the shard is given away.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+
+/// How long JetStream remembers a shard's `Nats-Msg-Id`: a scheduler restarted within this
+/// window never publishes a shard twice.
+pub const SHARD_DEDUPE_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How long JetStream remembers a result's `Nats-Msg-Id` (the results stream's duplicate
+/// window).
+pub const RESULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
+
+/// How long a worker publishes a result again (same `Nats-Msg-Id`) until JetStream acks it:
+/// never longer than [`RESULT_DEDUPE_WINDOW`], so that retries are never stored twice.
+pub const RESULT_PUBLISH_BUDGET: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_heartbeats_may_be_late_before_a_shard_is_given_away() {
+        assert!(HEARTBEAT_EVERY * 3 <= SHARD_ACK_WAIT);
+    }
+
+    #[test]
+    fn a_result_published_again_is_always_recognised_as_the_same() {
+        assert!(RESULT_PUBLISH_BUDGET <= RESULT_DEDUPE_WINDOW);
+    }
+}
