@@ -381,17 +381,41 @@ fn a_service_killed_mid_run_resumes_it_and_every_output_appears_once() {
 #[test]
 fn the_service_speaks_tls_when_given_a_certificate() {
     let dir = tempfile::tempdir().unwrap();
+    // A CA, and the service's certificate it signed (a CA's own certificate is no server's).
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl");
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let ca = dir.path().join("ca.pem");
+    let openssl = |args: &[&str]| {
+        let made = Command::new("openssl").args(args).current_dir(dir.path()).output().expect("openssl");
+        assert!(made.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&made.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &[&["req", "-x509"][..], &ec, &["-days", "1", "-subj", "/CN=test CA", "-keyout", "ca.key", "-out", "ca.pem"]]
+            .concat(),
+    );
+    openssl(&[&["req"][..], &ec, &["-subj", "/CN=localhost", "-keyout", "key.pem", "-out", "cert.csr"]].concat());
+    std::fs::write(
+        dir.path().join("cert.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cert.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "cert.ext",
+        "-out",
+        "cert.pem",
+    ]);
 
     // A key that is not a key: refused before anything starts, the file named.
     let bad_key = dir.path().join("bad.pem");
@@ -430,7 +454,7 @@ fn the_service_speaks_tls_when_given_a_certificate() {
     let service = Service::start(dir.path(), &args, &[], "serve");
     assert!(service.url.starts_with("https://"), "{}", service.url);
     let url = service.url.replace("127.0.0.1", "localhost");
-    let cacert = cert.to_str().unwrap();
+    let cacert = ca.to_str().unwrap();
     let (code, body) = curl(&["--cacert", cacert, &format!("{url}/healthz")]);
     assert_eq!((code, body.trim()), (200, "ok"));
     let auth = format!("Authorization: Bearer {TOKEN}");

@@ -18,7 +18,7 @@ pub enum ApiError {
     TokenFile { path: String, source: std::io::Error },
     #[error("--ca-file {path}: {reason}")]
     CaFile { path: String, reason: String },
-    #[error("cannot reach the scheduler at {url}: {source}")]
+    #[error("cannot reach the scheduler at {url}: {}", with_causes(source))]
     Unreachable { url: String, source: reqwest::Error },
     /// The service refused the call; `errors` name their places.
     #[error("the scheduler answered {status}: {}", errors.join("; "))]
@@ -27,6 +27,18 @@ pub enum ApiError {
     Decode(#[source] reqwest::Error),
     #[error("the run's event stream broke: {0}")]
     Stream(#[source] reqwest::Error),
+}
+
+/// An error and its causes on one line (`error sending request: …: invalid peer certificate: …`).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        text.push_str(": ");
+        text.push_str(&next.to_string());
+        cause = next.source();
+    }
+    text
 }
 
 impl ApiError {
