@@ -481,3 +481,36 @@ fn the_service_speaks_tls_when_given_a_certificate() {
     assert_eq!(bad_ca.status.code(), Some(2), "{}", describe(&bad_ca));
     assert!(String::from_utf8_lossy(&bad_ca.stderr).contains("--ca-file"), "{}", describe(&bad_ca));
 }
+
+#[test]
+fn runs_taking_turns_on_the_workers_use_up_no_attempt() {
+    // Fair share drains workers between shards; a drained worker must never leave a shard the
+    // server already handed it: with `retries: 0` that shard would be lost.
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("noop");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("MLproject"), "name: noop\nentry_points:\n  main:\n    command: \"true\"\n").unwrap();
+    let inputs = |name: &str, count: usize| {
+        let raw = dir.path().join(name);
+        std::fs::create_dir(&raw).unwrap();
+        for i in 0..count {
+            std::fs::write(raw.join(format!("f{i:03}")), "").unwrap();
+        }
+        format!(
+            "name: {name}\ninput: file://{}\nstages:\n  noop: {{project: {}, partition: {{by: object, shard_size: 1}}, parallelism: 2, retries: 0}}\n",
+            raw.display(),
+            project.display()
+        )
+    };
+    let service = Service::start(dir.path(), &["--tracking", "none", "--max-workers", "2"], &[], "serve");
+    let big = service.submit(&inputs("big", 80), json!({}));
+    let big_id = big["run_id"].as_str().unwrap().to_string();
+    for turn in 0..4 {
+        let small = service.submit(&inputs(&format!("small{turn}"), 4), json!({}));
+        let small_end = service.wait_for_end(small["run_id"].as_str().unwrap());
+        assert_eq!(small_end["status"], "succeeded", "{small_end}");
+    }
+    let big_end = service.wait_for_end(&big_id);
+    assert_eq!(big_end["status"], "succeeded", "{big_end}");
+    assert_eq!(big_end["stages"][0]["shards_succeeded"], 80, "{big_end}");
+}

@@ -229,9 +229,11 @@ async fn serve(
             return Ok(());
         }
         let seen = link.changes();
+        // A drain never interrupts a pull: a shard the server delivered to an abandoned pull
+        // would wait out `ack_wait` and use up one of its attempts. Pulls are short instead, so
+        // a drain is seen within one of them, and a shard they bring is worked on first.
         let pulled = tokio::select! {
-            pulled = queue.pull(remaining) => pulled,
-            () = drain.cancelled() => continue,
+            pulled = queue.pull(remaining.min(queue::PULL_SLICE)) => pulled,
             () = link.changed_since(seen) => {
                 // The pull request may have died with the connection (or the server).
                 tracing::info!("the NATS connection changed during a pull; pulling again");

@@ -15,6 +15,8 @@ use crate::link::Unreachable;
 use crate::report::Disposition;
 use concurrent_mlflow::retry::{RetryPolicy, retry};
 
+/// Longest one pull waits for a shard; an idle worker pulls again until its idle time is up.
+pub const PULL_SLICE: Duration = Duration::from_millis(250);
 /// Shortest pull worth sending; less remaining idle time counts as idle.
 pub const MIN_PULL: Duration = Duration::from_millis(10);
 /// How long the result is retried once the worker is stopping (SIGTERM, or its parent gone),

@@ -1,5 +1,6 @@
 //! What `run` and `resume` share once the run is recorded: the local executor, progress
-//! bars, Ctrl-C, driving the run, the summary and the exit code.
+//! bars, Ctrl-C, the summary and the exit code. The run is driven by the same [`RunHost`] as
+//! the service's runs, in this process and without a listening socket.
 
 use std::path::Path;
 
@@ -10,13 +11,13 @@ use super::signals::Signals;
 use super::summary::print_summary;
 use super::{EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE, WorkerArgs};
 use crate::dag::Dag;
-use crate::driver::{Driver, RunSetup};
-use crate::executor::LocalExecutor;
 use crate::executor::local::LocalConfig;
+use crate::executor::{LocalExecutor, WorkerPool};
 use crate::plan::Plan;
 use crate::queue::Queue;
 use crate::run_state::RunOutcome;
 use crate::run_tree::RunTree;
+use crate::service::{HostConfig, RunControl, RunHost};
 use crate::store::{RunTracking, Store};
 
 /// A recorded run, ready to be driven.
@@ -56,25 +57,7 @@ pub async fn drive(
     // SIGTERM, SIGHUP or a filling disk stop the run and leave it resumable.
     let stop = signals.stop.child_token();
     let disk_watch = disk.spawn(stop.clone());
-    let setup = RunSetup {
-        run_id: recorded.run_id,
-        dag: recorded.dag,
-        dag_path: recorded.dag_path,
-        plan: recorded.plan,
-        store: recorded.store,
-        queue: recorded.queue,
-        executor,
-        tracking: recorded.tracking,
-        state_dir: state_dir.to_path_buf(),
-        events: Some(events),
-        cancel: signals.cancel.clone(),
-        stop: stop.clone(),
-    };
-    let result = if recorded.resume { Driver::resume(setup) } else { Ok(Driver::new(setup)) };
-    let result = match result {
-        Ok(driver) => driver.run().await,
-        Err(error) => Err(error),
-    };
+    let result = drive_here(recorded, executor, services, state_dir, signals, &stop, events).await;
     disk_watch.abort();
     progress.finish().await;
     match result {
@@ -110,4 +93,28 @@ pub async fn drive(
             EXIT_SERVICE
         }
     }
+}
+
+/// Drives the recorded run through an in-process [`RunHost`] over the local executor.
+async fn drive_here(
+    recorded: Recorded,
+    executor: LocalExecutor,
+    services: &Services,
+    state_dir: &Path,
+    signals: &Signals,
+    stop: &tokio_util::sync::CancellationToken,
+    events: tokio::sync::mpsc::UnboundedSender<crate::driver::RunEvent>,
+) -> Result<crate::driver::RunSummary, crate::service::error::HostError> {
+    let config =
+        HostConfig { state_dir: state_dir.to_path_buf(), base_dir: state_dir.to_path_buf(), project_root: None };
+    let mlflow = recorded.tracking.as_ref().map(|(tree, _)| tree.client().clone());
+    let _ = services;
+    let host = RunHost::new(config, recorded.store.clone(), recorded.queue, mlflow, WorkerPool::new(executor));
+    let record = match recorded.store.run(&recorded.run_id)? {
+        Some(record) => record,
+        None => return Err(crate::service::error::HostError::NotFound { run_id: recorded.run_id }),
+    };
+    let record = crate::store::RunRecord { dag_path: recorded.dag_path.display().to_string(), ..record };
+    let control = RunControl { cancel: signals.cancel.clone(), stop: stop.clone(), tap: Some(events) };
+    host.drive_here(record, recorded.dag, recorded.plan, recorded.tracking, recorded.resume, control).await
 }

@@ -217,11 +217,13 @@ impl LocalExecutor {
         self.config.max_workers
     }
 
-    /// Starts workers for `stage` until it has `workers` that are not draining. Fewer wanted
-    /// than it has: nothing to do, local workers exit when their queue is idle.
+    /// Starts workers for `stage` until it has `workers` alive. Draining ones count, as they
+    /// do in what [`Executor::observe`] reports: a slot is free only once its worker has
+    /// exited. Fewer wanted than it has: nothing to do, local workers exit when their queue is
+    /// idle.
     pub fn start_up_to(&mut self, stage: &StageRef, workers: u32) -> Result<(), ExecutorError> {
-        let serving = self.workers.iter().filter(|w| &w.stage == stage && !w.draining).count() as u32;
-        self.start_workers(stage, workers.saturating_sub(serving))
+        let alive = self.workers.iter().filter(|w| &w.stage == stage).count() as u32;
+        self.start_workers(stage, workers.saturating_sub(alive))
     }
 }
 

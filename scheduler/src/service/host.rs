@@ -17,8 +17,8 @@ use super::metrics::Metrics;
 use super::projects::UploadedProjects;
 use super::view::{RunState, RunView};
 use crate::dag::{Dag, LoadOptions, Overrides, parse_dag_with};
-use crate::driver::{Driver, RunEvent, RunSetup};
-use crate::executor::WorkerPool;
+use crate::driver::{Driver, DriverError, RunEvent, RunSetup, RunSummary};
+use crate::executor::{RunWorkers, WorkerPool};
 use crate::plan::{Plan, plan, plan_stages};
 use crate::queue::Queue;
 use crate::run_id::{is_valid_run_id, new_run_id};
@@ -60,6 +60,16 @@ pub struct Submitted {
     pub mlflow_run_id: Option<String>,
     /// Where to browse the DAG run in MLflow.
     pub url: Option<String>,
+}
+
+/// How the caller of [`RunHost::drive_here`] steers its run and follows it.
+pub struct RunControl {
+    /// Cancels the run (its MLflow runs end KILLED).
+    pub cancel: CancellationToken,
+    /// Stops driving it and leaves it resumable.
+    pub stop: CancellationToken,
+    /// Receives a copy of every event.
+    pub tap: Option<mpsc::UnboundedSender<RunEvent>>,
 }
 
 /// One change of a run, as watchers see it.
@@ -285,10 +295,50 @@ impl RunHost {
         tracking: Option<(RunTree, RunTracking)>,
         resume: bool,
     ) -> Result<(), HostError> {
+        let control =
+            RunControl { cancel: CancellationToken::new(), stop: self.inner.stopping.child_token(), tap: None };
+        let run_id = record.run_id.clone();
+        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &control)?;
+        let host = self.clone();
+        let task = tokio::spawn(async move {
+            // The outcome is in the run's view; an error is logged there.
+            let _ = host.drive(run_id, driver, events, control.tap).await;
+        });
+        self.inner.drivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
+        Ok(())
+    }
+
+    /// Drives, in the caller's task, a run recorded outside the host: how `concurrent run` and
+    /// `concurrent resume` drive theirs, with the same host, driver and core as a submitted run.
+    /// `control` carries the caller's cancel and stop, and a copy of every event for its
+    /// progress bars. Returns the run's figures when it ends, is cancelled or stops.
+    pub async fn drive_here(
+        &self,
+        record: RunRecord,
+        dag: Dag,
+        plan: Plan,
+        tracking: Option<(RunTree, RunTracking)>,
+        resume: bool,
+        control: RunControl,
+    ) -> Result<RunSummary, HostError> {
+        let run_id = record.run_id.clone();
+        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &control)?;
+        Ok(self.clone().drive(run_id, driver, events, control.tap).await?)
+    }
+
+    /// Registers the run with its view and watchers, and makes its driver.
+    fn prepare(
+        &self,
+        record: RunRecord,
+        dag: Dag,
+        plan: Plan,
+        tracking: Option<(RunTree, RunTracking)>,
+        resume: bool,
+        control: &RunControl,
+    ) -> Result<(Driver<RunWorkers>, mpsc::UnboundedReceiver<RunEvent>), HostError> {
         let order: Vec<String> = dag.order().into_iter().map(|s| s.name.clone()).collect();
         let view = RunView::from_store(&record, &order, &self.inner.store)?;
         let (changes, _) = broadcast::channel(WATCH_BACKLOG);
-        let cancel = CancellationToken::new();
         let (events, events_rx) = mpsc::unbounded_channel();
         let setup = RunSetup {
             run_id: record.run_id.clone(),
@@ -301,49 +351,55 @@ impl RunHost {
             tracking,
             state_dir: self.inner.config.state_dir.clone(),
             events: Some(events),
-            cancel: cancel.clone(),
-            stop: self.inner.stopping.child_token(),
+            cancel: control.cancel.clone(),
+            stop: control.stop.clone(),
         };
         let driver = if resume { Driver::resume(setup)? } else { Driver::new(setup) };
-        self.runs().insert(record.run_id.clone(), LiveRun { view, changes, cancel });
-        let host = self.clone();
-        let task = tokio::spawn(async move { host.drive(record.run_id, driver, events_rx).await });
-        self.inner.drivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
-        Ok(())
+        let live = LiveRun { view, changes, cancel: control.cancel.clone() };
+        self.runs().insert(record.run_id.clone(), live);
+        Ok((driver, events_rx))
     }
 
-    /// Drives one run to its end, folding its events into its view.
+    /// Drives one run to its end, folding its events into its view (and copying them to
+    /// `tap`); returns the run's figures.
     async fn drive(
         self,
         run_id: String,
-        driver: Driver<crate::executor::RunWorkers>,
+        driver: Driver<RunWorkers>,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
-    ) {
+        tap: Option<mpsc::UnboundedSender<RunEvent>>,
+    ) -> Result<RunSummary, DriverError> {
         let run = driver.run();
         tokio::pin!(run);
+        let forward = |host: &RunHost, event: RunEvent| {
+            host.apply(&run_id, &event);
+            if let Some(tap) = &tap {
+                let _ = tap.send(event);
+            }
+        };
         let result = loop {
             tokio::select! {
                 biased;
-                Some(event) = events.recv() => self.apply(&run_id, &event),
+                Some(event) = events.recv() => forward(&self, event),
                 result = &mut run => break result,
             }
         };
         while let Ok(event) = events.try_recv() {
-            self.apply(&run_id, &event);
+            forward(&self, event);
         }
-        let state = match result {
+        let state = match &result {
             Ok(summary) => match summary.outcome {
                 Some(crate::run_state::RunOutcome::Succeeded) => RunState::Succeeded,
                 Some(crate::run_state::RunOutcome::Failed) => RunState::Failed,
                 None if self.inner.stopping.is_cancelled() => {
                     tracing::info!(run = %run_id, "service stopping: the run is left to resume");
-                    return;
+                    return result;
                 }
                 None => RunState::Cancelled,
             },
             Err(error) => {
                 tracing::error!(run = %run_id, %error, "the run stopped on an error; it can be resumed");
-                return;
+                return result;
             }
         };
         let mut runs = self.runs();
@@ -358,6 +414,8 @@ impl RunHost {
             };
             let _ = live.changes.send(change);
         }
+        drop(runs);
+        result
     }
 
     /// Folds one event into the run's view and tells its watchers.
