@@ -9,6 +9,7 @@ pub mod disk;
 pub mod driver;
 pub mod executor;
 pub mod fair_share;
+pub mod images;
 pub mod inputs;
 pub mod nats_probe;
 pub mod partition;
