@@ -42,8 +42,9 @@ fi
 out="$REPO/target/static"
 if [[ $target == "$musl" ]]; then
   log "target $target (musl-gcc for C code)"
+  # musl-gcc compiles the C code (ring, aws-lc); Rust links with its own musl CRT objects
+  # (musl-gcc as the linker would give a static-pie that still names an interpreter).
   export CC_x86_64_unknown_linux_musl=musl-gcc
-  export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_LINKER=musl-gcc
   export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="-C target-feature=+crt-static"
 else
   log "target $target with crt-static (no musl target or musl-gcc here)"
@@ -55,9 +56,9 @@ cargo build --locked --profile "$profile" --target "$target" --target-dir "$out"
 mkdir -p "$out/bin"
 for bin in "${bins[@]}"; do
   built="$out/$target/$profile_dir/$bin"
-  if ldd "$built" 2>&1 | grep -q '=>'; then
-    echo "build-static-worker: $built is dynamically linked:" >&2
-    ldd "$built" >&2
+  if LC_ALL=C readelf -lW "$built" | grep -q 'program interpreter'; then
+    echo "build-static-worker: $built needs a dynamic loader:" >&2
+    LC_ALL=C readelf -lW "$built" | grep 'program interpreter' >&2
     exit 1
   fi
   cp -f "$built" "$out/bin/$bin.tmp" && mv -f "$out/bin/$bin.tmp" "$out/bin/$bin"

@@ -1,8 +1,9 @@
 //! The static `concurrent-worker` (built by `scripts/build-static-worker.sh` into
 //! `target/static/bin/`) completes a shard inside a bare image-like root: an empty directory
 //! holding only busybox's static `sh` (no bash, no libc, no Python) and the worker, entered
-//! with `chroot` in a mount namespace of its own, against a real nats-server and a real MLflow
-//! server. This is what a worker Pod whose image has only a shell gets from the init container.
+//! with `chroot` in a mount namespace of its own (with `/proc` and `/dev/null`, as a container
+//! runtime gives), against a real nats-server and a real MLflow server; NATS is named by a host
+//! name only the root's own `/etc/hosts` knows. This is what a worker Pod whose image has only a shell gets from the init container.
 //!
 //! Needs root (chroot, mount) and Debian's `busybox-static` (`scripts/setup.sh` installs it).
 
@@ -84,7 +85,7 @@ async fn the_static_worker_completes_a_shard_in_a_root_with_only_a_shell() -> an
     concurrent_mlflow::artifacts::fetch(&result.outputs[1].uri, &fetched, Some(&client)).await?;
     let listing = std::fs::read_to_string(&fetched)?;
     let entries: Vec<&str> = listing.lines().collect();
-    assert_eq!(entries, ["bin", "concurrent", "etc", "proc", "tmp", "work"], "the entry point ran in the bare root");
+    assert_eq!(entries, ["bin", "concurrent", "dev", "etc", "proc", "tmp", "work"], "the entry point ran in the bare root");
     let log_uri = format!("{}/logs/entry_point.log", run.info.artifact_uri);
     concurrent_mlflow::artifacts::fetch(&log_uri, &fetched, Some(&client)).await?;
     assert_eq!(std::fs::read_to_string(&fetched)?, "no bash here\n", "the command ran under busybox sh");
@@ -127,12 +128,14 @@ impl BareRootTools {
         }))
     }
 
-    /// Fills `root` with `bin/` (busybox and its applets: `sh`, `cp`, `ls`, `mount`, …),
-    /// `concurrent/bin/concurrent-worker`, `etc/hosts`, and empty `proc/`, `tmp/`, `work/`.
+    /// Fills `root` with `bin/` (busybox and its applets: `sh`, `cp`, `ls`, …),
+    /// `concurrent/bin/concurrent-worker`, `etc/hosts`, `dev/null` (a mount point), and empty
+    /// `proc/`, `tmp/`, `work/`.
     fn lay_out(&self, root: &Path) -> anyhow::Result<()> {
-        for dir in ["bin", "concurrent/bin", "etc", "proc", "tmp", "work"] {
+        for dir in ["bin", "concurrent/bin", "dev", "etc", "proc", "tmp", "work"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
+        std::fs::write(root.join("dev/null"), "")?;
         std::fs::copy(&self.busybox, root.join("bin/busybox"))?;
         let applets = Command::new(&self.busybox).arg("--list").stderr(Stdio::inherit()).output()?;
         for applet in String::from_utf8(applets.stdout)?.lines().filter(|a| !a.is_empty() && *a != "busybox") {
@@ -145,15 +148,14 @@ impl BareRootTools {
     }
 
     /// `concurrent-worker` for the stage, run as `/concurrent/bin/concurrent-worker` inside
-    /// `root` (its own mount namespace with `/proc` mounted, as in a container), with a bare
-    /// environment.
+    /// `root` with a bare environment, in a mount namespace of its own where, as a container
+    /// runtime does, `/proc` is mounted and `/dev/null` bound in.
     fn worker_in(&self, root: &Path, nats_url: &str, run_id: &str, stage: &str) -> Command {
         let mut command = Command::new(&self.unshare);
         command
-            .args(["--mount", "--fork"])
-            .arg(&self.chroot)
+            .args(["--mount", "--fork", "/bin/sh", "-c", ENTER_ROOT, "enter-root"])
             .arg(root)
-            .args(["/bin/sh", "-c", "mount -t proc proc /proc && exec \"$@\"", "sh"])
+            .arg(&self.chroot)
             .arg("/concurrent/bin/concurrent-worker")
             .args(["--nats-url", nats_url, "--run", run_id, "--stage", stage])
             .args(["--idle-timeout", "1s", "--worker-id", "bare-worker"])
@@ -165,6 +167,11 @@ impl BareRootTools {
         command
     }
 }
+
+/// Run by the host's `sh` in the new mount namespace: `$1` = the root, `$2` = `chroot`, then
+/// the command to run inside.
+const ENTER_ROOT: &str = r#"root="$1"; chroot="$2"; shift 2
+mount --bind /dev/null "$root/dev/null" && mount -t proc proc "$root/proc" && exec "$chroot" "$root" "$@""#;
 
 /// Whether this process runs as root (the effective uid in `/proc/self/status`).
 fn effective_uid_is_root() -> anyhow::Result<bool> {
