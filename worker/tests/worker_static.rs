@@ -142,7 +142,17 @@ impl BareRootTools {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(applet))?;
         }
         assert!(!root.join("bin/bash").exists(), "busybox has no bash: the worker must fall back to sh");
-        std::fs::copy(&self.worker, root.join("concurrent/bin/concurrent-worker"))?;
+        // As the init container of a worker Pod does: the worker installs itself.
+        let installed = Command::new(&self.worker)
+            .arg("--install-into")
+            .arg(root.join("concurrent/bin"))
+            .env_remove("NATS_URL")
+            .output()?;
+        anyhow::ensure!(installed.status.success(), "--install-into: {}", String::from_utf8_lossy(&installed.stderr));
+        anyhow::ensure!(
+            std::fs::read(root.join("concurrent/bin/concurrent-worker"))? == std::fs::read(&self.worker)?,
+            "the installed worker is a copy of the static one"
+        );
         std::fs::write(root.join("etc/hosts"), format!("127.0.0.1 localhost {NATS_HOST}\n"))?;
         Ok(())
     }
