@@ -38,7 +38,8 @@ impl OciRegistry {
             anyhow::ensure!(output.status.success(), "htpasswd failed: {}", String::from_utf8_lossy(&output.stderr));
             let file = dir.path().join("htpasswd");
             std::fs::write(&file, output.stdout)?;
-            config.push_str(&format!("auth:\n  htpasswd:\n    realm: concurrent-tests\n    path: {}\n", file.display()));
+            config
+                .push_str(&format!("auth:\n  htpasswd:\n    realm: concurrent-tests\n    path: {}\n", file.display()));
         }
         let config_file = dir.path().join("config.yml");
         std::fs::write(&config_file, config)?;
@@ -105,7 +106,12 @@ impl OciRegistry {
             .header("content-type", "application/vnd.oci.image.manifest.v1+json")
             .body(manifest.clone())
             .send()?;
-        anyhow::ensure!(response.status().is_success(), "pushing the manifest: {}: {}", response.status(), response.text()?);
+        anyhow::ensure!(
+            response.status().is_success(),
+            "pushing the manifest: {}: {}",
+            response.status(),
+            response.text()?
+        );
         Ok(digest(manifest.as_bytes()))
     }
 

@@ -90,9 +90,18 @@ fn the_default_install_runs_serve_with_its_own_cluster_and_least_privilege() -> 
     assert_eq!(report.matches(" passed for resource ").count(), documents.len(), "{report}");
     assert_eq!(
         kinds(&documents),
-        ["ConfigMap", "Deployment", "PersistentVolumeClaim", "Role", "RoleBinding", "Secret", "Service", "ServiceAccount"]
-            .map(String::from)
-            .into(),
+        [
+            "ConfigMap",
+            "Deployment",
+            "PersistentVolumeClaim",
+            "Role",
+            "RoleBinding",
+            "Secret",
+            "Service",
+            "ServiceAccount"
+        ]
+        .map(String::from)
+        .into(),
         "nothing cluster-wide by default"
     );
 
@@ -163,7 +172,9 @@ fn every_option_renders_valid_manifests() -> anyhow::Result<()> {
     assert_eq!(binding["subjects"][0]["namespace"].as_str(), Some("ml"));
     let deployment = find(&documents, "Deployment");
     let args = strings(&deployment["spec"]["template"]["spec"]["containers"][0]["args"]);
-    for expected in ["--tls-cert=/etc/concurrent/tls/tls.crt", "--max-workers=64", "--project-root=/var/lib/concurrent/projects"] {
+    for expected in
+        ["--tls-cert=/etc/concurrent/tls/tls.crt", "--max-workers=64", "--project-root=/var/lib/concurrent/projects"]
+    {
         assert!(args.contains(&expected.to_string()), "{expected} in {args:?}");
     }
     let clusters = find(&documents, "ConfigMap")["data"]["clusters.yaml"].as_str().context("clusters.yaml")?;

@@ -91,7 +91,10 @@ fn the_build_of_a_python_env_project_is_a_valid_job_that_pushes_its_content_hash
     let objects = build_objects(&plan, &snapshot.bytes, &job_settings)?;
 
     let manifests = [serde_yaml::to_string(&objects.config_map)?, serde_yaml::to_string(&objects.job)?].join("---\n");
-    assert!(manifests.contains(&format!("value: registry.example.com/ml/concurrent-projects:{}", plan.tag)), "{manifests}");
+    assert!(
+        manifests.contains(&format!("value: registry.example.com/ml/concurrent-projects:{}", plan.tag)),
+        "{manifests}"
+    );
     let dir = tempfile::tempdir()?;
     let file = dir.path().join("build.yaml");
     std::fs::write(&file, &manifests)?;

@@ -139,7 +139,11 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     // The pipe's write ends now belong to the command alone: the log ends when it and every
     // process it started are gone.
     drop(command);
-    let mut child = spawned.map_err(|source| EntryPointError::Spawn { shell: program, cwd: invocation.cwd.to_path_buf(), source })?;
+    let mut child = spawned.map_err(|source| EntryPointError::Spawn {
+        shell: program,
+        cwd: invocation.cwd.to_path_buf(),
+        source,
+    })?;
     let output = OutputPump::start(reader, log, invocation.log_limit);
     tracing::debug!(containment = containment.kind(), "entry point started");
     // With process_group(0) the group id is the leader's pid.

@@ -85,7 +85,11 @@ async fn the_static_worker_completes_a_shard_in_a_root_with_only_a_shell() -> an
     concurrent_mlflow::artifacts::fetch(&result.outputs[1].uri, &fetched, Some(&client)).await?;
     let listing = std::fs::read_to_string(&fetched)?;
     let entries: Vec<&str> = listing.lines().collect();
-    assert_eq!(entries, ["bin", "concurrent", "dev", "etc", "proc", "tmp", "work"], "the entry point ran in the bare root");
+    assert_eq!(
+        entries,
+        ["bin", "concurrent", "dev", "etc", "proc", "tmp", "work"],
+        "the entry point ran in the bare root"
+    );
     let log_uri = format!("{}/logs/entry_point.log", run.info.artifact_uri);
     concurrent_mlflow::artifacts::fetch(&log_uri, &fetched, Some(&client)).await?;
     assert_eq!(std::fs::read_to_string(&fetched)?, "no bash here\n", "the command ran under busybox sh");
@@ -124,7 +128,8 @@ impl BareRootTools {
             worker,
             busybox,
             unshare: concurrent_tests::find_tool("unshare")?,
-            chroot: concurrent_tests::find_tool("chroot").or_else(|_| Ok::<_, anyhow::Error>("/usr/sbin/chroot".into()))?,
+            chroot: concurrent_tests::find_tool("chroot")
+                .or_else(|_| Ok::<_, anyhow::Error>("/usr/sbin/chroot".into()))?,
         }))
     }
 

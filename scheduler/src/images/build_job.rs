@@ -211,7 +211,10 @@ pub fn build_objects(
                     restart_policy: Some("Never".into()),
                     service_account_name: settings.service_account.clone(),
                     automount_service_account_token: Some(false),
-                    security_context: Some(PodSecurityContext { fs_group: Some(1000), ..PodSecurityContext::default() }),
+                    security_context: Some(PodSecurityContext {
+                        fs_group: Some(1000),
+                        ..PodSecurityContext::default()
+                    }),
                     containers: vec![container],
                     volumes: Some(volumes),
                     ..PodSpec::default()
@@ -265,10 +268,7 @@ mod tests {
         assert_eq!(env["DOCKER_CONFIG"], DOCKER_CONFIG_DIR);
         let secret = pod.volumes.iter().flatten().find_map(|v| v.secret.as_ref()).unwrap();
         assert_eq!(secret.secret_name.as_deref(), Some("registry-push"));
-        assert_eq!(
-            objects.config_map.binary_data.as_ref().unwrap()[SNAPSHOT_KEY],
-            ByteString(b"tar bytes".to_vec())
-        );
+        assert_eq!(objects.config_map.binary_data.as_ref().unwrap()[SNAPSHOT_KEY], ByteString(b"tar bytes".to_vec()));
         let script = container.command.as_ref().unwrap().join(" ");
         assert!(!script.contains(&plan().tag), "values reach the script through the environment only");
     }

@@ -105,7 +105,10 @@ mod tests {
             message("python: \"3.11\"\ndependencies: [\"a\\n--index-url http://x\"]\n"),
             "python_env.yaml: dependencies[0]: must be one line"
         );
-        assert_eq!(message("python: \"3\"\nbuild_dependencies: [\" \"]\n"), "python_env.yaml: build_dependencies[0]: must not be empty");
+        assert_eq!(
+            message("python: \"3\"\nbuild_dependencies: [\" \"]\n"),
+            "python_env.yaml: build_dependencies[0]: must not be empty"
+        );
         assert!(message("pyhton: \"3.11\"\n").starts_with("python_env.yaml: unknown field `pyhton`"));
     }
 }

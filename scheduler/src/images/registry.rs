@@ -89,7 +89,8 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         let reference: Reference =
             image.parse().map_err(|source| RegistryError::BadReference { image: image.to_string(), source })?;
-        let auth = credentials.map_or(RegistryAuth::Anonymous, |c| RegistryAuth::Basic(c.username.clone(), c.password.clone()));
+        let auth = credentials
+            .map_or(RegistryAuth::Anonymous, |c| RegistryAuth::Basic(c.username.clone(), c.password.clone()));
         match self.client.fetch_manifest_digest(&reference, &auth).await {
             Ok(_digest) => Ok(true),
             Err(source) => match classify(&source) {
@@ -114,10 +115,9 @@ fn classify(error: &OciDistributionError) -> Answer {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
             if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
                 Answer::Refused
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound))
-            {
+            } else if codes.iter().any(|c| {
+                matches!(c, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+            }) {
                 Answer::Absent
             } else {
                 Answer::Other
@@ -146,8 +146,7 @@ pub fn credentials_from_docker_config(
         password: Option<String>,
         auth: Option<String>,
     }
-    let config: DockerConfig =
-        serde_json::from_slice(json).map_err(|source| RegistryError::DockerConfig { source })?;
+    let config: DockerConfig = serde_json::from_slice(json).map_err(|source| RegistryError::DockerConfig { source })?;
     let entry = config.auths.iter().find(|(key, _)| {
         let host = key.trim_start_matches("https://").trim_start_matches("http://");
         host.split('/').next() == Some(registry)
