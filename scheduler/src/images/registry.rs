@@ -183,7 +183,7 @@ mod tests {
         let bob = credentials_from_docker_config(config, "other.example.com:5000").unwrap().unwrap();
         assert_eq!((bob.username.as_str(), bob.password.as_str()), ("bob", "pw"));
         assert_eq!(credentials_from_docker_config(config, "elsewhere.example.com").unwrap(), None);
-        assert!(credentials_from_docker_config(b"[]", "x").is_err());
+        assert!(credentials_from_docker_config(b"not json", "x").is_err());
     }
 
     #[test]
