@@ -8,6 +8,7 @@
 # build's cache is untouched) and copies the results to target/static/bin/.
 #
 # Usage: scripts/build-static-worker.sh [--release] [--all]
+#   (CONCURRENT_STATIC_TARGET=gnu forces the glibc build)
 #   --release  optimised build (the image's); default: the debug profile (the tests')
 #   --all      also build `concurrent` (the image needs both)
 set -euo pipefail
@@ -32,7 +33,9 @@ log() { printf 'build-static-worker: %s\n' "$*"; }
 musl=x86_64-unknown-linux-musl
 gnu=x86_64-unknown-linux-gnu
 target=$gnu
-if command -v musl-gcc >/dev/null; then
+if [[ ${CONCURRENT_STATIC_TARGET:-} == gnu ]]; then
+  :  # asked for glibc
+elif command -v musl-gcc >/dev/null; then
   if rustup target list --installed 2>/dev/null | grep -qx "$musl" \
     || rustup target add "$musl" >/dev/null 2>&1; then
     target=$musl

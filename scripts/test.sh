@@ -14,9 +14,11 @@ source scripts/env.sh
 
 echo "test: cargo build --workspace --bins"
 cargo build --workspace --bins
-# The static worker run in a bare root by worker/tests/worker_static.rs (own target dir).
-echo "test: scripts/build-static-worker.sh"
-bash scripts/build-static-worker.sh
+# The static binaries (own target dir; worker/tests/worker_static.rs runs the worker in a bare
+# root) and the `concurrent` image built from them with buildah and checked, then removed.
+echo "test: scripts/build-image.sh concurrent:test"
+bash scripts/build-image.sh concurrent:test
+buildah --storage-driver vfs rmi concurrent:test >/dev/null
 echo "test: cargo test --workspace $*"
 mkdir -p target
 cargo test --workspace "$@" 2>&1 | tee target/test-output.log

@@ -142,12 +142,12 @@ pub fn build_objects(
             ..Volume::default()
         },
         Volume { name: "buildkit".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
-        Volume { name: "home".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
+        Volume { name: "workspace".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Volume::default() },
     ];
     let mut mounts = vec![
         mount("context", CONTEXT_MOUNT, true),
         mount("buildkit", "/home/user/.local/share/buildkit", false),
-        mount("home", "/home/user/context", false),
+        mount("workspace", "/home/user/context", false),
     ];
     let mut env = vec![
         env_var("IMAGE", &plan.image),
