@@ -1,8 +1,8 @@
 //! The static `concurrent-worker` (built by `scripts/build-static-worker.sh` into
 //! `target/static/bin/`) completes a shard inside a bare image-like root: an empty directory
 //! holding only busybox's static `sh` (no bash, no libc, no Python) and the worker, entered
-//! with `chroot` in a mount namespace of its own (with `/proc` and `/dev/null`, as a container
-//! runtime gives), against a real nats-server and a real MLflow server; NATS is named by a host
+//! with `chroot` in a mount namespace of its own (with `/proc` and the default devices, as a
+//! container runtime gives), against a real nats-server and a real MLflow server; NATS is named by a host
 //! name only the root's own `/etc/hosts` knows. This is what a worker Pod whose image has only a shell gets from the init container.
 //!
 //! Needs root (chroot, mount) and Debian's `busybox-static` (`scripts/setup.sh` installs it).
@@ -134,13 +134,15 @@ impl BareRootTools {
     }
 
     /// Fills `root` with `bin/` (busybox and its applets: `sh`, `cp`, `ls`, …),
-    /// `concurrent/bin/concurrent-worker`, `etc/hosts`, `dev/null` (a mount point), and empty
+    /// `concurrent/bin/concurrent-worker`, `etc/hosts`, `dev/` (mount points of [`DEVICES`]), and empty
     /// `proc/`, `tmp/`, `work/`.
     fn lay_out(&self, root: &Path) -> anyhow::Result<()> {
         for dir in ["bin", "concurrent/bin", "dev", "etc", "proc", "tmp", "work"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        std::fs::write(root.join("dev/null"), "")?;
+        for device in DEVICES {
+            std::fs::write(root.join("dev").join(device), "")?;
+        }
         std::fs::copy(&self.busybox, root.join("bin/busybox"))?;
         let applets = Command::new(&self.busybox).arg("--list").stderr(Stdio::inherit()).output()?;
         for applet in String::from_utf8(applets.stdout)?.lines().filter(|a| !a.is_empty() && *a != "busybox") {
@@ -164,7 +166,7 @@ impl BareRootTools {
 
     /// `concurrent-worker` for the stage, run as `/concurrent/bin/concurrent-worker` inside
     /// `root` with a bare environment, in a mount namespace of its own where, as a container
-    /// runtime does, `/proc` is mounted and `/dev/null` bound in.
+    /// runtime does, `/proc` is mounted and the default devices are bound in.
     fn worker_in(&self, root: &Path, nats_url: &str, run_id: &str, stage: &str) -> Command {
         let mut command = Command::new(&self.unshare);
         command
@@ -183,10 +185,16 @@ impl BareRootTools {
     }
 }
 
+/// The devices every container gets (the OCI runtime specification's default devices).
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
 /// Run by the host's `sh` in the new mount namespace: `$1` = the root, `$2` = `chroot`, then
-/// the command to run inside.
+/// the command to run inside. Binds the default devices and mounts `/proc`, as a runtime does.
 const ENTER_ROOT: &str = r#"root="$1"; chroot="$2"; shift 2
-mount --bind /dev/null "$root/dev/null" && mount -t proc proc "$root/proc" && exec "$chroot" "$root" "$@""#;
+for device in null zero full random urandom tty; do
+  mount --bind "/dev/$device" "$root/dev/$device" || exit 1
+done
+mount -t proc proc "$root/proc" && exec "$chroot" "$root" "$@""#;
 
 /// Whether this process runs as root (the effective uid in `/proc/self/status`).
 fn effective_uid_is_root() -> anyhow::Result<bool> {
