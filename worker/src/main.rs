@@ -15,9 +15,9 @@ use concurrent_worker::{Config, report::reason_with_causes};
 #[derive(Debug, Parser)]
 #[command(name = "concurrent-worker", version)]
 struct Cli {
-    /// Copy this executable to DIR/concurrent-worker and exit (what the init container of a
-    /// Kubernetes worker Pod runs, so the stage's image needs no `cp`).
-    #[arg(long, value_name = "DIR", exclusive = true)]
+    /// Copy this executable to DIR/concurrent-worker and exit, whatever else is given (what the
+    /// init container of a Kubernetes worker Pod runs, so the stage's image needs no `cp`).
+    #[arg(long, value_name = "DIR")]
     install_into: Option<PathBuf>,
     /// NATS server URL.
     #[arg(long, env = "NATS_URL", required_unless_present = "install_into")]
