@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the `concurrent` image (Containerfile) with buildah, from the static binaries that
-# scripts/build-static-worker.sh makes, then checks it: both binaries run inside it.
+# scripts/build-static-worker.sh makes, then checks it: both binaries run inside it, as its
+# non-root user, and the worker installs itself as a worker Pod's init container has it do.
 #
 # Usage: scripts/build-image.sh [--release] [TAG]     (default TAG: concurrent:dev)
 # Needs buildah (Debian: apt-get install buildah) and root (vfs storage, chroot isolation: no
@@ -49,4 +50,7 @@ for bin in concurrent concurrent-worker; do
   version="$("${buildah[@]}" run --isolation chroot "$container" -- "/concurrent/bin/$bin" --version)"
   log "$bin in $tag: $version"
 done
+# What a worker Pod's init container runs.
+"${buildah[@]}" run --isolation chroot "$container" -- /concurrent/bin/concurrent-worker --install-into /tmp/worker-bin
+log "concurrent-worker --install-into works in $tag"
 log "$tag: $("${buildah[@]}" inspect --format '{{.OCIv1.Config.User}} {{.OCIv1.Config.Entrypoint}} {{.OCIv1.Config.Cmd}}' "$tag")"
