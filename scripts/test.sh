@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: prepares the tools (scripts/setup.sh), builds every binary (the
-# integration tests start `concurrent` and `concurrent-worker`), then runs all tests.
+# integration tests start `concurrent` and `concurrent-worker`, and the static worker), then
+# runs all tests.
 # Extra arguments go to `cargo test`, e.g. `scripts/test.sh -p concurrent-scheduler`.
 set -euo pipefail
 
@@ -13,6 +14,11 @@ source scripts/env.sh
 
 echo "test: cargo build --workspace --bins"
 cargo build --workspace --bins
+# The static binaries (own target dir; worker/tests/worker_static.rs runs the worker in a bare
+# root) and the `concurrent` image built from them with buildah and checked, then removed.
+echo "test: scripts/build-image.sh concurrent:test"
+bash scripts/build-image.sh concurrent:test
+buildah --storage-driver vfs rmi concurrent:test >/dev/null
 echo "test: cargo test --workspace $*"
 mkdir -p target
 cargo test --workspace "$@" 2>&1 | tee target/test-output.log

@@ -77,9 +77,11 @@ impl Containment {
         self.cgroup.as_deref()
     }
 
-    /// The program and arguments that run `command` with `bash -c` inside the containment:
-    /// with a cgroup, the shell first moves itself into it (its children are born there).
+    /// The program and arguments that run `command` with [`entry_point_shell`]` -c` inside the
+    /// containment: with a cgroup, the shell first moves itself into it (its children are born
+    /// there).
     pub fn command_line(&self, command: &str) -> (String, Vec<String>) {
+        let shell = entry_point_shell();
         let args = match &self.cgroup {
             Some(dir) => vec![
                 "-c".to_string(),
@@ -87,10 +89,11 @@ impl Containment {
                 "concurrent-attempt".to_string(),
                 dir.join("cgroup.procs").to_string_lossy().into_owned(),
                 command.to_string(),
+                shell.to_string(),
             ],
             None => vec!["-c".to_string(), command.to_string()],
         };
-        ("bash".to_string(), args)
+        (shell.to_string(), args)
     }
 
     /// Kills every process of the attempt: its cgroup, and every live process started with
@@ -152,10 +155,25 @@ impl Drop for Containment {
     }
 }
 
-/// Run by `bash -c` with `$1` = the cgroup's `cgroup.procs` and `$2` = the command: the shell
-/// moves itself into the cgroup, then becomes the command's shell (same pid and group).
+/// Run by the shell's `-c` with `$1` = the cgroup's `cgroup.procs`, `$2` = the command and `$3`
+/// = the shell: the shell moves itself into the cgroup, then becomes the command's shell (same
+/// pid and group).
 const ENTER_CGROUP: &str =
-    r#"echo $$ > "$1" || echo "concurrent-worker: could not enter the attempt's cgroup $1" >&2; exec bash -c "$2""#;
+    r#"echo $$ > "$1" || echo "concurrent-worker: could not enter the attempt's cgroup $1" >&2; exec "$3" -c "$2""#;
+
+/// The shell that runs entry point commands: `bash` when it is on `PATH` (MLflow runs commands
+/// with `bash -c`), else `sh`, so an image with only a POSIX shell (busybox, Alpine) still runs
+/// them.
+pub fn entry_point_shell() -> &'static str {
+    let has_bash = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_executable(&dir.join("bash"))));
+    if has_bash { "bash" } else { "sh" }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
 
 /// Kills every process in cgroup `dir`: `cgroup.kill` (Linux 5.14+), else each listed pid.
 fn kill_cgroup(dir: &Path) {

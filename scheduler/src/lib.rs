@@ -7,6 +7,7 @@ pub mod dag;
 pub mod disk;
 pub mod driver;
 pub mod executor;
+pub mod images;
 pub mod inputs;
 pub mod nats_probe;
 pub mod partition;

@@ -4,6 +4,7 @@
 pub mod mlflow_server;
 pub mod names;
 pub mod nats_server;
+pub mod oci_registry;
 
 use std::path::PathBuf;
 
@@ -23,6 +24,12 @@ pub fn find_tool(name: &str) -> anyhow::Result<PathBuf> {
         return Ok(venv);
     }
     bail!("`{name}` is not on PATH nor in .venv/bin: run scripts/setup.sh")
+}
+
+/// A TCP port free on 127.0.0.1 now (bound and released).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Path of a binary of this workspace, built by `cargo build --bins` into the same target dir.

@@ -9,7 +9,7 @@
 //! kills the server's whole group (TERM, then KILL) and removes the temp dir.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::{find_tool, workspace_dir};
+use crate::{find_tool, free_port, workspace_dir};
 
 /// How long [`MlflowServer::start`] waits for `GET /health` to answer.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
@@ -233,11 +233,6 @@ fn is_healthy(port: u16) -> bool {
 }
 
 /// A loopback port that was free a moment ago.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
-    Ok(listener.local_addr()?.port())
-}
-
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -1,4 +1,4 @@
-//! Runs an entry point's command: `bash -c <command>` in its own process group, contained (a
+//! Runs an entry point's command: `bash -c <command>` (`sh -c` where the image has no bash) in its own process group, contained (a
 //! cgroup per attempt, else the worker as subreaper plus the environment mark, see
 //! `concurrent_procs::containment`), its output appended to the attempt's log through a pipe
 //! and capped (head and tail, `log_limit`). Every process it started is killed on timeout, on
@@ -23,7 +23,7 @@ use crate::log_cap::CappedLog;
 /// One run of an entry point command.
 #[derive(Debug, Clone)]
 pub struct Invocation<'a> {
-    /// The rendered command, run with `bash -c`.
+    /// The rendered command, run with `bash -c` (`sh -c` without bash).
     pub command: &'a str,
     /// Working directory: the unpacked project.
     pub cwd: &'a Path,
@@ -89,9 +89,11 @@ pub enum EntryPointError {
         #[source]
         source: std::io::Error,
     },
-    /// `bash` could not be started.
-    #[error("starting `bash -c` in {cwd}")]
+    /// The shell (`bash`, else `sh`) could not be started.
+    #[error("starting `{shell} -c` in {cwd}")]
     Spawn {
+        /// The shell.
+        shell: String,
         /// The working directory.
         cwd: PathBuf,
         /// The cause.
@@ -119,7 +121,7 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     let writer_err = writer.try_clone().map_err(EntryPointError::Pipe)?;
     let containment = Containment::for_attempt(&next_cgroup_name());
     let (program, args) = containment.command_line(invocation.command);
-    let mut command = Command::new(program);
+    let mut command = Command::new(&program);
     command
         .args(args)
         .current_dir(invocation.cwd)
@@ -137,7 +139,11 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     // The pipe's write ends now belong to the command alone: the log ends when it and every
     // process it started are gone.
     drop(command);
-    let mut child = spawned.map_err(|source| EntryPointError::Spawn { cwd: invocation.cwd.to_path_buf(), source })?;
+    let mut child = spawned.map_err(|source| EntryPointError::Spawn {
+        shell: program,
+        cwd: invocation.cwd.to_path_buf(),
+        source,
+    })?;
     let output = OutputPump::start(reader, log, invocation.log_limit);
     tracing::debug!(containment = containment.kind(), "entry point started");
     // With process_group(0) the group id is the leader's pid.

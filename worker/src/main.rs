@@ -15,15 +15,19 @@ use concurrent_worker::{Config, report::reason_with_causes};
 #[derive(Debug, Parser)]
 #[command(name = "concurrent-worker", version)]
 struct Cli {
+    /// Copy this executable to DIR/concurrent-worker and exit, whatever else is given (what the
+    /// init container of a Kubernetes worker Pod runs, so the stage's image needs no `cp`).
+    #[arg(long, value_name = "DIR")]
+    install_into: Option<PathBuf>,
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL")]
-    nats_url: String,
+    #[arg(long, env = "NATS_URL", required_unless_present = "install_into")]
+    nats_url: Option<String>,
     /// The DAG run id.
-    #[arg(long = "run")]
-    run_id: String,
+    #[arg(long = "run", required_unless_present = "install_into")]
+    run_id: Option<String>,
     /// The stage to work on.
-    #[arg(long)]
-    stage: String,
+    #[arg(long, required_unless_present = "install_into")]
+    stage: Option<String>,
     /// Name of this worker in results and MLflow tags [default: <hostname>-<pid>].
     #[arg(long)]
     worker_id: Option<String>,
@@ -76,6 +80,14 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), (u8, String)> {
+    if let Some(dir) = &cli.install_into {
+        let installed = install_into(dir).map_err(|e| (1, format!("installing into {}: {e}", dir.display())))?;
+        tracing::info!(path = %installed.display(), "installed");
+        return Ok(());
+    }
+    let (Some(nats_url), Some(run_id), Some(stage)) = (cli.nats_url, cli.run_id, cli.stage) else {
+        return Err((2, "--nats-url, --run and --stage are required".to_string()));
+    };
     let temp_work_dir = match &cli.work_dir {
         Some(_) => None,
         None => Some(
@@ -93,10 +105,10 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
     let nats_auth = concurrent_proto::nats_auth::NatsAuth::from_lookup(|name| std::env::var_os(name))
         .map_err(|error| (2, error.to_string()))?;
     let config = Config {
-        nats_url: cli.nats_url,
+        nats_url,
         nats_auth,
-        run_id: cli.run_id,
-        stage: cli.stage,
+        run_id,
+        stage,
         worker_id: cli.worker_id.unwrap_or_else(default_worker_id),
         cluster: cli.cluster,
         idle_timeout: cli.idle_timeout,
@@ -115,4 +127,18 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
     let result = runtime.block_on(concurrent_worker::run(config));
     drop(temp_work_dir);
     result.map_err(|e| (e.exit_code() as u8, reason_with_causes(&e)))
+}
+
+/// Copies the running executable to `dir/concurrent-worker` (mode 0755), through a temp file
+/// renamed into place, so a reader never sees half a binary.
+fn install_into(dir: &std::path::Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let source = std::env::current_exe()?;
+    std::fs::create_dir_all(dir)?;
+    let target = dir.join("concurrent-worker");
+    let staged = dir.join(".concurrent-worker.partial");
+    std::fs::copy(&source, &staged)?;
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::rename(&staged, &target)?;
+    Ok(target)
 }

@@ -73,7 +73,17 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
     let resources =
         f.take("resources").map(|v| read_resources(errors, &f.place_of("resources"), v)).unwrap_or_default();
     let clusters = f.take("clusters").map(|v| string_list(errors, &f.place_of("clusters"), v)).unwrap_or_default();
-    let image = f.take("image").and_then(|v| nonempty_string(errors, &f.place_of("image"), v));
+    let image = f.take("image").and_then(|v| {
+        let p = f.place_of("image");
+        let text = nonempty_string(errors, &p, v)?;
+        match text.parse::<oci_client::Reference>() {
+            Ok(_) => Some(text),
+            Err(error) => {
+                errors.push(&p, format!("`{text}` is not an image reference ({error})"));
+                None
+            }
+        }
+    });
     let mut after = f.take("after").map(|v| string_list(errors, &f.place_of("after"), v)).unwrap_or_default();
     after.sort();
     after.dedup();

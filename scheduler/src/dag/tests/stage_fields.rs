@@ -195,3 +195,16 @@ fn odd_keys_are_quoted_in_places() {
         ["stages.a.parameters.\"a.b\": expected a string, number or boolean, found a list"]
     );
 }
+
+#[test]
+fn image_is_an_image_reference() {
+    assert_eq!(
+        stage("    image: registry.example.com:5000/ml/thumbs:1.2\n").image.as_deref(),
+        Some("registry.example.com:5000/ml/thumbs:1.2")
+    );
+    assert_eq!(stage("    image: python:3.12-slim\n").image.as_deref(), Some("python:3.12-slim"));
+    let errors = stage_errors("    image: Registry/Thumbs:1\n");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("stages.a.image: `Registry/Thumbs:1` is not an image reference ("), "{errors:?}");
+    assert_eq!(stage_errors("    image: \"\"\n").len(), 1);
+}
