@@ -3,6 +3,7 @@
 //! artifacts (`file://`, the MLflow artifact proxy, object stores).
 
 pub mod artifacts;
+pub mod environment;
 pub mod object_path;
 pub mod project;
 pub mod tracking;

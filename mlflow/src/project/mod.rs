@@ -20,6 +20,7 @@ use crate::yaml_limits::{self, ReadError};
 
 pub use params::{ParamError, ParamType, Parameter};
 pub use render::shell_quote;
+pub(crate) use spec::python_str;
 
 /// Parameters the worker fills itself when an entry point declares them (DESIGN §3).
 pub const FILLED_PARAMETERS: [&str; 3] = ["input_dir", "output_dir", "manifest"];

@@ -192,7 +192,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A YAML scalar as Python's `str()` prints what PyYAML loads; `None` for non-scalars.
-pub(super) fn python_str(value: &Value) -> Option<String> {
+pub(crate) fn python_str(value: &Value) -> Option<String> {
     match value {
         Value::Null => Some("None".to_owned()),
         Value::Bool(true) => Some("True".to_owned()),
