@@ -72,6 +72,11 @@ pub struct StageSpec {
     /// Absent in descriptions written before it existed.
     #[serde(default)]
     pub log_limit: Option<u64>,
+    /// MLflow's `--env-manager` name chosen for the stage (`local`, `virtualenv`, `uv`,
+    /// `conda`); `None`: the project's own environment. Absent in descriptions written before
+    /// it existed.
+    #[serde(default)]
+    pub env_manager: Option<String>,
 }
 
 /// The log cap of an attempt when the stage sets none: 64 MiB.

@@ -14,7 +14,9 @@ pub const PROGRAMS: [&str; 3] = ["micromamba", "mamba", "conda"];
 #[derive(Debug, thiserror::Error)]
 pub enum CondaError {
     /// Neither conda nor micromamba is on PATH.
-    #[error("needs conda or micromamba on PATH (neither was found; install micromamba, or run with env_manager: local)")]
+    #[error(
+        "needs conda or micromamba on PATH (neither was found; install micromamba, or run with env_manager: local)"
+    )]
     Missing,
     /// The environment file could not be read.
     #[error("reading {path}")]
@@ -67,7 +69,9 @@ pub fn build(dir: &Path, project_dir: &Path, file: &str, log: &mut std::fs::File
     }
     let failed = |message: String| CondaError::Create { program: name.clone(), message };
     let out = command.current_dir(project_dir).output().map_err(|e| failed(e.to_string()))?;
-    let _ = writeln!(log, "concurrent-worker: {name} create").and_then(|()| log.write_all(&out.stdout)).and_then(|()| log.write_all(&out.stderr));
+    let _ = writeln!(log, "concurrent-worker: {name} create")
+        .and_then(|()| log.write_all(&out.stdout))
+        .and_then(|()| log.write_all(&out.stderr));
     if out.status.success() {
         return Ok(());
     }

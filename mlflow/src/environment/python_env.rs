@@ -76,12 +76,7 @@ impl PythonEnv {
         let env = PythonEnv::parse(&text, file)?;
         for (place, line, requirement) in env.requirement_files() {
             if !is_inside(&requirement) || !project_dir.join(&requirement).is_file() {
-                return Err(PythonEnvError::MissingRequirementFile {
-                    file: file.to_owned(),
-                    place,
-                    line,
-                    requirement,
-                });
+                return Err(PythonEnvError::MissingRequirementFile { file: file.to_owned(), place, line, requirement });
             }
         }
         Ok(env)
@@ -107,7 +102,9 @@ impl PythonEnv {
             match key.as_str() {
                 "python" => match value {
                     Value::Null => {}
-                    Value::String(version) if !version.trim().is_empty() => env.python = Some(version.trim().to_owned()),
+                    Value::String(version) if !version.trim().is_empty() => {
+                        env.python = Some(version.trim().to_owned())
+                    }
                     Value::String(_) => return Err(invalid("python", "must not be empty".into())),
                     Value::Number(n) => {
                         return Err(invalid(
@@ -140,7 +137,10 @@ impl PythonEnv {
                 }
                 // MLflow passes every key to `_PythonEnv(**dict)`, which refuses unknown ones.
                 other => {
-                    return Err(invalid(other, "unknown key (expected python, build_dependencies, dependencies)".into()));
+                    return Err(invalid(
+                        other,
+                        "unknown key (expected python, build_dependencies, dependencies)".into(),
+                    ));
                 }
             }
         }

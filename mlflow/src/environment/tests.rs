@@ -37,8 +37,10 @@ fn the_project_chooses_unless_a_manager_is_given() {
 
 #[test]
 fn python_env_reads_as_mlflow_reads_it() {
-    let parsed = env("python: \"3.11\"\nbuild_dependencies:\n  - pip\ndependencies:\n  - -r requirements.txt\n  - six==1.16.0\n")
-        .unwrap();
+    let parsed = env(
+        "python: \"3.11\"\nbuild_dependencies:\n  - pip\ndependencies:\n  - -r requirements.txt\n  - six==1.16.0\n",
+    )
+    .unwrap();
     assert_eq!(parsed.python.as_deref(), Some("3.11"));
     assert_eq!(parsed.build_dependencies, ["pip"]);
     assert_eq!(parsed.dependencies, ["-r requirements.txt", "six==1.16.0"]);
@@ -68,8 +70,9 @@ fn malformed_python_env_names_the_key() {
 
 #[test]
 fn requirement_lines_in_every_spelling() {
-    let parsed = env("dependencies: ['-r a.txt', '--requirement b.txt', '--requirement=c.txt', '-rd.txt', '-c e.txt', 'rich']")
-        .unwrap();
+    let parsed =
+        env("dependencies: ['-r a.txt', '--requirement b.txt', '--requirement=c.txt', '-rd.txt', '-c e.txt', 'rich']")
+            .unwrap();
     let files: Vec<String> = parsed.requirement_files().into_iter().map(|(_, _, f)| f).collect();
     assert_eq!(files, ["a.txt", "b.txt", "c.txt", "d.txt", "e.txt"]);
     assert_eq!(parsed.dependency_lines(Path::new("/p"))[4], "-c /p/e.txt");

@@ -30,7 +30,9 @@ pub enum UvError {
         source: std::io::Error,
     },
     /// No installed Python matches the version.
-    #[error("Python {version} is not installed on this machine ({message}); install it (`uv python install {version}`) or change `python:`")]
+    #[error(
+        "Python {version} is not installed on this machine ({message}); install it (`uv python install {version}`) or change `python:`"
+    )]
     PythonNotFound {
         /// The version asked for.
         version: String,
@@ -100,7 +102,8 @@ pub fn build(dir: &Path, project_dir: &Path, env: &PythonEnv, log: &mut std::fs:
             continue;
         }
         let file = dir.join(format!(".concurrent-{name}.txt"));
-        std::fs::write(&file, lines.join("\n") + "\n").map_err(|source| UvError::Write { path: file.clone(), source })?;
+        std::fs::write(&file, lines.join("\n") + "\n")
+            .map_err(|source| UvError::Write { path: file.clone(), source })?;
         let mut install = uv();
         install.args(["pip", "install", "--no-config", "--python"]).arg(&target).arg("-r").arg(&file);
         install.current_dir(project_dir);

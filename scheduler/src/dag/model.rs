@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use concurrent_mlflow::environment::EnvManager;
+
 /// A validated DAG file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dag {
@@ -67,6 +69,9 @@ pub struct Stage {
     pub fail_on_empty: bool,
     /// Most bytes of an attempt's log kept (head and tail); `None` = the default, 64 MiB.
     pub log_limit: Option<u64>,
+    /// `env_manager:` (or `--env-manager`): MLflow's environment manager for the stage;
+    /// `None` lets the project choose.
+    pub env_manager: Option<EnvManager>,
 }
 
 /// Where a stage's MLproject comes from, as written in the DAG file.
@@ -168,6 +173,8 @@ pub struct Overrides {
     pub input: Option<String>,
     /// `(stage, parameter, value)` triples, applied in order (the last one wins).
     pub parameters: Vec<(String, String, String)>,
+    /// `--env-manager`: replaces every stage's `env_manager`.
+    pub env_manager: Option<String>,
 }
 
 impl Dag {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use concurrent_mlflow::project::{MlProject, ProjectError};
 
 use super::LoadOptions;
+use super::env_check::check_environment;
 use super::error::Errors;
 use super::model::{ProjectRef, Stage};
 use super::project_ref::fetch_git;
@@ -101,6 +102,7 @@ pub(crate) fn check_project(
         Err(message) => return errors.push(project_place, message.clone()),
     };
     stage.project_dir = dir.clone();
+    check_environment(errors, stage, dir, &project.env, options);
     let entry_place = join(&place, "entry_point");
     let entry = match project.entry_point(dir, &stage.entry_point) {
         Ok(entry) => entry,

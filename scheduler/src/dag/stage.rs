@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use concurrent_mlflow::environment::EnvManager;
 use serde_yaml::Value;
 
 use super::duration::{DURATION_EXPECTED, parse_duration};
@@ -83,6 +84,11 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
     });
     let fail_on_empty = f.take("fail_on_empty").and_then(|v| boolean(errors, &f.place_of("fail_on_empty"), v));
     let log_limit = f.take("log_limit").and_then(|v| byte_size(errors, &f.place_of("log_limit"), v, MIN_LOG_LIMIT));
+    let env_manager = f.take("env_manager").and_then(|v| {
+        let p = f.place_of("env_manager");
+        let name = nonempty_string(errors, &p, v)?;
+        EnvManager::from_name(&name).map_err(|e| errors.push(p, e.to_string())).ok()
+    });
     f.finish(errors);
 
     let project = project?;
@@ -104,6 +110,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         input,
         fail_on_empty: fail_on_empty.unwrap_or(false),
         log_limit,
+        env_manager,
     })
 }
 

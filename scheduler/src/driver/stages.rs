@@ -82,6 +82,7 @@ impl<E: Executor> Driver<E> {
             max_attempts: definition.retries + 1,
             shards,
             log_limit: definition.log_limit,
+            env_manager: definition.env_manager.map(|m| m.as_str().to_owned()),
         };
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;

@@ -69,6 +69,7 @@ fn yaml_scalars_are_stringified_like_python() {
 fn p_overrides_set_parameters_and_name_their_place() {
     let set = |params: &[(&str, &str, &str)]| Overrides {
         input: None,
+        env_manager: None,
         parameters: params.iter().map(|(s, p, v)| (s.to_string(), p.to_string(), v.to_string())).collect(),
     };
     let dag = parse_with(&one_stage("    parameters: {size: 64}\n"), &set(&[("a", "size", "32")])).unwrap();
