@@ -24,6 +24,7 @@ use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
 use crate::outputs::{self, OutputError};
+use crate::path_params::{self, PathParamError};
 use crate::queue::{self, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
@@ -118,6 +119,8 @@ enum AttemptError {
     Materialize(#[from] MaterializeError),
     #[error("rendering the entry point command")]
     Render(#[from] ParamError),
+    #[error(transparent)]
+    PathParameter(#[from] PathParamError),
     #[error("preparing the project's environment (the build's output is in the attempt's log)")]
     Environment(#[from] EnvBuildError),
     #[error("running the entry point")]
@@ -141,6 +144,7 @@ impl AttemptError {
         match self {
             AttemptError::Materialize(e) => e.is_permanent(),
             AttemptError::Outputs(e) => e.is_permanent(),
+            AttemptError::PathParameter(e) => e.is_permanent(),
             AttemptError::Render(_) | AttemptError::NoOutputRoot(_) => true,
             AttemptError::Prepare { .. }
             | AttemptError::StartRun(_)
@@ -403,7 +407,14 @@ async fn run_body(
     let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
     let entries = until_stopped(cancel, fetch).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
     stats.bytes_in = entries.iter().map(|e| e.size).sum();
-    let command = stage.entry_point.render_command(parameters).map_err(AttemptError::from)?;
+    let mut parameters = parameters.clone();
+    let params_dir = layout.root.join("params");
+    let download = path_params::download(&stage.entry_point, &mut parameters, &params_dir, stage.mlflow());
+    until_stopped(cancel, download).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
+    let command = stage
+        .entry_point
+        .render_command_in_order(&parameters, &stage.spec.parameter_order)
+        .map_err(AttemptError::from)?;
     let mut env = entry_point_env(&stage.spec, shard, attempt, layout, run.map(|r| r.run_id.as_str()));
     let prepare = stage.env.prepare(&stage.env_cache, &stage.project_dir, &layout.log);
     if let Some(built) = until_stopped(cancel, prepare).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)? {

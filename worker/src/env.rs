@@ -95,6 +95,7 @@ mod tests {
             shards: 10,
             log_limit: None,
             env_manager: None,
+            parameter_order: Vec::new(),
         }
     }
 

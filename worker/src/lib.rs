@@ -69,6 +69,7 @@ pub mod link;
 pub mod log_cap;
 pub mod materialize;
 pub mod outputs;
+pub mod path_params;
 pub mod queue;
 pub mod report;
 pub mod retry;
@@ -156,7 +157,7 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     };
     let spec = queue::read_stage_spec(&js, &config.run_id, &config.stage).await?;
     let project_dir = snapshot_cache::ensure(&js, &spec.project_snapshot, &config.cache_dir).await?;
-    let project = MlProject::load(&project_dir)?;
+    let project = MlProject::open(&project_dir)?;
     let entry_point = project.entry_point(&project_dir, &spec.entry_point)?;
     let env = StageEnv::choose(&project.env, spec.env_manager.as_deref(), &project_dir)?;
     let tracking = spec.tracking.as_ref().map(|t| Tracking::new(&t.uri)).transpose()?;

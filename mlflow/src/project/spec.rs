@@ -26,6 +26,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<MlProject, ProjectError>
     }
     let doc: Value =
         serde_yaml::from_str(text).map_err(|source| ProjectError::Yaml { origin: origin.to_owned(), source })?;
+    // Read again as MLflow's PyYAML reads it (YAML 1.1 scalars).
+    let doc = super::yaml11::load(text).unwrap_or(doc);
     let at = Places { origin };
     let top = match doc {
         Value::Mapping(map) => map,

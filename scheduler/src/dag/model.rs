@@ -45,6 +45,15 @@ pub struct Stage {
     pub entry_point: String,
     /// Parameters as given in the file and by `-P`, stringified; defaults not applied.
     pub parameters: BTreeMap<String, String>,
+    /// The names of `parameters` in the order given (the file's, then `-P`'s): undeclared
+    /// ones are passed as `--key value` in this order.
+    pub parameter_order: Vec<String>,
+    /// The given parameters the entry point does not declare, in the order given (filled
+    /// when the project is checked).
+    pub undeclared_parameters: Vec<String>,
+    /// `path` parameters (given or defaults) resolved to absolute local paths when the
+    /// project is checked; a URI value is not here (the worker downloads it).
+    pub resolved_parameters: BTreeMap<String, String>,
     /// Include globs (gitignore-like); empty = every object.
     pub include: Vec<String>,
     /// How the input is cut into shards.
@@ -175,6 +184,16 @@ pub struct Overrides {
     pub parameters: Vec<(String, String, String)>,
     /// `--env-manager`: replaces every stage's `env_manager`.
     pub env_manager: Option<String>,
+}
+
+impl Stage {
+    /// The parameters the entry point is run with: as given, with local `path` parameters
+    /// (given or defaults) made absolute.
+    pub fn command_parameters(&self) -> BTreeMap<String, String> {
+        let mut parameters = self.parameters.clone();
+        parameters.extend(self.resolved_parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        parameters
+    }
 }
 
 impl Dag {

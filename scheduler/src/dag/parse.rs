@@ -143,6 +143,9 @@ fn apply_parameters(
         match stages.get_mut(stage) {
             Some(s) => {
                 s.parameters.insert(param.clone(), value.clone());
+                if !s.parameter_order.contains(param) {
+                    s.parameter_order.push(param.clone());
+                }
                 places.entry(stage.clone()).or_default().insert(param.clone(), place);
             }
             None if names.contains(stage) => {} // the stage has errors of its own

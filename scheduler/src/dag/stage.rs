@@ -43,7 +43,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         .take("entry_point")
         .and_then(|v| nonempty_string(errors, &f.place_of("entry_point"), v))
         .unwrap_or_else(|| DEFAULT_ENTRY_POINT.to_string());
-    let parameters =
+    let (parameters, parameter_order) =
         f.take("parameters").map(|v| read_parameters(errors, &f.place_of("parameters"), v)).unwrap_or_default();
     let include = f.take("include").map(|v| read_include(errors, &f.place_of("include"), v)).unwrap_or_default();
     let partition =
@@ -98,6 +98,9 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         project_dir: PathBuf::new(),
         entry_point,
         parameters,
+        parameter_order,
+        undeclared_parameters: Vec::new(),
+        resolved_parameters: BTreeMap::new(),
         include,
         partition,
         parallelism,
@@ -149,21 +152,24 @@ fn read_project(errors: &mut Errors, place: &str, v: &Value) -> Option<ProjectRe
     }
 }
 
-fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> BTreeMap<String, String> {
+/// The parameters and their names in the order the file gives them.
+fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> (BTreeMap<String, String>, Vec<String>) {
     let Some(f) = Fields::open(errors, place, v) else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), Vec::new());
     };
     let mut params = BTreeMap::new();
+    let mut order = Vec::new();
     for (name, value) in f.all() {
         match scalar_string(value) {
             Some(s) => {
                 params.insert(name.to_string(), s);
+                order.push(name.to_string());
             }
             None => errors
                 .push(join(place, name), format!("expected a string, number or boolean, found {}", describe(value))),
         }
     }
-    params
+    (params, order)
 }
 
 fn read_include(errors: &mut Errors, place: &str, v: &Value) -> Vec<String> {

@@ -107,6 +107,7 @@ impl Harness {
             shards: stage_setup.shards,
             log_limit: stage_setup.log_limit,
             env_manager: None,
+            parameter_order: Vec::new(),
         };
         kv.put(names::stage_key(&run_id, &stage), concurrent_proto::encode(&spec).into()).await?;
 

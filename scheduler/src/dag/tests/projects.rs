@@ -31,11 +31,10 @@ fn entry_point_must_exist() {
 
 #[test]
 fn parameters_are_checked_against_the_entry_point() {
-    assert_eq!(
-        errors(&one_stage("    parameters: {siz: 3}\n")),
-        ["stages.a.parameters.siz: unknown parameter of entry point `main` (declared: input_dir, \
-          label, output_dir, size)"]
-    );
+    // Undeclared parameters are passed as `--key value`, in the order given, as in MLflow.
+    let a = &ok(&one_stage("    parameters: {siz: 3, size: 4, alpha: x}\n")).stages["a"];
+    assert_eq!(a.undeclared_parameters, ["siz", "alpha"]);
+    assert_eq!(a.parameter_order, ["siz", "size", "alpha"]);
     assert_eq!(
         errors(&one_stage("    parameters: {size: big}\n")),
         ["stages.a.parameters.size: expected int, found \"big\" (not an integer)"]
@@ -74,11 +73,10 @@ fn p_overrides_set_parameters_and_name_their_place() {
     };
     let dag = parse_with(&one_stage("    parameters: {size: 64}\n"), &set(&[("a", "size", "32")])).unwrap();
     assert_eq!(dag.stages["a"].parameters["size"], "32");
-    assert_eq!(
-        errors_with(&one_stage(""), &set(&[("a", "siz", "32")])),
-        ["-P a.siz: unknown parameter of entry point `main` (declared: input_dir, label, \
-          output_dir, size)"]
-    );
+    let dag =
+        parse_with(&one_stage("    parameters: {size: 64, z: 1}\n"), &set(&[("a", "siz", "32"), ("a", "z", "2")]))
+            .unwrap();
+    assert_eq!(dag.stages["a"].undeclared_parameters, ["z", "siz"], "file order, then -P's new names");
     assert_eq!(errors_with(&one_stage(""), &set(&[("b", "size", "32")])), ["-P b.size: unknown stage `b`"]);
     assert_eq!(
         errors_with(&one_stage(""), &set(&[("a", "size", "x")])),
@@ -159,5 +157,38 @@ fn bad_git_specs_name_the_place() {
             "stages.a.project.rev: unknown field",
             "stages.a.project.git: expected a git URL like https://host/org/repo.git#subdir@ref, found \"x\""
         ]
+    );
+}
+
+#[test]
+fn path_parameters_are_made_absolute_and_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("p");
+    std::fs::create_dir_all(project.join("data")).unwrap();
+    std::fs::write(
+        project.join("MLproject"),
+        "entry_points:\n  main:\n    parameters:\n      data: path\n      model: {type: path, default: p/data}\n      \
+         source: {type: path, default: 's3://bucket/key'}\n    command: run {data} {model} {source}\n",
+    )
+    .unwrap();
+    std::fs::write(project.join("data/x.csv"), "1").unwrap();
+    let dag = |data: &str| {
+        format!("name: t\ninput: none\nstages:\n  a:\n    project: p\n    parameters: {{data: '{data}'}}\n")
+    };
+    let root = dir.path().canonicalize().unwrap();
+    let parsed = parse_dag(&dag("p/data/x.csv"), &root, &Overrides::default()).unwrap();
+    let a = &parsed.stages["a"];
+    assert_eq!(a.parameters["data"], "p/data/x.csv", "as given, for the stage run's params");
+    let command = a.command_parameters();
+    assert_eq!(command["data"], root.join("p/data/x.csv").display().to_string());
+    assert_eq!(command["model"], root.join("p/data").display().to_string(), "a default too");
+    assert!(!command.contains_key("source"), "a URI is left for the worker to download");
+    let file_uri = format!("file://{}", root.join("p/data/x.csv").display());
+    let parsed = parse_dag(&dag(&file_uri), &root, &Overrides::default()).unwrap();
+    assert_eq!(parsed.stages["a"].command_parameters()["data"], root.join("p/data/x.csv").display().to_string());
+    let errors = parse_dag(&dag("p/data/missing.csv"), &root, &Overrides::default()).unwrap_err();
+    assert_eq!(
+        errors.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!("stages.a.parameters.data: no such file or directory: {}", root.join("p/data/missing.csv").display())]
     );
 }
