@@ -79,4 +79,64 @@ fn the_example_dag_reads_s3_and_keeps_its_artifacts_in_s3() {
     assert_eq!(histograms, expected, "one histogram per thumbnail, exactly once");
     let logs = keys.iter().filter(|k| k.ends_with("/artifacts/logs/entry_point.log")).count();
     assert_eq!(logs, shard_runs.len(), "every attempt's log is in the bucket");
+
+    // A shard run's outputs, in the bucket, as the input of another DAG: `runs:/` and the
+    // run's own `s3://` artifact URI.
+    let thumbnail_run = shard_runs.iter().find(|r| run_name(r).starts_with("thumbnails-")).unwrap();
+    let run_id = mlflow_run_id(thumbnail_run);
+    let in_run: Vec<String> = keys
+        .iter()
+        .filter(|k| k.contains(&format!("/{run_id}/artifacts/outputs/")))
+        .map(|k| k.rsplit_once("/outputs/").unwrap().1.to_string())
+        .collect();
+    assert!(!in_run.is_empty());
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::write(
+        copy.join("MLproject"),
+        "name: copy\nentry_points:\n  main:\n    command: cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"\n",
+    )
+    .unwrap();
+    for input in [
+        format!("runs:/{run_id}/outputs"),
+        format!("{}/outputs", thumbnail_run["info"]["artifact_uri"].as_str().unwrap()),
+    ] {
+        let again = dir.path().join("again.yaml");
+        std::fs::write(
+            &again,
+            format!("name: again\nexperiment: {experiment}\ninput: {input}\nstages:\n  copy:\n    project: ./copy\n    partition: none\n"),
+        )
+        .unwrap();
+        let output =
+            concurrent(&["run", again.to_str().unwrap(), "--state-dir", "state"], &run_env, dir.path(), DEADLINE);
+        assert_eq!(output.status.code(), Some(0), "{input}: {}", describe(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let row: Vec<&str> = stdout.lines().find(|l| l.starts_with("copy ")).unwrap().split_whitespace().collect();
+        assert_eq!(row[7], in_run.len().to_string(), "{input}: objects in the shard run's outputs: {stdout}");
+    }
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_is_refused_before_anything_is_created() {
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dag = dir.path().join("dag.yaml");
+    std::fs::write(
+        &dag,
+        format!(
+            "name: nobucket\ninput: s3://no-such-bucket/raw\nstages:\n  a:\n    project: {}/thumbnail\n",
+            example_projects().display()
+        ),
+    )
+    .unwrap();
+    let env = s3.env();
+    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env.push(("NATS_URL", "nats://127.0.0.1:9"));
+    run_env.push(("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"));
+    let output = concurrent(&["run", dag.to_str().unwrap(), "--state-dir", "state"], &run_env, dir.path(), DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("input: s3://no-such-bucket/raw: "), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(!dir.path().join("state").exists(), "nothing created");
 }
