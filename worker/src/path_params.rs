@@ -22,7 +22,7 @@ pub enum PathParamError {
         uri: String,
         /// The cause.
         #[source]
-        source: ArtifactError,
+        source: Box<ArtifactError>,
     },
     /// Nothing is at the URI.
     #[error("path parameter '{name}': nothing found at {uri}")]
@@ -60,7 +60,8 @@ pub async fn download(
         if local_path(&uri).is_some() {
             continue;
         }
-        let fetch_err = |source| PathParamError::Fetch { name: name.clone(), uri: uri.clone(), source };
+        let fetch_err =
+            |source| PathParamError::Fetch { name: name.clone(), uri: uri.clone(), source: Box::new(source) };
         let listing = artifacts::list(&uri, mlflow).await.map_err(fetch_err)?;
         if listing.objects.is_empty() {
             return Err(PathParamError::Nothing { name: name.clone(), uri });

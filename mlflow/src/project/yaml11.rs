@@ -185,9 +185,9 @@ fn float(text: &str) -> Option<f64> {
     }
     let (negative, body) = split_sign(text);
     let sign = if negative { -1.0 } else { 1.0 };
-    if body.starts_with('.') {
+    if let Some(after_dot) = body.strip_prefix('.') {
         // `\.[0-9][0-9_]*([eE][-+][0-9]+)?`, without a sign.
-        if text.starts_with(['+', '-']) || !body[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        if text.starts_with(['+', '-']) || !after_dot.starts_with(|c: char| c.is_ascii_digit()) {
             return None;
         }
         return decimal(body).map(|f| sign * f);
