@@ -105,7 +105,11 @@ pub fn build(dir: &Path, project_dir: &Path, env: &PythonEnv, log: &mut std::fs:
         std::fs::write(&file, lines.join("\n") + "\n")
             .map_err(|source| UvError::Write { path: file.clone(), source })?;
         let mut install = uv();
-        install.args(["pip", "install", "--no-config", "--python"]).arg(&target).arg("-r").arg(&file);
+        install
+            .args(["pip", "install", "--no-config", "--compile-bytecode", "--python"])
+            .arg(&target)
+            .arg("-r")
+            .arg(&file);
         install.current_dir(project_dir);
         run_step(&format!("uv pip install ({name})"), install, log)?;
     }
