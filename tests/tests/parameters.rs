@@ -55,6 +55,15 @@ fn a_script_entry_point_takes_its_parameters_in_the_order_given() {
     );
     let recorded = run_dag(dir.path(), &dag, &nats);
     assert_eq!(recorded["args"], serde_json::json!(["--epochs", "3", "--name", "a b; echo no", "--lr", "0.1"]));
+    let validated = concurrent(&["validate", "dag.yaml"], &[], dir.path(), DEADLINE);
+    assert_eq!(validated.status.code(), Some(0), "{}", describe(&validated));
+    let stdout = String::from_utf8_lossy(&validated.stdout);
+    assert!(
+        stdout.contains(
+            "parameters not declared by entry point train.py, passed after its command: --epochs --name --lr"
+        ),
+        "validate lists them: {stdout}"
+    );
 }
 
 /// A `python -m http.server` serving `root` on a free loopback port, killed on drop.
