@@ -40,7 +40,7 @@ pub use error::{SpecError, SpecErrors};
 pub use model::{Dag, InputSource, Overrides, Partition, ProjectRef, Resources, Stage};
 pub use overrides::parse_override;
 pub use parse::MAX_STAGES;
-pub use project_ref::{FetchError, default_git_cache, fetch_git, parse_git};
+pub use project_ref::{FetchError, FetchedGit, default_git_cache, fetch_git, parse_git, without_credentials};
 pub use quantity::{is_quantity, quantity_value};
 pub use stage::{DEFAULT_ENTRY_POINT, DEFAULT_RETRIES, MAX_RETRIES};
 pub use uri::{INPUT_SCHEMES, parse_input};

@@ -54,6 +54,8 @@ pub struct Stage {
     /// `path` parameters (given or defaults) resolved to absolute local paths when the
     /// project is checked; a URI value is not here (the worker downloads it).
     pub resolved_parameters: BTreeMap<String, String>,
+    /// The commit of a git project, found when the project is fetched.
+    pub git_commit: Option<String>,
     /// Include globs (gitignore-like); empty = every object.
     pub include: Vec<String>,
     /// How the input is cut into shards.

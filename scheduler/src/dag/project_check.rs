@@ -10,7 +10,7 @@ use super::LoadOptions;
 use super::env_check::check_environment;
 use super::error::Errors;
 use super::model::{ProjectRef, Stage};
-use super::project_ref::fetch_git;
+use super::project_ref::{FetchedGit, fetch_git};
 use super::quote::{named, quote};
 use super::uri::normalize;
 use super::value::join;
@@ -19,7 +19,7 @@ use super::value::join;
 /// and each project directory's MLproject read once, however many stages use them.
 pub(crate) struct Projects<'a> {
     cache: &'a Path,
-    fetched: BTreeMap<(String, Option<String>), Result<PathBuf, String>>,
+    fetched: BTreeMap<(String, Option<String>), Result<FetchedGit, String>>,
     loaded: BTreeMap<PathBuf, Loaded>,
 }
 
@@ -32,7 +32,7 @@ impl<'a> Projects<'a> {
         Projects { cache, fetched: BTreeMap::new(), loaded: BTreeMap::new() }
     }
 
-    fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<PathBuf, String> {
+    fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<FetchedGit, String> {
         let cache = self.cache;
         self.fetched
             .entry((url.to_string(), rev.map(str::to_string)))
@@ -93,7 +93,10 @@ pub(crate) fn check_project(
             }
         },
         ProjectRef::Git { url, subdir, rev } => match projects.fetch(url, rev.as_deref()) {
-            Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
+            Ok(fetched) => {
+                stage.git_commit = Some(fetched.commit.clone());
+                fetched.root.join(subdir.as_deref().unwrap_or(""))
+            }
             Err(e) => return errors.push(project_place, e),
         },
     };

@@ -101,6 +101,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         parameter_order,
         undeclared_parameters: Vec::new(),
         resolved_parameters: BTreeMap::new(),
+        git_commit: None,
         include,
         partition,
         parallelism,

@@ -192,3 +192,53 @@ fn path_parameters_are_made_absolute_and_must_exist() {
         [format!("stages.a.parameters.data: no such file or directory: {}", root.join("p/data/missing.csv").display())]
     );
 }
+
+/// The stdout of `git args` in `dir`.
+fn git_out(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git").args(args).current_dir(dir).output().expect("git runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_tag_or_a_pinned_commit_in_the_cache_runs_without_the_remote() {
+    let root = tempfile::tempdir().unwrap();
+    let repo = root.path().join("repo");
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("MLproject"), "entry_points:\n  main:\n    command: \"true\"\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "v1"]);
+    git(&repo, &["tag", "-a", "v1", "-m", "v1"]);
+    let commit = git_out(&repo, &["rev-parse", "HEAD"]);
+    let url = url::Url::from_directory_path(&repo).unwrap().to_string();
+    let opts = LoadOptions { git_cache: cache.path().to_path_buf(), ..LoadOptions::default() };
+    let load = |rev: &str| {
+        let text = format!("name: t\ninput: none\nstages:\n  a:\n    project: {{git: \"{url}#@{rev}\"}}\n");
+        parse_dag_with(&text, Path::new("/nowhere"), &Overrides::default(), &opts)
+    };
+    let at_tag = load("v1").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(at_tag.stages["a"].git_commit.as_deref(), Some(commit.as_str()), "the tag's commit is recorded");
+    assert_eq!(load(&commit).unwrap().stages["a"].git_commit.as_deref(), Some(commit.as_str()));
+
+    // The remote is gone: the tag and the commit still run from the cache; a branch cannot.
+    std::fs::rename(&repo, root.path().join("moved")).unwrap();
+    let again = load("v1").unwrap_or_else(|e| panic!("the tag runs without the remote: {e}"));
+    assert_eq!(again.stages["a"].git_commit.as_deref(), Some(commit.as_str()));
+    assert_eq!(again.stages["a"].project_dir, at_tag.stages["a"].project_dir);
+    assert!(load(&commit).is_ok(), "the pinned commit runs without the remote");
+    let e = load("master").unwrap_err();
+    assert_eq!(e.0[0].place, "stages.a.project", "{e}");
+}
+
+#[test]
+fn credentials_in_a_git_url_never_reach_a_message() {
+    assert_eq!(without_credentials("https://user:s3cret@example.com/org/r.git"), "https://example.com/org/r.git");
+    assert_eq!(without_credentials("git@github.com:org/r.git"), "git@github.com:org/r.git");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = LoadOptions { git_cache: cache.path().to_path_buf(), ..LoadOptions::default() };
+    let text = "name: t\ninput: none\nstages:\n  a:\n    project: {git: \"https://user:s3cret@127.0.0.1:9/r.git\"}\n";
+    let e = parse_dag_with(text, Path::new("/nowhere"), &Overrides::default(), &opts).unwrap_err();
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+    assert!(e.to_string().contains("https://127.0.0.1:9/r.git"), "{e}");
+}
