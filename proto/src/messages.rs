@@ -56,7 +56,8 @@ pub struct StageSpec {
     /// Where the project came from, as the user wrote it (for `mlflow.source.name`).
     pub project_source: String,
     pub entry_point: String,
-    /// Stage parameters as given in the DAG file and on the command line.
+    /// Stage parameters as given in the DAG file and on the command line, with local `path`
+    /// parameters (given or defaults) made absolute.
     pub parameters: BTreeMap<String, String>,
     /// `None` runs without MLflow (`--tracking none`).
     pub tracking: Option<TrackingTarget>,
@@ -72,6 +73,16 @@ pub struct StageSpec {
     /// Absent in descriptions written before it existed.
     #[serde(default)]
     pub log_limit: Option<u64>,
+    /// MLflow's `--env-manager` name chosen for the stage (`local`, `virtualenv`, `uv`,
+    /// `conda`); `None`: the project's own environment. Absent in descriptions written before
+    /// it existed.
+    #[serde(default)]
+    pub env_manager: Option<String>,
+    /// The names of `parameters` in the order the user gave them: those the entry point does
+    /// not declare follow the command as `--key value` in this order. Absent in descriptions
+    /// written before it existed (then by name).
+    #[serde(default)]
+    pub parameter_order: Vec<String>,
 }
 
 /// The log cap of an attempt when the stage sets none: 64 MiB.

@@ -5,7 +5,7 @@ use concurrent_mlflow::artifacts::SkippedLink;
 use concurrent_mlflow::object_path::ObjectPath;
 use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
 
-use crate::dag::{Dag, ProjectRef, Stage};
+use crate::dag::{Dag, ProjectRef, Stage, without_credentials};
 
 /// The tag of the experiments Concurrent creates: MLflow 3's UI then opens them on their runs
 /// table rather than its GenAI overview.
@@ -80,9 +80,9 @@ impl RunTree {
     ) -> Result<TrackedRun, MlflowError> {
         let source = match &stage.project {
             ProjectRef::Local(path) => path.display().to_string(),
-            ProjectRef::Git { url, .. } => url.clone(),
+            ProjectRef::Git { url, .. } => without_credentials(url),
         };
-        let tags = vec![
+        let mut tags = vec![
             ("mlflow.parentRunId".to_string(), parent_run_id.to_string()),
             ("concurrent.run_id".to_string(), run_id.to_string()),
             ("concurrent.stage".to_string(), stage.name.clone()),
@@ -90,6 +90,13 @@ impl RunTree {
             ("mlflow.source.type".to_string(), "PROJECT".to_string()),
             ("mlflow.project.entryPoint".to_string(), stage.entry_point.clone()),
         ];
+        if let (ProjectRef::Git { url, .. }, Some(commit)) = (&stage.project, &stage.git_commit) {
+            // As `mlflow run` tags a run of a git project.
+            let url = without_credentials(url);
+            tags.push(("mlflow.source.git.commit".to_string(), commit.clone()));
+            tags.push(("mlflow.source.git.repoURL".to_string(), url.clone()));
+            tags.push(("mlflow.gitRepoURL".to_string(), url));
+        }
         let info = self.client.create_run(experiment_id, &stage.name, &tags).await?;
         let params: Vec<Param> =
             stage.parameters.iter().map(|(key, value)| Param { key: key.clone(), value: value.clone() }).collect();

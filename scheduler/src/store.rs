@@ -71,6 +71,9 @@ pub struct RunRecord {
     /// runs submitted with uploaded projects.
     #[serde(default)]
     pub project_dirs: std::collections::BTreeMap<String, String>,
+    /// `--env-manager`, when given.
+    #[serde(default)]
+    pub env_manager_override: Option<String>,
 }
 
 impl RunRecord {
@@ -95,6 +98,7 @@ impl RunRecord {
                 crate::dag::InputSource::None => "none".to_string(),
             }),
             parameter_overrides: overrides.parameters,
+            env_manager_override: overrides.env_manager,
             tracking,
             status: RunStatus::Running,
             created_ms: crate::run_tree::now_ms(),
@@ -344,6 +348,7 @@ mod tests {
                 submitted_by: Some("alice".into()),
                 priority: None,
                 project_dirs: Default::default(),
+                env_manager_override: None,
             };
             store.put_run(&run).unwrap();
             store.put_stage("r1", "a", &stage_record()).unwrap();

@@ -5,6 +5,7 @@ pub mod mlflow_server;
 pub mod names;
 pub mod nats_server;
 pub mod oci_registry;
+pub mod s3_server;
 
 use std::path::PathBuf;
 

@@ -49,6 +49,10 @@ pub struct MlflowServer {
     watchdog_stdin: Option<ChildStdin>,
     watchdog: Child,
     mlflow: PathBuf,
+    /// How the server keeps artifacts (its command-line options) and what it adds to its
+    /// environment.
+    artifacts: Vec<String>,
+    env: Vec<(String, String)>,
     /// Watchdogs of servers started by [`MlflowServer::restart`], stopped on drop like the first.
     restarted: Vec<(Option<ChildStdin>, Child)>,
 }
@@ -57,6 +61,18 @@ impl MlflowServer {
     /// Starts a server on a free port with a sqlite store and proxied artifacts in a temp dir,
     /// and waits (at most 60 s) until `GET /health` answers.
     pub fn start() -> anyhow::Result<MlflowServer> {
+        MlflowServer::start_with(None, &[])
+    }
+
+    /// Starts a server whose new experiments keep their artifacts under `root` (an object
+    /// store URI such as `s3://bucket/mlflow`), read and written by clients directly
+    /// (`--no-serve-artifacts`); `env` is added to the server's environment (the store's
+    /// endpoint and credentials).
+    pub fn start_with_artifact_root(root: &str, env: &[(&str, String)]) -> anyhow::Result<MlflowServer> {
+        MlflowServer::start_with(Some(root), env)
+    }
+
+    fn start_with(artifact_root: Option<&str>, env: &[(&str, String)]) -> anyhow::Result<MlflowServer> {
         let mlflow = find_mlflow()?;
         // The watchdog removes the dir itself (statics are never dropped), so keep it.
         let dir = tempfile::Builder::new()
@@ -65,9 +81,18 @@ impl MlflowServer {
             .context("creating the MLflow server dir")?
             .keep();
         let port = free_port()?;
-        let mut watchdog = spawn_watchdog(&mlflow, &dir, port)?;
+        let artifacts = match artifact_root {
+            Some(root) => {
+                vec!["--no-serve-artifacts".to_string(), "--default-artifact-root".to_string(), root.to_string()]
+            }
+            None => vec!["--artifacts-destination".to_string(), dir.join("artifacts").display().to_string()],
+        };
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut watchdog = spawn_watchdog(&mlflow, &dir, port, &artifacts, &env)?;
         let watchdog_stdin = watchdog.stdin.take();
         let mut server = MlflowServer {
+            artifacts,
+            env,
             uri: format!("http://127.0.0.1:{port}"),
             port,
             dir,
@@ -106,7 +131,7 @@ impl MlflowServer {
         if is_healthy(self.port) {
             self.kill()?;
         }
-        let mut watchdog = spawn_watchdog(&self.mlflow, &self.dir, self.port)?;
+        let mut watchdog = spawn_watchdog(&self.mlflow, &self.dir, self.port, &self.artifacts, &self.env)?;
         let stdin = watchdog.stdin.take();
         self.restarted.push((stdin, watchdog));
         self.wait_ready()
@@ -167,17 +192,23 @@ impl Drop for MlflowServer {
 }
 
 /// Starts a watchdog that runs `mlflow server` on `port` with its store and artifacts in `dir`.
-fn spawn_watchdog(mlflow: &Path, dir: &Path, port: u16) -> anyhow::Result<Child> {
+fn spawn_watchdog(
+    mlflow: &Path,
+    dir: &Path,
+    port: u16,
+    artifacts: &[String],
+    env: &[(String, String)],
+) -> anyhow::Result<Child> {
     let backend = format!("sqlite:///{}", dir.join("mlflow.db").display());
-    let artifacts = dir.join("artifacts");
     Command::new("sh")
         .arg("-c")
         .arg(WATCHDOG)
         .arg(mlflow)
         .arg(dir)
         .args(["server", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--backend-store-uri", &backend, "--artifacts-destination"])
-        .arg(&artifacts)
+        .args(["--backend-store-uri", &backend])
+        .args(artifacts)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .args(["--workers", "1"])
         .env("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         .env("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -232,7 +263,6 @@ fn is_healthy(port: u16) -> bool {
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.") && head[8..].starts_with(b" 200")
 }
 
-/// A loopback port that was free a moment ago.
 /// The last `n` lines of `text`.
 fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

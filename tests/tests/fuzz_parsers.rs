@@ -243,7 +243,9 @@ fn overrides() -> BoxedStrategy<Overrides> {
     let param = (string_of(STAGES), string_of(&["size", "ratio", "nope", "width"]), text()).prop_map(|(s, p, v)| {
         (s.as_str().unwrap_or_default().to_string(), p.as_str().unwrap_or_default().to_string(), v)
     });
-    (input, prop::collection::vec(param, 0..3)).prop_map(|(input, parameters)| Overrides { input, parameters }).boxed()
+    (input, prop::collection::vec(param, 0..3))
+        .prop_map(|(input, parameters)| Overrides { input, parameters, env_manager: None })
+        .boxed()
 }
 
 /// Parses DAG text with every error required to name a place and say something.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use async_nats::jetstream;
+use concurrent_mlflow::environment::cache::EnvCache;
 use concurrent_mlflow::project::{EntryPoint, ParamError};
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RetryPolicy, RunStatus};
 use concurrent_proto::lease::lease_path;
@@ -18,12 +19,14 @@ use tracing::Instrument;
 
 use crate::entry_point::{self, EntryPointError, Exit, Invocation, LeaseSlot};
 use crate::env::{command_parameters, entry_point_env};
+use crate::environment::{self, EnvBuildError, StageEnv};
 use crate::heartbeat::with_heartbeats;
 use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
 use concurrent_proto::timing;
 
 use crate::outputs::{self, OutputError};
+use crate::path_params::{self, PathParamError};
 use crate::queue::{self, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
@@ -79,6 +82,10 @@ pub struct Stage {
     pub project_dir: PathBuf,
     /// The entry point to run.
     pub entry_point: EntryPoint,
+    /// The environment it runs in.
+    pub env: StageEnv,
+    /// The machine's cache of built environments.
+    pub env_cache: EnvCache,
     /// The MLflow clients, when tracking is on.
     pub tracking: Option<Tracking>,
     /// Who this worker is.
@@ -112,6 +119,10 @@ enum AttemptError {
     Materialize(#[from] MaterializeError),
     #[error("rendering the entry point command")]
     Render(#[from] ParamError),
+    #[error(transparent)]
+    PathParameter(#[from] PathParamError),
+    #[error("preparing the project's environment (the build's output is in the attempt's log)")]
+    Environment(#[from] EnvBuildError),
     #[error("running the entry point")]
     EntryPoint(#[from] EntryPointError),
     #[error("collecting the outputs")]
@@ -133,10 +144,12 @@ impl AttemptError {
         match self {
             AttemptError::Materialize(e) => e.is_permanent(),
             AttemptError::Outputs(e) => e.is_permanent(),
+            AttemptError::PathParameter(e) => e.is_permanent(),
             AttemptError::Render(_) | AttemptError::NoOutputRoot(_) => true,
             AttemptError::Prepare { .. }
             | AttemptError::StartRun(_)
             | AttemptError::EntryPoint(_)
+            | AttemptError::Environment(_)
             | AttemptError::Upload(_)
             | AttemptError::FinishRun(_) => false,
         }
@@ -394,8 +407,19 @@ async fn run_body(
     let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
     let entries = until_stopped(cancel, fetch).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
     stats.bytes_in = entries.iter().map(|e| e.size).sum();
-    let command = stage.entry_point.render_command(parameters).map_err(AttemptError::from)?;
-    let env = entry_point_env(&stage.spec, shard, attempt, layout, run.map(|r| r.run_id.as_str()));
+    let mut parameters = parameters.clone();
+    let params_dir = layout.root.join("params");
+    let download = path_params::download(&stage.entry_point, &mut parameters, &params_dir, stage.mlflow());
+    until_stopped(cancel, download).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
+    let command = stage
+        .entry_point
+        .render_command_in_order(&parameters, &stage.spec.parameter_order)
+        .map_err(AttemptError::from)?;
+    let mut env = entry_point_env(&stage.spec, shard, attempt, layout, run.map(|r| r.run_id.as_str()));
+    let prepare = stage.env.prepare(&stage.env_cache, &stage.project_dir, &layout.log);
+    if let Some(built) = until_stopped(cancel, prepare).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)? {
+        environment::activate(&built, &mut env);
+    }
     let invocation = Invocation {
         command: &command,
         cwd: &stage.project_dir,

@@ -27,6 +27,8 @@ pub struct Config {
     pub work_dir: PathBuf,
     /// Where unpacked project snapshots are kept, one directory per content hash.
     pub cache_dir: PathBuf,
+    /// The machine's cache of built environments (`python_env`, `conda_env`).
+    pub env_cache: PathBuf,
     /// Keep the attempt directory of a failed attempt (for debugging).
     pub keep_failed: bool,
     /// Stop as on SIGTERM when standard input closes: the process that started this worker

@@ -94,6 +94,8 @@ mod tests {
             max_attempts: 3,
             shards: 10,
             log_limit: None,
+            env_manager: None,
+            parameter_order: Vec::new(),
         }
     }
 

@@ -62,6 +62,7 @@ pub mod attempt;
 pub mod config;
 pub mod entry_point;
 pub mod env;
+pub mod environment;
 pub mod heartbeat;
 pub mod idle;
 pub mod layout;
@@ -69,6 +70,7 @@ pub mod link;
 pub mod log_cap;
 pub mod materialize;
 pub mod outputs;
+pub mod path_params;
 pub mod queue;
 pub mod report;
 pub mod shard_run;
@@ -76,6 +78,7 @@ pub mod snapshot_cache;
 
 use std::time::Duration;
 
+use concurrent_mlflow::environment::cache::EnvCache;
 use concurrent_mlflow::project::{MlProject, ProjectError};
 use concurrent_mlflow::tracking::MlflowError;
 use tokio_util::sync::CancellationToken;
@@ -83,6 +86,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use crate::attempt::{Stage, Tracking};
+use crate::environment::{EnvSetupError, StageEnv};
 use crate::idle::IdleClock;
 use crate::layout::AttemptLayout;
 use crate::link::Link;
@@ -103,6 +107,9 @@ pub enum WorkerError {
     /// The project or its entry point is not usable.
     #[error("loading the stage's MLproject")]
     Project(#[from] ProjectError),
+    /// The project's environment cannot be chosen or read.
+    #[error("choosing the stage's environment")]
+    Environment(#[from] EnvSetupError),
     /// The MLflow client could not be set up.
     #[error("setting up the MLflow client")]
     Mlflow(#[from] MlflowError),
@@ -119,6 +126,7 @@ impl WorkerError {
             WorkerError::Queue(QueueError::Connect(_)) => 3,
             WorkerError::Queue(QueueError::NoStageSpec { .. } | QueueError::BadStageSpec { .. })
             | WorkerError::Project(_)
+            | WorkerError::Environment(_)
             | WorkerError::Snapshot(SnapshotError::BadKey(_)) => 2,
             _ => 1,
         }
@@ -151,8 +159,9 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     };
     let spec = queue::read_stage_spec(&js, &config.run_id, &config.stage).await?;
     let project_dir = snapshot_cache::ensure(&js, &spec.project_snapshot, &config.cache_dir).await?;
-    let project = MlProject::load(&project_dir)?;
+    let project = MlProject::open(&project_dir)?;
     let entry_point = project.entry_point(&project_dir, &spec.entry_point)?;
+    let env = StageEnv::choose(&project.env, spec.env_manager.as_deref(), &project_dir)?;
     let tracking = spec.tracking.as_ref().map(|t| Tracking::new(&t.uri)).transpose()?;
     tracing::info!(
         run = %spec.run_id, stage = %spec.stage, entry_point = %entry_point.name,
@@ -162,6 +171,8 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         spec,
         project_dir,
         entry_point,
+        env,
+        env_cache: EnvCache::new(&config.env_cache),
         tracking,
         who: WorkerIdentity { worker: config.worker_id.clone(), cluster: config.cluster.clone() },
         work_dir: config.work_dir.clone(),

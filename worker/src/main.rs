@@ -48,6 +48,10 @@ struct Cli {
     /// Directory of unpacked project snapshots [default: <tmp>/concurrent-projects].
     #[arg(long)]
     cache_dir: Option<PathBuf>,
+    /// The machine's cache of built project environments, shared by its workers
+    /// [default: $CONCURRENT_ENV_CACHE, else $XDG_CACHE_HOME/concurrent/envs, else ~/.cache/concurrent/envs].
+    #[arg(long)]
+    env_cache: Option<PathBuf>,
     /// Keep the directory of a failed attempt (as `<run>/<stage>/<shard>-a<attempt>`), for debugging.
     #[arg(long)]
     keep_failed: bool,
@@ -115,6 +119,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         connect_timeout: cli.connect_timeout,
         work_dir,
         cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),
+        env_cache: cli.env_cache.unwrap_or_else(concurrent_mlflow::environment::cache::default_root),
         keep_failed: cli.keep_failed,
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
     };

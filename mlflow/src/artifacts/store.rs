@@ -28,17 +28,30 @@ pub(crate) enum TransferError {
 
 /// The store holding `url` and the path of `url` in it.
 pub(crate) fn open(url: &Url) -> Result<(Arc<dyn ObjectStore>, Path), object_store::Error> {
-    let (store, path) = object_store::parse_url_opts(url, env_options())?;
+    let mut options = env_options();
+    if url.scheme() == "http" {
+        // A plain `http://` URL is what the user asked for.
+        options.push(("allow_http".into(), "true".into()));
+    }
+    let (store, path) = object_store::parse_url_opts(url, options)?;
     Ok((Arc::from(store), path))
 }
 
 /// Store options from the environment; `MLFLOW_S3_ENDPOINT_URL` (MinIO and friends, as MLflow
-/// reads it) becomes the S3 endpoint when `AWS_ENDPOINT_URL` is unset.
+/// reads it) becomes the S3 endpoint when `AWS_ENDPOINT_URL` is unset; an `http://` endpoint
+/// is allowed as given (boto3 allows it).
 fn env_options() -> Vec<(String, String)> {
     let mut options: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
+    let allow_http_set = std::env::var_os("AWS_ALLOW_HTTP").is_some();
+    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL")
+        && endpoint.starts_with("http://")
+        && !allow_http_set
+    {
+        options.push(("aws_allow_http".into(), "true".into()));
+    }
     if let (None, Ok(endpoint)) = (std::env::var_os("AWS_ENDPOINT_URL"), std::env::var("MLFLOW_S3_ENDPOINT_URL")) {
         if endpoint.starts_with("http://") {
             options.push(("aws_allow_http".into(), "true".into()));

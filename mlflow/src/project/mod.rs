@@ -10,6 +10,7 @@ mod params;
 mod render;
 pub mod snapshot;
 mod spec;
+mod yaml11;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -18,8 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::yaml_limits::{self, ReadError};
 
-pub use params::{ParamError, ParamType, Parameter};
+pub use params::{ParamError, ParamType, Parameter, local_path, url_scheme};
 pub use render::shell_quote;
+pub(crate) use spec::python_str;
 
 /// Parameters the worker fills itself when an entry point declares them (DESIGN §3).
 pub const FILLED_PARAMETERS: [&str; 3] = ["input_dir", "output_dir", "manifest"];
@@ -29,6 +31,10 @@ pub const MLPROJECT_FILE_NAME: &str = "MLproject";
 
 /// The conda file MLflow uses when the MLproject declares no environment.
 pub const DEFAULT_CONDA_FILE_NAME: &str = "conda.yaml";
+
+/// The `python_env` file MLflow uses when the MLproject declares no environment (it comes
+/// before [`DEFAULT_CONDA_FILE_NAME`]).
+pub const DEFAULT_PYTHON_ENV_FILE_NAME: &str = "python_env.yaml";
 
 /// A parsed MLproject file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,8 +163,9 @@ fn list_or_none(names: &[String]) -> String {
 impl MlProject {
     /// Reads the MLproject file of `dir` (name matched case-insensitively, like MLflow).
     ///
-    /// Like MLflow, a project without a declared environment that has a `conda.yaml` gets
-    /// [`ProjectEnv::CondaEnv`], and a `python_env`/`conda_env` file must exist.
+    /// Like MLflow, a project without a declared environment that has a `python_env.yaml`
+    /// gets [`ProjectEnv::PythonEnv`], else with a `conda.yaml` [`ProjectEnv::CondaEnv`];
+    /// a `python_env`/`conda_env` file named must exist.
     pub fn load(dir: &Path) -> Result<MlProject, ProjectError> {
         let path = find_mlproject(dir)?.ok_or_else(|| ProjectError::NotFound { dir: dir.to_path_buf() })?;
         let bytes = yaml_limits::read_file(&path).map_err(|error| match error {
@@ -178,12 +185,25 @@ impl MlProject {
             ProjectEnv::CondaEnv(file) if !is_project_file(dir, file) => {
                 return Err(env_missing(&origin, "conda_env", file));
             }
-            ProjectEnv::Local if dir.join(DEFAULT_CONDA_FILE_NAME).is_file() => {
-                project.env = ProjectEnv::CondaEnv(DEFAULT_CONDA_FILE_NAME.to_owned());
-            }
+            ProjectEnv::Local => project.env = default_env(dir),
             _ => {}
         }
         Ok(project)
+    }
+
+    /// The project at `dir`: its MLproject file, or, in a directory without one, a project
+    /// whose entry points are its `.py` and `.sh` files, as `mlflow run` treats it.
+    pub fn open(dir: &Path) -> Result<MlProject, ProjectError> {
+        match MlProject::load(dir) {
+            Err(ProjectError::NotFound { .. }) => Ok(MlProject::without_file(dir)),
+            other => other,
+        }
+    }
+
+    /// The project of a directory without an MLproject file: no declared entry points, the
+    /// environment of a `python_env.yaml` or `conda.yaml` found there.
+    pub fn without_file(dir: &Path) -> MlProject {
+        MlProject { name: None, env: default_env(dir), entry_points: BTreeMap::new() }
     }
 
     /// Parses MLproject text; `origin` (e.g. the file's path) starts every error message.
@@ -253,6 +273,18 @@ fn is_project_file(dir: &Path, name: &str) -> bool {
     let path = Path::new(name);
     let inside = path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     inside && dir.join(path).is_file()
+}
+
+/// The environment MLflow gives a project that declares none: `python_env.yaml`, then
+/// `conda.yaml`, found in the project directory.
+fn default_env(dir: &Path) -> ProjectEnv {
+    if dir.join(DEFAULT_PYTHON_ENV_FILE_NAME).is_file() {
+        ProjectEnv::PythonEnv(DEFAULT_PYTHON_ENV_FILE_NAME.to_owned())
+    } else if dir.join(DEFAULT_CONDA_FILE_NAME).is_file() {
+        ProjectEnv::CondaEnv(DEFAULT_CONDA_FILE_NAME.to_owned())
+    } else {
+        ProjectEnv::Local
+    }
 }
 
 fn env_missing(origin: &str, key: &'static str, file: &str) -> ProjectError {

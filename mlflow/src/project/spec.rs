@@ -26,6 +26,8 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<MlProject, ProjectError>
     }
     let doc: Value =
         serde_yaml::from_str(text).map_err(|source| ProjectError::Yaml { origin: origin.to_owned(), source })?;
+    // Read again as MLflow's PyYAML reads it (YAML 1.1 scalars).
+    let doc = super::yaml11::load(text).unwrap_or(doc);
     let at = Places { origin };
     let top = match doc {
         Value::Mapping(map) => map,
@@ -192,7 +194,7 @@ fn kind(value: &Value) -> &'static str {
 }
 
 /// A YAML scalar as Python's `str()` prints what PyYAML loads; `None` for non-scalars.
-pub(super) fn python_str(value: &Value) -> Option<String> {
+pub(crate) fn python_str(value: &Value) -> Option<String> {
     match value {
         Value::Null => Some("None".to_owned()),
         Value::Bool(true) => Some("True".to_owned()),

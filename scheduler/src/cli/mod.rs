@@ -215,13 +215,17 @@ pub struct DagArgs {
     /// Sets a stage parameter, e.g. `-P thumbnails.size=64` (repeatable).
     #[arg(short = 'P', value_name = "STAGE.PARAM=VALUE")]
     pub parameters: Vec<String>,
+    /// Runs every stage with this environment manager, as `mlflow run --env-manager`:
+    /// `local`, `virtualenv`, `uv` or `conda` (replaces the stages' `env_manager`).
+    #[arg(long, value_name = "MANAGER")]
+    pub env_manager: Option<String>,
 }
 
 impl DagArgs {
     /// The overrides given on the command line.
     pub fn overrides(&self) -> Result<Overrides, SpecError> {
         let parameters = self.parameters.iter().map(|p| parse_override(p)).collect::<Result<_, _>>()?;
-        Ok(Overrides { input: self.input.clone(), parameters })
+        Ok(Overrides { input: self.input.clone(), parameters, env_manager: self.env_manager.clone() })
     }
 }
 

@@ -94,7 +94,11 @@ pub async fn resume(args: ResumeArgs) -> u8 {
 
 /// The DAG as it was submitted, with the same overrides.
 fn reload_dag(record: &RunRecord) -> Result<Dag, u8> {
-    let overrides = Overrides { input: record.input_override.clone(), parameters: record.parameter_overrides.clone() };
+    let overrides = Overrides {
+        input: record.input_override.clone(),
+        parameters: record.parameter_overrides.clone(),
+        env_manager: record.env_manager_override.clone(),
+    };
     parse_dag(&record.dag_text, std::path::Path::new(&record.base_dir), &overrides).map_err(|errors| {
         say!("error: the DAG of run {} no longer validates:", record.run_id);
         for error in &errors.0 {

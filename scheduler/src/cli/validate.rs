@@ -44,6 +44,14 @@ pub async fn validate(args: DagArgs) -> u8 {
             stage.parallelism,
             stage.retries
         );
+        if !stage.undeclared_parameters.is_empty() {
+            let passed: Vec<String> = stage.undeclared_parameters.iter().map(|name| format!("--{name}")).collect();
+            out!(
+                "     parameters not declared by entry point {}, passed after its command: {}",
+                stage.entry_point,
+                passed.join(" ")
+            );
+        }
     }
     EXIT_OK
 }

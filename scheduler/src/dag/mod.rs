@@ -12,6 +12,7 @@
 //! is refused rather than read.
 
 mod duration;
+mod env_check;
 mod error;
 mod model;
 mod overrides;
@@ -39,7 +40,7 @@ pub use error::{SpecError, SpecErrors};
 pub use model::{Dag, InputSource, Overrides, Partition, ProjectRef, Resources, Stage};
 pub use overrides::parse_override;
 pub use parse::MAX_STAGES;
-pub use project_ref::{FetchError, default_git_cache, fetch_git, parse_git};
+pub use project_ref::{FetchError, FetchedGit, default_git_cache, fetch_git, parse_git, without_credentials};
 pub use quantity::{is_quantity, quantity_value};
 pub use stage::{DEFAULT_ENTRY_POINT, DEFAULT_RETRIES, MAX_RETRIES};
 pub use uri::{INPUT_SCHEMES, parse_input};
@@ -55,6 +56,9 @@ pub struct LoadOptions {
     /// When set, a local project that was not uploaded must lie inside this directory (the
     /// root a service operator allowed); `None` allows any (the command line).
     pub local_root: Option<PathBuf>,
+    /// Whether the executor runs stages in their project's `docker_env` image (Kubernetes);
+    /// the local executor does not, and refuses `docker_env` projects.
+    pub runs_images: bool,
 }
 
 impl Default for LoadOptions {
@@ -63,6 +67,7 @@ impl Default for LoadOptions {
             git_cache: default_git_cache(),
             project_dirs: std::collections::BTreeMap::new(),
             local_root: None,
+            runs_images: false,
         }
     }
 }

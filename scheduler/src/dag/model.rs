@@ -4,6 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use concurrent_mlflow::environment::EnvManager;
+
 /// A validated DAG file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dag {
@@ -43,6 +45,17 @@ pub struct Stage {
     pub entry_point: String,
     /// Parameters as given in the file and by `-P`, stringified; defaults not applied.
     pub parameters: BTreeMap<String, String>,
+    /// The names of `parameters` in the order given (the file's, then `-P`'s): undeclared
+    /// ones are passed as `--key value` in this order.
+    pub parameter_order: Vec<String>,
+    /// The given parameters the entry point does not declare, in the order given (filled
+    /// when the project is checked).
+    pub undeclared_parameters: Vec<String>,
+    /// `path` parameters (given or defaults) resolved to absolute local paths when the
+    /// project is checked; a URI value is not here (the worker downloads it).
+    pub resolved_parameters: BTreeMap<String, String>,
+    /// The commit of a git project, found when the project is fetched.
+    pub git_commit: Option<String>,
     /// Include globs (gitignore-like); empty = every object.
     pub include: Vec<String>,
     /// How the input is cut into shards.
@@ -67,6 +80,9 @@ pub struct Stage {
     pub fail_on_empty: bool,
     /// Most bytes of an attempt's log kept (head and tail); `None` = the default, 64 MiB.
     pub log_limit: Option<u64>,
+    /// `env_manager:` (or `--env-manager`): MLflow's environment manager for the stage;
+    /// `None` lets the project choose.
+    pub env_manager: Option<EnvManager>,
 }
 
 /// Where a stage's MLproject comes from, as written in the DAG file.
@@ -168,6 +184,18 @@ pub struct Overrides {
     pub input: Option<String>,
     /// `(stage, parameter, value)` triples, applied in order (the last one wins).
     pub parameters: Vec<(String, String, String)>,
+    /// `--env-manager`: replaces every stage's `env_manager`.
+    pub env_manager: Option<String>,
+}
+
+impl Stage {
+    /// The parameters the entry point is run with: as given, with local `path` parameters
+    /// (given or defaults) made absolute.
+    pub fn command_parameters(&self) -> BTreeMap<String, String> {
+        let mut parameters = self.parameters.clone();
+        parameters.extend(self.resolved_parameters.iter().map(|(k, v)| (k.clone(), v.clone())));
+        parameters
+    }
 }
 
 impl Dag {

@@ -1,6 +1,7 @@
 //! From DAG text to a validated [`Dag`]: the YAML/JSON syntax, the top-level fields, the
 //! overrides, then the stage, graph and project rules. Every error found is returned.
 
+use concurrent_mlflow::environment::EnvManager;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::LazyLock;
@@ -102,6 +103,12 @@ pub(crate) fn parse(
     f.finish(&mut errors);
 
     let param_places = apply_parameters(&mut errors, &mut stages, &names, overrides);
+    if let Some(name) = &overrides.env_manager {
+        match EnvManager::from_name(name) {
+            Ok(manager) => stages.values_mut().for_each(|stage| stage.env_manager = Some(manager)),
+            Err(e) => errors.push("--env-manager", e.to_string()),
+        }
+    }
     check_graph(&mut errors, &stages, &names, input.as_ref());
     let mut projects = Projects::new(&options.git_cache);
     for stage in stages.values_mut() {
@@ -136,6 +143,9 @@ fn apply_parameters(
         match stages.get_mut(stage) {
             Some(s) => {
                 s.parameters.insert(param.clone(), value.clone());
+                if !s.parameter_order.contains(param) {
+                    s.parameter_order.push(param.clone());
+                }
                 places.entry(stage.clone()).or_default().insert(param.clone(), place);
             }
             None if names.contains(stage) => {} // the stage has errors of its own

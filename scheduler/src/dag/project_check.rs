@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use concurrent_mlflow::project::{MlProject, ProjectError};
+use concurrent_mlflow::project::{MlProject, ParamType, ProjectError, find_mlproject, local_path};
 
 use super::LoadOptions;
+use super::env_check::check_environment;
 use super::error::Errors;
 use super::model::{ProjectRef, Stage};
-use super::project_ref::fetch_git;
+use super::project_ref::{FetchedGit, fetch_git};
 use super::quote::{named, quote};
 use super::uri::normalize;
 use super::value::join;
@@ -18,7 +19,7 @@ use super::value::join;
 /// and each project directory's MLproject read once, however many stages use them.
 pub(crate) struct Projects<'a> {
     cache: &'a Path,
-    fetched: BTreeMap<(String, Option<String>), Result<PathBuf, String>>,
+    fetched: BTreeMap<(String, Option<String>), Result<FetchedGit, String>>,
     loaded: BTreeMap<PathBuf, Loaded>,
 }
 
@@ -31,7 +32,7 @@ impl<'a> Projects<'a> {
         Projects { cache, fetched: BTreeMap::new(), loaded: BTreeMap::new() }
     }
 
-    fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<PathBuf, String> {
+    fn fetch(&mut self, url: &str, rev: Option<&str>) -> Result<FetchedGit, String> {
         let cache = self.cache;
         self.fetched
             .entry((url.to_string(), rev.map(str::to_string)))
@@ -55,7 +56,7 @@ fn load_project(dir: &Path) -> Loaded {
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     match MlProject::load(&dir) {
         Ok(project) => Ok((dir, project)),
-        Err(ProjectError::NotFound { dir }) => Err(format!("no MLproject file in {}", dir.display())),
+        Err(ProjectError::NotFound { .. }) => Ok((dir.clone(), MlProject::without_file(&dir))),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -92,7 +93,10 @@ pub(crate) fn check_project(
             }
         },
         ProjectRef::Git { url, subdir, rev } => match projects.fetch(url, rev.as_deref()) {
-            Ok(root) => root.join(subdir.as_deref().unwrap_or("")),
+            Ok(fetched) => {
+                stage.git_commit = Some(fetched.commit.clone());
+                fetched.root.join(subdir.as_deref().unwrap_or(""))
+            }
             Err(e) => return errors.push(project_place, e),
         },
     };
@@ -101,9 +105,21 @@ pub(crate) fn check_project(
         Err(message) => return errors.push(project_place, message.clone()),
     };
     stage.project_dir = dir.clone();
+    check_environment(errors, stage, dir, &project.env, options);
     let entry_place = join(&place, "entry_point");
     let entry = match project.entry_point(dir, &stage.entry_point) {
         Ok(entry) => entry,
+        Err(ProjectError::NoEntryPoint { .. }) if matches!(find_mlproject(dir), Ok(None)) => {
+            return errors.push(
+                project_place,
+                format!(
+                    "no MLproject file in {}, and entry point {} is not a .py or .sh file of it (a project without \
+                     an MLproject runs its scripts, e.g. entry_point: train.py)",
+                    dir.display(),
+                    named(&stage.entry_point)
+                ),
+            );
+        }
         Err(ProjectError::NoEntryPoint { declared, .. }) => {
             let declared = if declared.is_empty() { "none".to_string() } else { declared.join(", ") };
             return errors.push(
@@ -121,22 +137,17 @@ pub(crate) fn check_project(
     let before = errors.0.len();
     let param_place =
         |name: &str| param_places.get(name).cloned().unwrap_or_else(|| join(&join(&place, "parameters"), name));
-    let declared = || {
-        let names: Vec<&str> = entry.parameters.keys().map(String::as_str).collect();
-        if names.is_empty() { "none".to_string() } else { names.join(", ") }
-    };
     for (name, value) in &stage.parameters {
-        match entry.parameters.get(name) {
-            None => errors.push(
-                param_place(name),
-                format!("unknown parameter of entry point {} (declared: {})", named(&stage.entry_point), declared()),
-            ),
-            Some(param) => {
-                if let Err(e) = param.check_value(name, value) {
-                    errors.push(param_place(name), bad_value_message(&e));
-                }
-            }
+        if let Some(param) = entry.parameters.get(name)
+            && let Err(e) = param.check_value(name, value)
+        {
+            errors.push(param_place(name), bad_value_message(&e));
         }
+    }
+    stage.undeclared_parameters =
+        entry.undeclared(&stage.parameters, &stage.parameter_order).into_iter().map(|(n, _)| n.to_string()).collect();
+    if errors.0.len() == before {
+        resolve_paths(errors, stage, &entry, base_dir, &param_place);
     }
     let filled = entry.filled_parameters();
     for (name, param) in &entry.parameters {
@@ -156,6 +167,37 @@ pub(crate) fn check_project(
         && let Err(e) = entry.check_parameters(&stage.parameters, &filled)
     {
         errors.push(entry_place, format!("entry point {} cannot be used: {e}", named(&stage.entry_point)));
+    }
+}
+
+/// Resolves the stage's `path` parameters (given, or defaults) as `mlflow run` does: a local
+/// path (no scheme, or a `file:` URI without a host) is made absolute against `base_dir` and
+/// must exist; a URI is left for the worker to download. Resolved values go to
+/// `stage.resolved_parameters`.
+fn resolve_paths(
+    errors: &mut Errors,
+    stage: &mut Stage,
+    entry: &concurrent_mlflow::project::EntryPoint,
+    base_dir: &Path,
+    param_place: &dyn Fn(&str) -> String,
+) {
+    for (name, param) in &entry.parameters {
+        if param.kind != ParamType::Path {
+            continue;
+        }
+        let Some(value) = stage.parameters.get(name).or(param.default.as_ref()) else { continue };
+        let Some(local) = local_path(value) else { continue };
+        let path = normalize(&base_dir.join(&local));
+        if !path.exists() {
+            let place = if stage.parameters.contains_key(name) {
+                param_place(name)
+            } else {
+                format!("{} (the default of entry point {})", param_place(name), named(&stage.entry_point))
+            };
+            errors.push(place, format!("no such file or directory: {}", path.display()));
+            continue;
+        }
+        stage.resolved_parameters.insert(name.clone(), path.display().to_string());
     }
 }
 

@@ -1,8 +1,10 @@
 //! `project:` values: a local directory or `git: URL#subdir@rev`, and fetching git projects
 //! into a cache directory with the `git` CLI.
 //!
-//! A clone lives in `<cache>/<sha256(url@rev)>` and is reused as is once complete: a branch
-//! is resolved on first use only (use a tag or a commit for reproducible runs).
+//! A clone lives in `<cache>/<sha256(url@commit)>` and is reused as is once complete. A branch
+//! is resolved with `git ls-remote` at every use; a commit id whose clone is in the cache, and
+//! a tag resolved once before, are used without the remote. Credentials in a URL
+//! (`https://user:token@host/…`) never appear in an error, a log or a tag.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -96,19 +98,47 @@ pub enum FetchError {
     },
 }
 
-/// Clones `url` at `rev` into `cache_dir` and returns the clone's root. Branches (and the
+/// A git project in the cache: the clone's root and the commit checked out there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedGit {
+    /// The clone.
+    pub root: PathBuf,
+    /// The full commit id checked out.
+    pub commit: String,
+}
+
+/// Clones `url` at `rev` into `cache_dir` (or finds the clone there). Branches (and the
 /// default branch, when `rev` is `None`) move: the cache is keyed by the commit they name now
 /// (`git ls-remote`), so a pushed commit is fetched while an unchanged one reuses its clone.
-pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<PathBuf, FetchError> {
-    let listing = git_output(None, &["ls-remote", url, rev.unwrap_or("HEAD")])?;
-    let rev = commit_of(&listing, rev).or(rev.map(str::to_string));
+/// A commit id already cloned, or a tag resolved before, needs no remote.
+pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<FetchedGit, FetchError> {
+    if let Some(commit) = rev.filter(|r| is_commit_id(r))
+        && let Some(found) = cached(cache_dir, url, commit)
+    {
+        return Ok(found);
+    }
+    let tag_record = rev.map(|rev| cache_dir.join(format!("{}.tag", cache_name(&format!("{url}@tag:{rev}")))));
+    let listing = match git_output(None, &["ls-remote", url, rev.unwrap_or("HEAD")]) {
+        Ok(listing) => listing,
+        Err(error) => {
+            // A tag does not move: the commit it named last time, when its clone is here.
+            let recorded = tag_record.as_ref().and_then(|r| std::fs::read_to_string(r).ok());
+            return match recorded.and_then(|commit| cached(cache_dir, url, commit.trim())) {
+                Some(found) => Ok(found),
+                None => Err(error),
+            };
+        }
+    };
+    let resolved = commit_of(&listing, rev);
+    if let (Some(record), Some(commit), true) = (&tag_record, &resolved, rev.is_some_and(|r| names_tag(&listing, r))) {
+        let _ = std::fs::create_dir_all(cache_dir).and_then(|()| std::fs::write(record, commit));
+    }
+    let rev = resolved.or(rev.map(str::to_string));
     let rev = rev.as_deref();
-    let key = format!("{url}@{}", rev.unwrap_or(""));
-    let hash = Sha256::digest(key.as_bytes());
-    let name: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let name = cache_name(&format!("{url}@{}", rev.unwrap_or("")));
     let dest = cache_dir.join(&name);
     if dest.join(".git").is_dir() {
-        return Ok(dest);
+        return fetched(dest);
     }
     let cache_err = |source| FetchError::Cache { path: cache_dir.to_path_buf(), source };
     std::fs::create_dir_all(cache_dir).map_err(cache_err)?;
@@ -126,7 +156,46 @@ pub fn fetch_git(url: &str, rev: Option<&str>, cache_dir: &Path) -> Result<PathB
         // Best effort: a leftover partial clone is only wasted space.
         let _ = std::fs::remove_dir_all(&work);
     }
-    result
+    fetched(result?)
+}
+
+/// The clone of `url` at `commit` in the cache, if complete.
+fn cached(cache_dir: &Path, url: &str, commit: &str) -> Option<FetchedGit> {
+    let dest = cache_dir.join(cache_name(&format!("{url}@{commit}")));
+    dest.join(".git").is_dir().then(|| fetched(dest).ok()).flatten()
+}
+
+fn fetched(root: PathBuf) -> Result<FetchedGit, FetchError> {
+    let commit = git_output(Some(&root), &["rev-parse", "HEAD"])?.trim().to_string();
+    Ok(FetchedGit { root, commit })
+}
+
+fn cache_name(key: &str) -> String {
+    Sha256::digest(key.as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// A full (40 hex digits) commit id.
+fn is_commit_id(rev: &str) -> bool {
+    rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Whether `rev` is a tag (and not a branch) in `git ls-remote` output.
+fn names_tag(listing: &str, rev: &str) -> bool {
+    let names: Vec<&str> = listing.lines().filter_map(|l| l.split_once('\t')).map(|(_, r)| r.trim()).collect();
+    !names.contains(&format!("refs/heads/{rev}").as_str()) && names.contains(&format!("refs/tags/{rev}").as_str())
+}
+
+/// `url` without the user name and password of an `https://user:token@host/…` URL, for
+/// messages, logs and tags.
+pub fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn clone_into(url: &str, rev: Option<&str>, work: &Path) -> Result<(), FetchError> {
@@ -168,7 +237,20 @@ fn git_output(dir: Option<&Path>, args: &[&str]) -> Result<String, FetchError> {
     if out.status.success() {
         return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
     }
-    Err(FetchError::Git { args: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() })
+    let args: Vec<String> = args.iter().map(|a| without_credentials(a)).collect();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Err(FetchError::Git { args: args.join(" "), stderr: redact_userinfo(&stderr) })
+}
+
+/// Text with the `user:password@` of every `scheme://user:password@host` in it removed.
+fn redact_userinfo(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match word.find("://") {
+            Some(_) => without_credentials(word),
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The default cache of git projects: `$XDG_CACHE_HOME/concurrent/git`,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use concurrent_mlflow::environment::EnvManager;
 use serde_yaml::Value;
 
 use super::duration::parse_duration;
@@ -43,7 +44,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         .take("entry_point")
         .and_then(|v| nonempty_string(errors, &f.place_of("entry_point"), v))
         .unwrap_or_else(|| DEFAULT_ENTRY_POINT.to_string());
-    let parameters =
+    let (parameters, parameter_order) =
         f.take("parameters").map(|v| read_parameters(errors, &f.place_of("parameters"), v)).unwrap_or_default();
     let include = f.take("include").map(|v| read_include(errors, &f.place_of("include"), v)).unwrap_or_default();
     let partition =
@@ -94,6 +95,11 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
     });
     let fail_on_empty = f.take("fail_on_empty").and_then(|v| boolean(errors, &f.place_of("fail_on_empty"), v));
     let log_limit = f.take("log_limit").and_then(|v| byte_size(errors, &f.place_of("log_limit"), v, MIN_LOG_LIMIT));
+    let env_manager = f.take("env_manager").and_then(|v| {
+        let p = f.place_of("env_manager");
+        let name = nonempty_string(errors, &p, v)?;
+        EnvManager::from_name(&name).map_err(|e| errors.push(p, e.to_string())).ok()
+    });
     f.finish(errors);
 
     let project = project?;
@@ -103,6 +109,10 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         project_dir: PathBuf::new(),
         entry_point,
         parameters,
+        parameter_order,
+        undeclared_parameters: Vec::new(),
+        resolved_parameters: BTreeMap::new(),
+        git_commit: None,
         include,
         partition,
         parallelism,
@@ -115,6 +125,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         input,
         fail_on_empty: fail_on_empty.unwrap_or(false),
         log_limit,
+        env_manager,
     })
 }
 
@@ -153,21 +164,24 @@ fn read_project(errors: &mut Errors, place: &str, v: &Value) -> Option<ProjectRe
     }
 }
 
-fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> BTreeMap<String, String> {
+/// The parameters and their names in the order the file gives them.
+fn read_parameters(errors: &mut Errors, place: &str, v: &Value) -> (BTreeMap<String, String>, Vec<String>) {
     let Some(f) = Fields::open(errors, place, v) else {
-        return BTreeMap::new();
+        return (BTreeMap::new(), Vec::new());
     };
     let mut params = BTreeMap::new();
+    let mut order = Vec::new();
     for (name, value) in f.all() {
         match scalar_string(value) {
             Some(s) => {
                 params.insert(name.to_string(), s);
+                order.push(name.to_string());
             }
             None => errors
                 .push(join(place, name), format!("expected a string, number or boolean, found {}", describe(value))),
         }
     }
-    params
+    (params, order)
 }
 
 fn read_include(errors: &mut Errors, place: &str, v: &Value) -> Vec<String> {

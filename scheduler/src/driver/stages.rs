@@ -76,13 +76,15 @@ impl<E: Executor> Driver<E> {
             project_snapshot: snapshot.hash,
             project_source: definition.project.to_string(),
             entry_point: definition.entry_point.clone(),
-            parameters: definition.parameters.clone(),
+            parameters: definition.command_parameters(),
             tracking,
             output_root,
             timeout_s: definition.timeout.map(|t| t.as_secs().max(1)),
             max_attempts: definition.retries + 1,
             shards,
             log_limit: definition.log_limit,
+            env_manager: definition.env_manager.map(|m| m.as_str().to_owned()),
+            parameter_order: definition.parameter_order.clone(),
         };
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;

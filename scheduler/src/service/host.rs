@@ -256,8 +256,11 @@ impl RunHost {
     }
 
     async fn resume(&self, record: RunRecord) -> Result<(), HostError> {
-        let overrides =
-            Overrides { input: record.input_override.clone(), parameters: record.parameter_overrides.clone() };
+        let overrides = Overrides {
+            input: record.input_override.clone(),
+            parameters: record.parameter_overrides.clone(),
+            env_manager: record.env_manager_override.clone(),
+        };
         let options = LoadOptions {
             project_dirs: record.project_dirs.iter().map(|(k, v)| (k.clone(), PathBuf::from(v))).collect(),
             local_root: self.inner.config.project_root.clone(),
@@ -619,7 +622,7 @@ fn overrides(request: &SubmitRequest) -> Result<Overrides, HostError> {
         })?;
         parameters.push((stage.to_string(), param.to_string(), value.clone()));
     }
-    Ok(Overrides { input: request.input.clone(), parameters })
+    Ok(Overrides { input: request.input.clone(), parameters, env_manager: None })
 }
 
 /// What a run event is called on the API, and what it names.

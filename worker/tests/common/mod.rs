@@ -106,6 +106,8 @@ impl Harness {
             max_attempts: stage_setup.max_attempts,
             shards: stage_setup.shards,
             log_limit: stage_setup.log_limit,
+            env_manager: None,
+            parameter_order: Vec::new(),
         };
         kv.put(names::stage_key(&run_id, &stage), concurrent_proto::encode(&spec).into()).await?;
 

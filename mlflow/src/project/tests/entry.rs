@@ -113,8 +113,8 @@ fn synthesizes_python_and_shell_entry_points() {
     let odd = project.entry_point(dir.path(), "odd{name}.py").expect("odd");
     assert_eq!(odd.render_command(&none).expect("renders"), "python 'odd{name}.py'");
 
-    let extra = sh.render_command(&super::params(&[("x", "1")]));
-    assert!(extra.is_err(), "synthesized entry points take no parameters");
+    let extra = sh.render_command(&super::params(&[("x", "1")])).expect("renders");
+    assert_eq!(extra, "bash 'scripts/my job.sh' --x 1", "a script takes its parameters as --key value");
 }
 
 #[test]

@@ -25,11 +25,17 @@ fn applies_defaults_and_leaves_filled_names_absent() {
 }
 
 #[test]
-fn unknown_parameter_is_an_error() {
-    let main = main_entry(YAML);
-    let err = main.check_parameters(&params(&[("alpha", "1"), ("colour", "red")]), &[]).expect_err("unknown");
-    assert_eq!(err, ParamError::Unknown { name: "colour".into() });
-    assert_eq!(err.to_string(), "parameter 'colour' is not declared by the entry point");
+fn undeclared_parameters_are_passed_after_the_command_in_the_order_given() {
+    let main = main_entry("entry_points:\n  main:\n    parameters: {a: int}\n    command: run {a}");
+    let given = params(&[("a", "1"), ("zeta", "z z"), ("alpha", "it's")]);
+    assert!(main.check_parameters(&given, &[]).is_ok(), "undeclared names are not refused");
+    let order = ["zeta".to_string(), "a".to_string(), "alpha".to_string()];
+    assert_eq!(main.render_command_in_order(&given, &order).unwrap(), "run 1 --zeta 'z z' --alpha 'it'\"'\"'s'");
+    assert_eq!(
+        main.render_command(&given).unwrap(),
+        "run 1 --alpha 'it'\"'\"'s' --zeta 'z z'",
+        "by name without an order"
+    );
 }
 
 #[test]
@@ -81,11 +87,11 @@ fn type_rules() {
     assert!(ok(ParamType::Path, "data/x"));
     assert!(!ok(ParamType::Path, ""));
     for v in
-        ["s3://bucket/x", "file:///data", "runs:/abc/model", "mlflow-artifacts:/1/2", "./data", "/abs/path", "C:\\data"]
+        ["s3://bucket/x", "file:///data", "runs:/abc/model", "mlflow-artifacts:/1/2", "C:\\data", "s3://bad host/x"]
     {
         assert!(ok(ParamType::Uri, v), "uri {v:?}");
     }
-    for v in ["", "http://[::1", "s3://bad host/x"] {
+    for v in ["", "http://[::1", "./data", "/abs/path", "1a:x"] {
         assert!(!ok(ParamType::Uri, v), "uri {v:?}");
     }
     assert!(!ok(ParamType::String, "nul\0byte"));

@@ -52,7 +52,7 @@ entry_points:
       neg: {type: float, default: -2.5}
       n: {type: int, default: 128}
       flag: {type: string, default: true}
-      off: {default: false}
+      disabled: {default: false}
       quoted: {type: string, default: "0.10"}
     command: "python x.py"
 "#,
@@ -64,7 +64,7 @@ entry_points:
     assert_eq!(default("neg").as_deref(), Some("-2.5"));
     assert_eq!(default("n").as_deref(), Some("128"));
     assert_eq!(default("flag").as_deref(), Some("True"));
-    assert_eq!(default("off").as_deref(), Some("False"));
+    assert_eq!(default("disabled").as_deref(), Some("False"));
     assert_eq!(default("quoted").as_deref(), Some("0.10"));
 }
 

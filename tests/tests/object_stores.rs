@@ -1,0 +1,142 @@
+//! End to end against a real S3-protocol server (moto, started by the test): the example DAG
+//! with its input on S3 and the MLflow artifact root on S3 (`--no-serve-artifacts`): workers
+//! read their inputs from the bucket, write outputs and logs straight to it, and the next
+//! stage reads them from there.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use concurrent_tests::NatsServer;
+use concurrent_tests::mlflow_server::MlflowServer;
+use concurrent_tests::s3_server::S3Server;
+
+const DEADLINE: Duration = Duration::from_secs(600);
+
+#[test]
+fn the_example_dag_reads_s3_and_keeps_its_artifacts_in_s3() {
+    let s3 = S3Server::start().unwrap();
+    s3.create_bucket("inputs").unwrap();
+    s3.create_bucket("mlflow").unwrap();
+    let env = s3.env();
+    let mlflow = MlflowServer::start_with_artifact_root("s3://mlflow/artifacts", &env).unwrap();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    make_images(&raw, 12);
+    let images = files_under(&raw);
+    for name in &images {
+        s3.put("inputs", &format!("raw/{name}"), &std::fs::read(raw.join(name)).unwrap()).unwrap();
+    }
+    let experiment = unique("s3-example");
+    let dag = dir.path().join("dag.yaml");
+    std::fs::write(
+        &dag,
+        format!(
+            "name: images\nexperiment: {experiment}\ninput: s3://inputs/raw\nstages:\n  thumbnails:\n    project: {p}/thumbnail\n    \
+             partition: {{by: object, shard_size: 5}}\n    parallelism: 2\n    parameters: {{size: 16}}\n  histograms:\n    \
+             project: {p}/histogram\n    after: [thumbnails]\n    parallelism: 2\n",
+            p = example_projects().display()
+        ),
+    )
+    .unwrap();
+    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env.push(("NATS_URL", &nats.url));
+    run_env.push(("MLFLOW_TRACKING_URI", &mlflow.uri));
+    let output = concurrent(
+        &["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"],
+        &run_env,
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let rest = MlflowRest::new(&mlflow.uri);
+    let experiment_id = rest.experiment_id(&experiment).expect("the experiment exists");
+    let runs = rest.runs(&experiment_id);
+    let shard_runs: Vec<_> = runs.iter().filter(|r| tag(r, "concurrent.shard").is_some()).collect();
+    assert!(shard_runs.len() >= 4, "3 thumbnail shards and at least one histogram shard: {}", shard_runs.len());
+    for run in &shard_runs {
+        let uri = run["info"]["artifact_uri"].as_str().unwrap();
+        assert!(uri.starts_with("s3://mlflow/artifacts/"), "artifacts straight to the bucket: {uri}");
+    }
+    // Every output exactly once, in the bucket: a thumbnail per image, a histogram per thumbnail.
+    let keys = s3.keys("mlflow", "artifacts/").unwrap();
+    let outputs = |suffix: &str| -> Vec<String> {
+        let mut names: Vec<String> = keys
+            .iter()
+            .filter_map(|k| k.split_once("/artifacts/outputs/").map(|(_, name)| name.to_string()))
+            .filter(|name| name.ends_with(suffix))
+            .collect();
+        names.sort();
+        names
+    };
+    let thumbnails: Vec<String> = outputs("").into_iter().filter(|n| !n.ends_with(".json")).collect();
+    assert_eq!(thumbnails, images, "one thumbnail per image, exactly once");
+    let histograms = outputs(".json");
+    let expected: Vec<String> = images.iter().map(|name| format!("{name}.json")).collect();
+    assert_eq!(histograms, expected, "one histogram per thumbnail, exactly once");
+    let logs = keys.iter().filter(|k| k.ends_with("/artifacts/logs/entry_point.log")).count();
+    assert_eq!(logs, shard_runs.len(), "every attempt's log is in the bucket");
+
+    // A shard run's outputs, in the bucket, as the input of another DAG: `runs:/` and the
+    // run's own `s3://` artifact URI.
+    let thumbnail_run = shard_runs.iter().find(|r| run_name(r).starts_with("thumbnails-")).unwrap();
+    let run_id = mlflow_run_id(thumbnail_run);
+    let in_run: Vec<String> = keys
+        .iter()
+        .filter(|k| k.contains(&format!("/{run_id}/artifacts/outputs/")))
+        .map(|k| k.rsplit_once("/outputs/").unwrap().1.to_string())
+        .collect();
+    assert!(!in_run.is_empty());
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::write(
+        copy.join("MLproject"),
+        "name: copy\nentry_points:\n  main:\n    command: cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"\n",
+    )
+    .unwrap();
+    for input in [
+        format!("runs:/{run_id}/outputs"),
+        format!("{}/outputs", thumbnail_run["info"]["artifact_uri"].as_str().unwrap()),
+    ] {
+        let again = dir.path().join("again.yaml");
+        std::fs::write(
+            &again,
+            format!("name: again\nexperiment: {experiment}\ninput: {input}\nstages:\n  copy:\n    project: ./copy\n    partition: none\n"),
+        )
+        .unwrap();
+        let output =
+            concurrent(&["run", again.to_str().unwrap(), "--state-dir", "state"], &run_env, dir.path(), DEADLINE);
+        assert_eq!(output.status.code(), Some(0), "{input}: {}", describe(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let row: Vec<&str> = stdout.lines().find(|l| l.starts_with("copy ")).unwrap().split_whitespace().collect();
+        assert_eq!(row[7], in_run.len().to_string(), "{input}: objects in the shard run's outputs: {stdout}");
+    }
+}
+
+#[test]
+fn a_bucket_that_does_not_exist_is_refused_before_anything_is_created() {
+    let s3 = S3Server::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dag = dir.path().join("dag.yaml");
+    std::fs::write(
+        &dag,
+        format!(
+            "name: nobucket\ninput: s3://no-such-bucket/raw\nstages:\n  a:\n    project: {}/thumbnail\n",
+            example_projects().display()
+        ),
+    )
+    .unwrap();
+    let env = s3.env();
+    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env.push(("NATS_URL", "nats://127.0.0.1:9"));
+    run_env.push(("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"));
+    let output = concurrent(&["run", dag.to_str().unwrap(), "--state-dir", "state"], &run_env, dir.path(), DEADLINE);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("input: s3://no-such-bucket/raw: "), "{stderr}");
+    assert!(stderr.contains("NoSuchBucket"), "{stderr}");
+    assert!(!dir.path().join("state").exists(), "nothing created");
+}
