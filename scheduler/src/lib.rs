@@ -4,6 +4,7 @@
 
 pub mod autoscale;
 pub mod cli;
+pub mod clusters;
 pub mod dag;
 pub mod disk;
 pub mod driver;

@@ -34,7 +34,7 @@ use concurrent_mlflow::yaml_limits::{self, ReadError};
 pub const STDIN: &str = "-";
 
 pub use concurrent_mlflow::yaml_limits::{MAX_FILE_BYTES, MAX_NESTING};
-pub use duration::parse_duration;
+pub use duration::{DURATION_EXPECTED, parse_duration};
 pub use error::{SpecError, SpecErrors};
 pub use model::{Dag, InputSource, Overrides, Partition, ProjectRef, Resources, Stage};
 pub use overrides::parse_override;
@@ -43,6 +43,12 @@ pub use project_ref::{FetchError, default_git_cache, fetch_git, parse_git};
 pub use quantity::{is_quantity, quantity_value};
 pub use stage::{DEFAULT_ENTRY_POINT, DEFAULT_RETRIES, MAX_RETRIES};
 pub use uri::{INPUT_SCHEMES, parse_input};
+
+// The readers the clusters file shares with the DAG file, so both name places alike.
+pub(crate) use error::Errors;
+pub(crate) use quote::quote;
+pub(crate) use syntax::parse_yaml;
+pub(crate) use value::{Fields, boolean, describe, integer, nonempty_string};
 
 /// How a DAG file is loaded beyond its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
