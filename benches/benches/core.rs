@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use concurrent_proto::{InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION, decode, encode};
-use concurrent_scheduler::autoscale::{StageDemand, plan_launches};
+use concurrent_scheduler::autoscale::{StageDemand, worker_targets};
 use concurrent_scheduler::dag::{MAX_STAGES, Overrides, Partition, parse_dag};
 use concurrent_scheduler::partition::partition;
 use concurrent_scheduler::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed, StageNeed, place};
@@ -193,10 +193,15 @@ fn core(c: &mut Criterion) {
             stage: stage.clone(),
             parallelism: 1 + (i % 10) as u32,
             backlog: 50,
-            running: 0,
+            request: Amount::default(),
+            clusters: Vec::new(),
         })
         .collect();
-    c.bench_function("autoscale 1,000 stages", |b| b.iter(|| plan_launches(&demands, 500, 0)));
+    let local = [Cluster { name: "local".into(), max_workers: 500, other_workers: 0, free_nodes: None }];
+    let placed = std::collections::BTreeMap::new();
+    c.bench_function("autoscale 1,000 stages", |b| {
+        b.iter(|| worker_targets(&demands, &local, &placed, Duration::ZERO, Duration::from_secs(30)))
+    });
 
     // 10 clusters of 20 nodes each; every stage prefers 3 of them, already has a few workers
     // (some Pending long enough to burst) and wants up to 10.

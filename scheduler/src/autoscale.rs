@@ -1,6 +1,9 @@
-//! How many workers to launch for each running stage: `desired = min(parallelism, backlog)`
-//! per stage, within the executor's capacity shared fairly between stages. Pure.
+//! How many workers each running stage should have, and on which cluster: `desired =
+//! min(parallelism, backlog)` per stage, placed by [`placement::place`] over the executor's
+//! clusters, so that stages share free capacity fairly and burst past clusters whose workers
+//! stay Pending. Pure.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::placement::{self, Amount, Cluster, Placed, StageNeed};
@@ -13,8 +16,10 @@ pub struct StageDemand {
     pub parallelism: u32,
     /// Shards not decided yet.
     pub backlog: u32,
-    /// Workers of the stage alive now.
-    pub running: u32,
+    /// What one of its workers asks of a node.
+    pub request: Amount,
+    /// The stage's clusters in preference order (its `clusters` key); empty means all.
+    pub clusters: Vec<String>,
 }
 
 impl StageDemand {
@@ -24,39 +29,42 @@ impl StageDemand {
     }
 }
 
-/// Workers to launch per stage on the local executor: its one cluster, without nodes, placed
-/// by [`placement::place`] so that stages share the free capacity fairly. `capacity` is the most
-/// workers alive at once; `alive` is how many are alive now (including those of stages not in
-/// `demands`).
-pub fn plan_launches(demands: &[StageDemand], capacity: u32, alive: u32) -> Vec<(String, u32)> {
-    const LOCAL: &str = "local";
-    let ours: u32 = demands.iter().map(|d| d.running).sum();
-    let local = Cluster {
-        name: LOCAL.into(),
-        max_workers: capacity,
-        other_workers: alive.saturating_sub(ours),
-        free_nodes: None,
-    };
+/// How many workers a stage should have on a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerTarget {
+    pub stage: String,
+    pub cluster: String,
+    pub workers: u32,
+}
+
+/// The workers every stage should have on every cluster, at `now` on the run's clock: a target
+/// for each (stage, cluster) that gets workers or has some now (a target of 0 shrinks it).
+/// `placed` is where each stage's workers are, as the executor last reported. A stage's
+/// `clusters` that name none of `clusters` (a DAG written for Kubernetes run on the local
+/// executor) leave it free to go anywhere.
+pub fn worker_targets(
+    demands: &[StageDemand],
+    clusters: &[Cluster],
+    placed: &BTreeMap<String, Vec<Placed>>,
+    now: Duration,
+    burst_after: Duration,
+) -> Vec<WorkerTarget> {
+    let known = |name: &String| clusters.iter().any(|c| &c.name == name);
     let needs: Vec<StageNeed> = demands
         .iter()
         .map(|d| StageNeed {
             stage: d.stage.clone(),
             wanted: d.desired(),
-            request: Amount::default(),
-            clusters: Vec::new(),
-            placed: vec![Placed { cluster: LOCAL.into(), running: d.running, pending_since: Vec::new() }],
+            request: d.request,
+            clusters: if d.clusters.iter().any(known) { d.clusters.clone() } else { Vec::new() },
+            placed: placed.get(&d.stage).cloned().unwrap_or_default(),
         })
         .collect();
-    let clusters = [local];
-    let placement = placement::place(&clusters, &needs, Duration::ZERO, placement::DEFAULT_BURST_AFTER);
-    // Every stage is placed on the one cluster: one target each, in stage order.
-    demands
+    let placement = placement::place(clusters, &needs, now, burst_after);
+    placement
+        .targets
         .iter()
-        .zip(&placement.targets)
-        .filter_map(|(d, target)| {
-            let more = target.workers.saturating_sub(d.running);
-            (more > 0).then(|| (d.stage.clone(), more))
-        })
+        .map(|t| WorkerTarget { stage: t.stage.to_string(), cluster: t.cluster.to_string(), workers: t.workers })
         .collect()
 }
 
@@ -64,49 +72,104 @@ pub fn plan_launches(demands: &[StageDemand], capacity: u32, alive: u32) -> Vec<
 mod tests {
     use super::*;
 
-    fn demand(stage: &str, parallelism: u32, backlog: u32, running: u32) -> StageDemand {
-        StageDemand { stage: stage.into(), parallelism, backlog, running }
+    const S: Duration = Duration::from_secs(1);
+
+    fn demand(stage: &str, parallelism: u32, backlog: u32) -> StageDemand {
+        StageDemand { stage: stage.into(), parallelism, backlog, request: Amount::default(), clusters: Vec::new() }
+    }
+
+    fn cluster(name: &str, max_workers: u32, other_workers: u32) -> Cluster {
+        Cluster { name: name.into(), max_workers, other_workers, free_nodes: None }
+    }
+
+    fn running(pairs: &[(&str, &str, u32)]) -> BTreeMap<String, Vec<Placed>> {
+        let mut placed: BTreeMap<String, Vec<Placed>> = BTreeMap::new();
+        for (stage, cluster, running) in pairs {
+            placed.entry(stage.to_string()).or_default().push(Placed {
+                cluster: cluster.to_string(),
+                running: *running,
+                pending_since: Vec::new(),
+            });
+        }
+        placed
+    }
+
+    fn targets(
+        demands: &[StageDemand],
+        clusters: &[Cluster],
+        placed: &BTreeMap<String, Vec<Placed>>,
+    ) -> Vec<(String, u32)> {
+        worker_targets(demands, clusters, placed, 100 * S, 30 * S)
+            .into_iter()
+            .map(|t| (format!("{}@{}", t.stage, t.cluster), t.workers))
+            .collect()
     }
 
     #[test]
     fn desired_is_the_smaller_of_parallelism_and_backlog() {
-        assert_eq!(demand("a", 10, 3, 0).desired(), 3);
-        assert_eq!(demand("a", 2, 300, 0).desired(), 2);
-        assert_eq!(demand("a", 2, 0, 0).desired(), 0);
+        assert_eq!(demand("a", 10, 3).desired(), 3);
+        assert_eq!(demand("a", 2, 300).desired(), 2);
+        assert_eq!(demand("a", 2, 0).desired(), 0);
     }
 
     #[test]
-    fn launches_fill_up_to_desired_within_capacity() {
-        assert_eq!(plan_launches(&[demand("a", 4, 100, 1)], 8, 1), vec![("a".into(), 3)]);
-        assert_eq!(plan_launches(&[demand("a", 4, 100, 0)], 2, 0), vec![("a".into(), 2)]);
-        assert!(plan_launches(&[demand("a", 4, 100, 4)], 8, 4).is_empty());
+    fn targets_fill_up_to_desired_within_capacity() {
+        let local = [cluster("local", 8, 0)];
+        assert_eq!(targets(&[demand("a", 4, 100)], &local, &running(&[("a", "local", 1)])), [("a@local".into(), 4)]);
+        assert_eq!(
+            targets(&[demand("a", 4, 100)], &[cluster("local", 2, 0)], &BTreeMap::new()),
+            [("a@local".into(), 2)]
+        );
     }
 
     #[test]
-    fn workers_of_other_stages_use_up_capacity() {
-        assert_eq!(plan_launches(&[demand("b", 4, 100, 0)], 4, 3), vec![("b".into(), 1)]);
-        assert!(plan_launches(&[demand("b", 4, 100, 0)], 4, 4).is_empty());
+    fn workers_of_other_runs_use_up_capacity() {
+        assert_eq!(
+            targets(&[demand("b", 4, 100)], &[cluster("local", 4, 3)], &BTreeMap::new()),
+            [("b@local".into(), 1)]
+        );
+        assert!(targets(&[demand("b", 4, 100)], &[cluster("local", 4, 4)], &BTreeMap::new()).is_empty());
     }
 
     #[test]
     fn stages_share_capacity_fairly() {
-        let plan = plan_launches(&[demand("a", 10, 100, 0), demand("b", 10, 100, 0)], 5, 0);
-        assert_eq!(plan, vec![("a".into(), 3), ("b".into(), 2)]);
-        let plan = plan_launches(&[demand("a", 1, 100, 0), demand("b", 10, 100, 0)], 5, 0);
-        assert_eq!(plan, vec![("a".into(), 1), ("b".into(), 4)]);
+        let local = [cluster("local", 5, 0)];
+        let plan = targets(&[demand("a", 10, 100), demand("b", 10, 100)], &local, &BTreeMap::new());
+        assert_eq!(plan, [("a@local".into(), 3), ("b@local".into(), 2)]);
+        let plan = targets(&[demand("a", 1, 100), demand("b", 10, 100)], &local, &BTreeMap::new());
+        assert_eq!(plan, [("a@local".into(), 1), ("b@local".into(), 4)]);
+    }
+
+    #[test]
+    fn a_finished_backlog_shrinks_its_target_to_zero() {
+        let plan = targets(&[demand("a", 4, 0)], &[cluster("local", 8, 0)], &running(&[("a", "local", 3)]));
+        assert_eq!(plan, [("a@local".into(), 0)]);
+    }
+
+    #[test]
+    fn clusters_a_stage_names_that_the_executor_lacks_leave_it_free() {
+        let mut d = demand("a", 3, 10);
+        d.clusters = vec!["gpu".into()];
+        assert_eq!(targets(&[d.clone()], &[cluster("local", 8, 0)], &BTreeMap::new()), [("a@local".into(), 3)]);
+        let two = [cluster("cpu", 8, 0), cluster("gpu", 8, 0)];
+        assert_eq!(targets(&[d], &two, &BTreeMap::new()), [("a@gpu".into(), 3)]);
     }
 
     #[test]
     fn never_more_than_capacity_nor_desired() {
         for capacity in 0..12 {
-            for alive in 0..capacity + 2 {
-                let demands = [demand("a", 3, 5, 0), demand("b", 6, 2, 1), demand("c", 2, 9, 0)];
-                let plan = plan_launches(&demands, capacity, alive);
-                let total: u32 = plan.iter().map(|(_, n)| n).sum();
-                assert!(total <= capacity.saturating_sub(alive));
-                for (stage, n) in plan {
-                    let d = demands.iter().find(|d| d.stage == stage).unwrap();
-                    assert!(n + d.running <= d.desired());
+            for others in 0..capacity + 2 {
+                let demands = [demand("a", 3, 5), demand("b", 6, 2), demand("c", 2, 9)];
+                let placed = running(&[("b", "local", 1)]);
+                let plan = worker_targets(&demands, &[cluster("local", capacity, others)], &placed, S, 30 * S);
+                let total: u32 = plan.iter().map(|t| t.workers).sum();
+                assert!(
+                    total <= capacity.saturating_sub(others).max(1),
+                    "capacity {capacity}, others {others}: {plan:?}"
+                );
+                for target in plan {
+                    let d = demands.iter().find(|d| d.stage == target.stage).unwrap();
+                    assert!(target.workers <= d.desired());
                 }
             }
         }

@@ -20,9 +20,10 @@ use futures::StreamExt;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
-use crate::autoscale::{StageDemand, plan_launches};
+use crate::autoscale::{StageDemand, WorkerTarget, worker_targets};
 use crate::dag::Dag;
 use crate::executor::{Executor, ExecutorError, StageRef};
+use crate::placement::{Amount, DEFAULT_BURST_AFTER, Placed};
 use crate::plan::Plan;
 use crate::queue::{Queue, QueueError};
 use crate::run_state::{Effect, RunOutcome, RunState};
@@ -180,33 +181,48 @@ impl<E: Executor> Driver<E> {
         Ok(())
     }
 
-    /// Hands back the shards of workers that died, then launches workers where a stage's
-    /// backlog asks for more than it has.
+    /// Hands back the shards of workers that died, then tells the executor how many workers
+    /// each running stage should have on each cluster.
     async fn autoscale(&mut self) -> Result<(), DriverError> {
-        let alive = self.setup.executor.alive();
-        for abandoned in self.setup.executor.take_abandoned() {
+        let now = self.started.elapsed();
+        let observation = self.setup.executor.observe(now);
+        for abandoned in observation.abandoned {
             tracing::warn!(stage = %abandoned.stage.stage, "a worker died during its entry point; its shard is handed back");
             self.setup.queue.hand_back(&abandoned.ack_subject).await;
         }
-        let alive_total: u32 = alive.values().sum();
+        let placed: BTreeMap<String, Vec<Placed>> =
+            observation.placed.into_iter().map(|(stage, placed)| (stage.stage, placed)).collect();
         let demands: Vec<StageDemand> = self
             .state
             .running_stages()
             .filter(|stage| self.records.contains_key(*stage))
             .map(|stage| {
-                let key = StageRef { run_id: self.setup.run_id.clone(), stage: stage.to_string() };
+                let definition = &self.setup.dag.stages[stage];
                 StageDemand {
                     stage: stage.to_string(),
-                    parallelism: self.setup.dag.stages[stage].parallelism,
+                    parallelism: definition.parallelism,
                     backlog: self.state.backlog(stage),
-                    running: alive.get(&key).copied().unwrap_or(0),
+                    request: Amount::of(&definition.resources),
+                    clusters: definition.clusters.clone(),
                 }
             })
             .collect();
         self.setup.executor.want(demands.iter().map(StageDemand::desired).sum());
-        for (stage, count) in plan_launches(&demands, self.setup.executor.capacity(), alive_total) {
-            let key = StageRef { run_id: self.setup.run_id.clone(), stage };
-            self.setup.executor.launch(&key, count).await?;
+        let clusters = self.setup.executor.clusters();
+        // Stages that ended keep their workers' entries until those exit: shrink them too.
+        let mut targets = worker_targets(&demands, &clusters, &placed, now, DEFAULT_BURST_AFTER);
+        for (stage, places) in &placed {
+            if !demands.iter().any(|d| &d.stage == stage) {
+                targets.extend(places.iter().map(|p| WorkerTarget {
+                    stage: stage.clone(),
+                    cluster: p.cluster.clone(),
+                    workers: 0,
+                }));
+            }
+        }
+        for target in targets {
+            let key = StageRef { run_id: self.setup.run_id.clone(), stage: target.stage };
+            self.setup.executor.set_desired(&key, &target.cluster, target.workers).await?;
         }
         Ok(())
     }

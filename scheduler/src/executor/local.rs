@@ -13,7 +13,11 @@ use tokio::process::{Child, Command};
 use concurrent_proto::lease::{Lease, lease_path};
 
 use super::orphans::kill_entry_point;
-use super::{Abandoned, Executor, ExecutorError, StageRef};
+use super::{Abandoned, Executor, ExecutorError, Observation, StageRef};
+use crate::placement::{Cluster, Placed};
+
+/// The name of the local executor's one cluster: shard runs' `concurrent.cluster` tag.
+pub const LOCAL_CLUSTER: &str = "local";
 
 /// How a local worker is started.
 #[derive(Debug, Clone)]
@@ -77,7 +81,7 @@ impl LocalExecutor {
         let mut child = Command::new(binary)
             .arg("--nats-url")
             .arg(&self.config.nats_url)
-            .args(["--run", &stage.run_id, "--stage", &stage.stage, "--worker-id", &id, "--cluster", "local"])
+            .args(["--run", &stage.run_id, "--stage", &stage.stage, "--worker-id", &id, "--cluster", LOCAL_CLUSTER])
             .arg("--idle-timeout")
             .arg(format!("{}ms", self.config.idle_timeout.as_millis()))
             .arg("--work-dir")
@@ -134,7 +138,7 @@ impl LocalExecutor {
         asked
     }
 
-    /// Workers of `run_id` alive and not draining, as of the last [`Executor::alive`].
+    /// Workers of `run_id` alive and not draining, as of the last [`LocalExecutor::alive`].
     pub fn serving(&self, run_id: &str) -> u32 {
         self.workers.iter().filter(|w| w.stage.run_id == run_id && !w.draining).count() as u32
     }
@@ -181,16 +185,10 @@ impl StoppingWorker {
     }
 }
 
-impl Executor for LocalExecutor {
-    fn capacity(&self) -> u32 {
-        self.config.max_workers
-    }
-
-    async fn launch(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
-        self.start_workers(stage, count)
-    }
-
-    fn alive(&mut self) -> BTreeMap<StageRef, u32> {
+impl LocalExecutor {
+    /// Workers alive now, per stage; forgets those that have exited (keeping what the dead
+    /// ones' leases say for [`LocalExecutor::take_abandoned_of`]).
+    pub fn alive(&mut self) -> BTreeMap<StageRef, u32> {
         let work_dir = self.config.state_dir.join("work");
         let abandoned = &mut self.abandoned;
         self.workers.retain_mut(|worker| match worker.child.try_wait() {
@@ -214,8 +212,47 @@ impl Executor for LocalExecutor {
         alive
     }
 
-    fn take_abandoned(&mut self) -> Vec<Abandoned> {
-        std::mem::take(&mut self.abandoned)
+    /// Most workers alive at once.
+    pub fn capacity(&self) -> u32 {
+        self.config.max_workers
+    }
+
+    /// Starts workers for `stage` until it has `workers` that are not draining. Fewer wanted
+    /// than it has: nothing to do, local workers exit when their queue is idle.
+    pub fn start_up_to(&mut self, stage: &StageRef, workers: u32) -> Result<(), ExecutorError> {
+        let serving = self.workers.iter().filter(|w| &w.stage == stage && !w.draining).count() as u32;
+        self.start_workers(stage, workers.saturating_sub(serving))
+    }
+}
+
+/// The local executor as the one cluster, without nodes, that [`crate::placement`] places on.
+pub(super) fn local_cluster(max_workers: u32, other_workers: u32) -> Cluster {
+    Cluster { name: LOCAL_CLUSTER.to_string(), max_workers, other_workers, free_nodes: None }
+}
+
+/// Workers alive per stage, as an observation of the one local cluster.
+pub(super) fn observation(alive: BTreeMap<StageRef, u32>, abandoned: Vec<Abandoned>) -> Observation {
+    let placed = alive
+        .into_iter()
+        .map(|(stage, running)| {
+            (stage, vec![Placed { cluster: LOCAL_CLUSTER.to_string(), running, pending_since: Vec::new() }])
+        })
+        .collect();
+    Observation { placed, abandoned }
+}
+
+impl Executor for LocalExecutor {
+    fn clusters(&mut self) -> Vec<Cluster> {
+        vec![local_cluster(self.config.max_workers, 0)]
+    }
+
+    async fn set_desired(&mut self, stage: &StageRef, _cluster: &str, workers: u32) -> Result<(), ExecutorError> {
+        self.start_up_to(stage, workers)
+    }
+
+    fn observe(&mut self, _now: Duration) -> Observation {
+        let alive = self.alive();
+        observation(alive, std::mem::take(&mut self.abandoned))
     }
 
     /// Closes each worker's standard input, which stops it as SIGTERM does (entry point

@@ -9,9 +9,12 @@ pub mod pool;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
-pub use local::LocalExecutor;
+pub use local::{LOCAL_CLUSTER, LocalExecutor};
 pub use pool::{RunWorkers, WorkerPool};
+
+use crate::placement::{Cluster, Placed};
 
 /// A stage workers are launched for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,28 +40,43 @@ pub enum ExecutorError {
     LogDir { dir: String, source: std::io::Error },
 }
 
-/// Where workers run: local processes, Kubernetes Jobs, or a simulation.
+/// What an executor sees now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observation {
+    /// Per stage: its workers on each cluster, running and Pending (since when, on the run's
+    /// clock).
+    pub placed: BTreeMap<StageRef, Vec<Placed>>,
+    /// Workers seen dying while they held a lease, since the last observation.
+    pub abandoned: Vec<Abandoned>,
+}
+
+/// Where workers run: local processes, Kubernetes Jobs, or a simulation. The scheduler decides
+/// how many workers each stage should have on each cluster ([`crate::autoscale`] and
+/// [`crate::placement`], pure); the executor makes it so and reports what it sees.
 pub trait Executor: Send {
-    /// Most workers this executor runs at once.
-    fn capacity(&self) -> u32;
+    /// The clusters workers can go to, as last seen.
+    fn clusters(&mut self) -> Vec<Cluster>;
 
     /// Tells the executor how many workers the run could use now (all its stages together),
-    /// before it asks for [`Executor::capacity`]; an executor shared between runs divides its
+    /// before it asks for [`Executor::clusters`]; an executor shared between runs divides its
     /// slots by these claims.
     fn want(&mut self, _workers: u32) {}
 
-    /// Launches `count` more workers for `stage`.
-    fn launch(&mut self, stage: &StageRef, count: u32) -> impl Future<Output = Result<(), ExecutorError>> + Send;
+    /// How many workers `stage` should have on `cluster` now. More are started at once; when
+    /// fewer are wanted, Pending workers are removed first, and running ones finish their
+    /// shard and exit when the queue is idle.
+    fn set_desired(
+        &mut self,
+        stage: &StageRef,
+        cluster: &str,
+        workers: u32,
+    ) -> impl Future<Output = Result<(), ExecutorError>> + Send;
 
-    /// Workers alive now, per stage; forgets those that have exited.
-    fn alive(&mut self) -> BTreeMap<StageRef, u32>;
+    /// The run's workers now, per stage and cluster, and those that died holding a lease since
+    /// the last call (an executor that cannot tell reports none, and those shards come back
+    /// after `ack_wait`). `now` is the run's clock, which Pending times are reported on.
+    fn observe(&mut self, now: Duration) -> Observation;
 
-    /// Shards whose workers were seen dying mid-attempt since the last call. An executor that
-    /// cannot tell returns none, and those shards come back after `ack_wait`.
-    fn take_abandoned(&mut self) -> Vec<Abandoned> {
-        Vec::new()
-    }
-
-    /// Stops every worker: a polite signal first, then a kill after `grace`.
-    fn shutdown(&mut self, grace: std::time::Duration) -> impl Future<Output = ()> + Send;
+    /// Stops every worker of the run: a polite signal first, then a kill after `grace`.
+    fn shutdown(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;
 }

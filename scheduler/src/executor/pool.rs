@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::local::LocalExecutor;
-use super::{Abandoned, Executor, ExecutorError, StageRef};
+use super::local::{LocalExecutor, local_cluster, observation};
+use super::{Executor, ExecutorError, Observation, StageRef};
 use crate::fair_share::{Claim, fair_share};
+use crate::placement::Cluster;
 
 /// The local executor and every run's claim on it.
 #[derive(Clone)]
@@ -86,7 +87,7 @@ impl RunWorkers {
     }
 }
 
-impl Executor for RunWorkers {
+impl RunWorkers {
     /// The run's fair share, less what other runs' workers still hold beyond theirs (they
     /// drain after their shard in hand), so the pool never runs more than its slots.
     fn capacity(&self) -> u32 {
@@ -95,6 +96,12 @@ impl Executor for RunWorkers {
         let others: u32 =
             executor.alive().iter().filter(|(stage, _)| stage.run_id != self.run_id).map(|(_, n)| *n).sum();
         share.min(self.shared.slots.saturating_sub(others))
+    }
+}
+
+impl Executor for RunWorkers {
+    fn clusters(&mut self) -> Vec<Cluster> {
+        vec![local_cluster(self.capacity(), 0)]
     }
 
     /// Records the run's claim; workers it holds beyond its share are asked to drain.
@@ -111,18 +118,15 @@ impl Executor for RunWorkers {
         }
     }
 
-    async fn launch(&mut self, stage: &StageRef, count: u32) -> Result<(), ExecutorError> {
-        self.shared.executor().start_workers(stage, count)
+    async fn set_desired(&mut self, stage: &StageRef, _cluster: &str, workers: u32) -> Result<(), ExecutorError> {
+        self.shared.executor().start_up_to(stage, workers)
     }
 
-    fn alive(&mut self) -> BTreeMap<StageRef, u32> {
-        let mut alive = self.shared.executor().alive();
+    fn observe(&mut self, _now: Duration) -> Observation {
+        let mut executor = self.shared.executor();
+        let mut alive = executor.alive();
         alive.retain(|stage, _| stage.run_id == self.run_id);
-        alive
-    }
-
-    fn take_abandoned(&mut self) -> Vec<Abandoned> {
-        self.shared.executor().take_abandoned_of(&self.run_id)
+        observation(alive, executor.take_abandoned_of(&self.run_id))
     }
 
     async fn shutdown(&mut self, grace: Duration) {
