@@ -51,6 +51,10 @@ struct Cli {
     /// it lives, so workers never outlive their scheduler).
     #[arg(long)]
     stop_when_stdin_closes: bool,
+    /// Keep the lease of the running shard in NATS KV `CONCURRENT_LEASES` (a worker in a
+    /// Kubernetes Pod, whose executor cannot read its files).
+    #[arg(long)]
+    lease_kv: bool,
 }
 
 fn main() -> ExitCode {
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),
         keep_failed: cli.keep_failed,
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
+        lease_kv: cli.lease_kv,
     };
     // One shard at a time: a single-threaded runtime saves the cross-thread wake-ups of a
     // multi-threaded one on every step of a shard.

@@ -9,10 +9,12 @@ use super::services::Services;
 use super::signals::Signals;
 use super::summary::print_summary;
 use super::{EXIT_OK, EXIT_RUN_FAILED, EXIT_SERVICE, WorkerArgs};
+use crate::clusters::ClustersFile;
 use crate::dag::Dag;
 use crate::driver::{Driver, RunSetup};
-use crate::executor::LocalExecutor;
+use crate::executor::kubernetes::{KubernetesConfig, KubernetesExecutor, Leases};
 use crate::executor::local::LocalConfig;
+use crate::executor::{Executor, LocalExecutor};
 use crate::plan::Plan;
 use crate::queue::Queue;
 use crate::run_state::RunOutcome;
@@ -32,25 +34,96 @@ pub struct Recorded {
     pub resume: bool,
 }
 
+/// Where a run's workers go.
+pub enum WorkerPlace<'a> {
+    /// Local processes.
+    Local(&'a WorkerArgs),
+    /// Pods in the clusters of a clusters file.
+    Kubernetes { clusters: &'a ClustersFile, idle_timeout: std::time::Duration },
+}
+
 /// Drives a recorded run to its end and prints the summary; returns the exit code.
 pub async fn drive(
     recorded: Recorded,
-    options: &WorkerArgs,
+    place: WorkerPlace<'_>,
     services: &Services,
     state_dir: &Path,
     signals: &Signals,
     disk: &DiskWatch,
 ) -> u8 {
-    let workers = options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
-    let executor = LocalExecutor::new(LocalConfig {
-        worker_binary: LocalExecutor::default_worker_binary(),
-        nats_url: services.nats_url.clone(),
-        max_workers: workers,
-        idle_timeout: options.idle_timeout,
-        state_dir: state_dir.to_path_buf(),
-    });
     let verb = if recorded.resume { "resuming run" } else { "run" };
-    say!("{verb} {}: {} ({} stages, {workers} workers)", recorded.run_id, recorded.dag.name, recorded.dag.stages.len());
+    match place {
+        WorkerPlace::Local(options) => {
+            let workers =
+                options.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get() as u32));
+            let executor = LocalExecutor::new(LocalConfig {
+                worker_binary: LocalExecutor::default_worker_binary(),
+                nats_url: services.nats_url.clone(),
+                max_workers: workers,
+                idle_timeout: options.idle_timeout,
+                state_dir: state_dir.to_path_buf(),
+            });
+            say!(
+                "{verb} {}: {} ({} stages, {workers} workers)",
+                recorded.run_id,
+                recorded.dag.name,
+                recorded.dag.stages.len()
+            );
+            drive_with(recorded, executor, services, state_dir, signals, disk).await
+        }
+        WorkerPlace::Kubernetes { clusters, idle_timeout } => {
+            let stages = match super::kubernetes::stage_launches(&recorded.dag) {
+                Ok(stages) => stages,
+                Err(error) => {
+                    say!("error: {error}");
+                    return super::EXIT_INVALID;
+                }
+            };
+            let executor = KubernetesExecutor::connect(KubernetesConfig {
+                run_id: recorded.run_id.clone(),
+                clusters: clusters.clone(),
+                stages,
+                nats_url: services.nats_url.clone(),
+                idle_timeout,
+                leases: Some(Leases(recorded.queue.leases())),
+            })
+            .await;
+            executor.settle(std::time::Duration::from_secs(5)).await;
+            let unreachable = executor.unreachable();
+            for (cluster, why) in &unreachable {
+                say!("warning: cluster {cluster} cannot be used: {why}; its share of the work goes to the others");
+            }
+            if unreachable.len() == clusters.clusters.len() {
+                say!("error: no cluster of the clusters file can be reached");
+                say!("run {} is left to resume: concurrent resume {}", recorded.run_id, recorded.run_id);
+                return EXIT_SERVICE;
+            }
+            let names: Vec<&str> = clusters.clusters.iter().map(|c| c.name.as_str()).collect();
+            say!(
+                "{verb} {}: {} ({} stages, clusters {})",
+                recorded.run_id,
+                recorded.dag.name,
+                recorded.dag.stages.len(),
+                names.join(", ")
+            );
+            let cleanup = executor.cleanup();
+            let code = drive_with(recorded, executor, services, state_dir, signals, disk).await;
+            // The run's Jobs go with it, whatever its end (cancel and stop deleted them already).
+            cleanup.run(std::time::Duration::from_secs(5)).await;
+            code
+        }
+    }
+}
+
+/// [`drive`] with the executor made.
+async fn drive_with<E: Executor>(
+    recorded: Recorded,
+    executor: E,
+    services: &Services,
+    state_dir: &Path,
+    signals: &Signals,
+    disk: &DiskWatch,
+) -> u8 {
     let (events, progress) = Progress::start(&recorded.dag);
     let run_id = recorded.run_id.clone();
     // SIGTERM, SIGHUP or a filling disk stop the run and leave it resumable.

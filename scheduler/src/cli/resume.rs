@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use concurrent_mlflow::tracking::MlflowClient;
 
-use super::drive::{Recorded, drive};
+use super::drive::{Recorded, WorkerPlace, drive};
 use super::preflight::{DiskWatch, check_state_dir};
 use super::run::{absolute, open_store};
 use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
@@ -82,7 +82,9 @@ pub async fn resume(args: ResumeArgs) -> u8 {
         }
     };
     let code = match connect(record, dag, store, &services).await {
-        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir, &signals, &disk).await,
+        Ok(recorded) => {
+            drive(recorded, WorkerPlace::Local(&args.workers), &services, &state_dir, &signals, &disk).await
+        }
         Err(code) => {
             services.explain_failure();
             code

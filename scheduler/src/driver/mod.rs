@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::autoscale::{StageDemand, WorkerTarget, worker_targets};
 use crate::dag::Dag;
 use crate::executor::{Executor, ExecutorError, StageRef};
-use crate::placement::{Amount, DEFAULT_BURST_AFTER, Placed};
+use crate::placement::{Amount, Placed};
 use crate::plan::Plan;
 use crate::queue::{Queue, QueueError};
 use crate::run_state::{Effect, RunOutcome, RunState};
@@ -210,7 +210,8 @@ impl<E: Executor> Driver<E> {
         self.setup.executor.want(demands.iter().map(StageDemand::desired).sum());
         let clusters = self.setup.executor.clusters();
         // Stages that ended keep their workers' entries until those exit: shrink them too.
-        let mut targets = worker_targets(&demands, &clusters, &placed, now, DEFAULT_BURST_AFTER);
+        let burst_after = self.setup.executor.burst_after();
+        let mut targets = worker_targets(&demands, &clusters, &placed, now, burst_after);
         for (stage, places) in &placed {
             if !demands.iter().any(|d| &d.stage == stage) {
                 targets.extend(places.iter().map(|p| WorkerTarget {
