@@ -28,7 +28,12 @@ impl FakeClusterProcess {
     pub fn start(name: &str, flags: &[&str]) -> anyhow::Result<FakeClusterProcess> {
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join(format!("{name}.kubeconfig"));
+        // Pods get this PATH, standing for their image's: the venv's python and tools first.
+        let venv = crate::workspace_dir().join(".venv/bin");
+        let path = format!("{}:{}", venv.display(), std::env::var("PATH").unwrap_or_default());
         let mut child = Command::new(workspace_bin("concurrent-fake-cluster"))
+            .env("PATH", path)
+            .env("MLFLOW_DISABLE_TELEMETRY", "true")
             .args(["--name", name, "--stop-when-stdin-closes", "--state-dir"])
             .arg(dir.path().join("state"))
             .arg("--kubeconfig")
