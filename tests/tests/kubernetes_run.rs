@@ -185,12 +185,22 @@ fn a_cluster_at_max_workers_sends_the_rest_to_the_next() {
     let project = slow_project(dir.path(), 1);
     let a = cluster("a", dir.path(), &[]);
     let b = cluster("b", dir.path(), &[]);
-    let file = format!("clusters:\n{}{}", entry("a", &a.kubeconfig, "    max_workers: 1\n"), entry("b", &b.kubeconfig, ""));
+    let file =
+        format!("clusters:\n{}{}", entry("a", &a.kubeconfig, "    max_workers: 1\n"), entry("b", &b.kubeconfig, ""));
     let clusters = write(dir.path(), "clusters.yaml", &file);
     let experiment = unique("k8s-spill");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 4));
     let output = concurrent(
-        &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state", "--idle-timeout", "1s"],
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
         &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
         dir.path(),
         DEADLINE,
@@ -199,9 +209,15 @@ fn a_cluster_at_max_workers_sends_the_rest_to_the_next() {
     let rest = MlflowRest::new(&mlflow.uri);
     let runs = shard_runs(&rest, &experiment, "copy");
     let by_cluster = clusters_of(&runs);
-    assert!(by_cluster.get("a").is_some_and(|n| *n >= 1) && by_cluster.get("b").is_some_and(|n| *n >= 1), "{by_cluster:?}");
-    let workers_on_a: std::collections::BTreeSet<&str> =
-        runs.iter().filter(|r| tag(r, "concurrent.cluster") == Some("a")).filter_map(|r| tag(r, "concurrent.worker")).collect();
+    assert!(
+        by_cluster.get("a").is_some_and(|n| *n >= 1) && by_cluster.get("b").is_some_and(|n| *n >= 1),
+        "{by_cluster:?}"
+    );
+    let workers_on_a: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| tag(r, "concurrent.cluster") == Some("a"))
+        .filter_map(|r| tag(r, "concurrent.worker"))
+        .collect();
     assert!(!workers_on_a.is_empty());
     let made = outputs(&rest, &runs);
     assert_eq!(made.len(), 8, "{made:?}");
@@ -228,7 +244,16 @@ fn pods_pending_past_burst_after_send_the_work_to_the_next_cluster() {
     let experiment = unique("k8s-burst");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
     let output = concurrent(
-        &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state", "--idle-timeout", "1s"],
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
         &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
         dir.path(),
         DEADLINE,
@@ -240,7 +265,8 @@ fn pods_pending_past_burst_after_send_the_work_to_the_next_cluster() {
     // a was tried first: its Pods were there, Unschedulable, before the work went to b.
     let events: Value =
         reqwest::blocking::get(format!("{}/api/v1/namespaces/concurrent/events", a.url)).unwrap().json().unwrap();
-    let unschedulable = events["items"].as_array().unwrap().iter().filter(|e| e["reason"] == "FailedScheduling").count();
+    let unschedulable =
+        events["items"].as_array().unwrap().iter().filter(|e| e["reason"] == "FailedScheduling").count();
     assert!(unschedulable >= 1, "a's Pods were Pending first: {events}");
 }
 
@@ -257,7 +283,16 @@ fn a_pod_killed_mid_shard_gives_its_shard_back_at_once() {
     let dag = slow_dag(&experiment, &project, 2).replace("retries: 0", "retries: 2");
     let dag = write(dir.path(), "dag.yaml", &dag);
     let mut run = spawn_concurrent(
-        &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state", "--idle-timeout", "1s"],
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
         &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
         dir.path(),
         "run",
@@ -286,7 +321,9 @@ fn a_pod_killed_mid_shard_gives_its_shard_back_at_once() {
     // The shard's next attempt started well before ack_wait (30 s) had passed.
     let next = runs
         .iter()
-        .filter(|r| tag(r, "concurrent.shard") == Some(shard.as_str()) && tag(r, "concurrent.worker") != Some(pod.as_str()))
+        .filter(|r| {
+            tag(r, "concurrent.shard") == Some(shard.as_str()) && tag(r, "concurrent.worker") != Some(pod.as_str())
+        })
         .filter_map(|r| r["info"]["start_time"].as_i64())
         .min()
         .expect("the shard ran again");
@@ -308,7 +345,16 @@ fn a_cluster_that_does_not_answer_is_named_and_the_other_does_the_work() {
     let experiment = unique("k8s-down");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
     let output = concurrent(
-        &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state", "--idle-timeout", "1s"],
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
         &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
         dir.path(),
         DEADLINE,
@@ -319,11 +365,20 @@ fn a_cluster_that_does_not_answer_is_named_and_the_other_does_the_work() {
     let rest = MlflowRest::new(&mlflow.uri);
     assert_eq!(clusters_of(&shard_runs(&rest, &experiment, "copy")), BTreeMap::from([("b".to_string(), 4)]));
     // `concurrent clusters` says the same.
-    let survey = concurrent(&["clusters", "--clusters", clusters.to_str().unwrap(), "--output", "json"], &[], dir.path(), DEADLINE);
+    let survey = concurrent(
+        &["clusters", "--clusters", clusters.to_str().unwrap(), "--output", "json"],
+        &[],
+        dir.path(),
+        DEADLINE,
+    );
     assert_eq!(survey.status.code(), Some(3), "{}", describe(&survey));
     let survey: Value = serde_json::from_slice(&survey.stdout).unwrap();
-    let reachable: Vec<(&str, bool)> =
-        survey["clusters"].as_array().unwrap().iter().map(|c| (c["name"].as_str().unwrap(), c["reachable"].as_bool().unwrap())).collect();
+    let reachable: Vec<(&str, bool)> = survey["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["reachable"].as_bool().unwrap()))
+        .collect();
     assert_eq!(reachable, [("down", false), ("b", true)]);
     assert_eq!(survey["clusters"][1]["nodes"], 1);
     assert_eq!(survey["clusters"][1]["free_cpu_millis"], 2000);
@@ -366,8 +421,14 @@ fn a_bad_clusters_file_exits_2_naming_the_place_and_creates_nothing() {
     let dag = write(dir.path(), "dag.yaml", &slow_dag("x", &project, 1));
     let cases = [
         (format!("clusters:\n{}    colour: red\n", entry("a", &kubeconfig, "")), "clusters[0].colour: unknown field"),
-        (format!("clusters:\n{}{}", entry("a", &kubeconfig, ""), entry("a", &kubeconfig, "")), "clusters[1].name: duplicate cluster name \"a\""),
-        ("clusters:\n  - name: a\n    kubeconfig: ./missing.kubeconfig\n".to_string(), "clusters[0].kubeconfig: no such file"),
+        (
+            format!("clusters:\n{}{}", entry("a", &kubeconfig, ""), entry("a", &kubeconfig, "")),
+            "clusters[1].name: duplicate cluster name \"a\"",
+        ),
+        (
+            "clusters:\n  - name: a\n    kubeconfig: ./missing.kubeconfig\n".to_string(),
+            "clusters[0].kubeconfig: no such file",
+        ),
     ];
     for (text, expected) in cases {
         let clusters = write(dir.path(), "clusters.yaml", &text);

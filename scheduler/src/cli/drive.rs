@@ -19,7 +19,7 @@ use crate::plan::Plan;
 use crate::queue::Queue;
 use crate::run_state::RunOutcome;
 use crate::run_tree::RunTree;
-use crate::store::{RunTracking, Store};
+use crate::store::{RunStatus, RunTracking, Store};
 
 /// A recorded run, ready to be driven.
 pub struct Recorded {
@@ -89,13 +89,26 @@ pub async fn drive(
             })
             .await;
             executor.settle(std::time::Duration::from_secs(5)).await;
+            // What runs that ended while their scheduler was down left in the clusters goes.
+            let ended: std::collections::BTreeSet<String> = recorded
+                .store
+                .runs()
+                .map(|runs| runs.into_iter().filter(|r| r.status != RunStatus::Running).map(|r| r.run_id).collect())
+                .unwrap_or_default();
+            for job in executor.remove_runs(&ended).await {
+                say!("removed {job}, left by a run that has ended");
+            }
             let unreachable = executor.unreachable();
             for (cluster, why) in &unreachable {
                 say!("warning: cluster {cluster} cannot be used: {why}; its share of the work goes to the others");
             }
             if unreachable.len() == clusters.clusters.len() {
                 say!("error: no cluster of the clusters file can be reached");
-                say!("run {} is left to resume: concurrent resume {}", recorded.run_id, recorded.run_id);
+                say!(
+                    "run {} is left to resume: concurrent resume {} --clusters FILE",
+                    recorded.run_id,
+                    recorded.run_id
+                );
                 return EXIT_SERVICE;
             }
             let names: Vec<&str> = clusters.clusters.iter().map(|c| c.name.as_str()).collect();

@@ -292,6 +292,9 @@ pub struct ResumeArgs {
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub disk: DiskArgs,
+    /// Run the workers as Pods in the Kubernetes clusters of this file.
+    #[arg(long, value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
     /// A tracking server URI (default: MLFLOW_TRACKING_URI, else an `mlflow server` on the
     /// state dir's store). A run started with `--tracking none` resumes without MLflow.
     #[arg(long, value_name = "URI")]

@@ -136,22 +136,26 @@ impl KubernetesExecutor {
         }
     }
 
-    /// Deletes the Jobs (and with them the Pods) of every run not in `live` that the scheduler
-    /// made in these clusters: what a scheduler that died left behind.
-    pub async fn remove_orphans(&self, live: &BTreeSet<String>) -> Vec<String> {
+    /// Deletes the Jobs (and with them the Pods) that the scheduler made for any of `runs`
+    /// (runs that ended while their scheduler was down, say), in every cluster that answers.
+    /// Jobs of runs not named are left alone: another scheduler may own them. Returns
+    /// `cluster/job` of each one deleted.
+    pub async fn remove_runs(&self, runs: &BTreeSet<String>) -> Vec<String> {
         let mut removed = Vec::new();
+        if runs.is_empty() {
+            return removed;
+        }
         for slot in &self.slots {
             let Some(client) = &slot.client else { continue };
             let jobs: Api<Job> = Api::namespaced(client.clone(), &slot.config.namespace);
             let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
             let list = ListParams::default().labels(&selector);
             let delete = DeleteParams::background();
-            let listed = api::call(&slot.pace, || jobs.list(&list)).await;
-            let Ok(listed) = listed else { continue };
+            let Ok(listed) = api::call(&slot.pace, || jobs.list(&list)).await else { continue };
             for job in listed.items {
                 let run = job.metadata.labels.as_ref().and_then(|l| l.get(RUN_LABEL)).cloned().unwrap_or_default();
                 let name = job.metadata.name.clone().unwrap_or_default();
-                if !live.contains(&run) && api::call(&slot.pace, || jobs.delete(&name, &delete)).await.is_ok() {
+                if runs.contains(&run) && api::call(&slot.pace, || jobs.delete(&name, &delete)).await.is_ok() {
                     removed.push(format!("{}/{name}", slot.config.name));
                 }
             }
