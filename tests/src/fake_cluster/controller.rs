@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::Cluster;
 use super::quantity::milli;
 use super::store::{Kind, Store, now_rfc3339};
-use super::writes::{owned_by, random_suffix};
+use super::writes::random_suffix;
 
 /// The resources the scheduler counts.
 const RESOURCES: [&str; 3] = ["cpu", "memory", "nvidia.com/gpu"];
@@ -86,13 +86,19 @@ pub fn container_ended(cluster: &Cluster, ns: &str, name: &str, code: i32) {
 }
 
 fn reconcile_jobs(cluster: &Arc<Cluster>, store: &mut Store, counted: &mut HashSet<String>) {
+    // Pods by the uid of the Job that owns them, listed once.
+    let mut owned: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
+    for pod in store.list(Kind::Pod, None, &Default::default()) {
+        let owners = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        if let Some(uid) = owners.iter().find(|o| o["kind"] == "Job").and_then(|o| o["uid"].as_str()) {
+            owned.entry(uid.to_string()).or_default().push(pod);
+        }
+    }
     for mut job in store.list(Kind::Job, None, &Default::default()) {
         let ns = job["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let before = job.clone();
-        let uid = job["metadata"]["uid"].clone();
-        let pods: Vec<Value> =
-            store.list(Kind::Pod, Some(&ns), &Default::default()).into_iter().filter(|p| owned_by(p, &uid)).collect();
+        let pods: Vec<Value> = owned.remove(job["metadata"]["uid"].as_str().unwrap_or_default()).unwrap_or_default();
         let status = &mut job["status"];
         if status["startTime"].is_null() {
             status["startTime"] = json!(now_rfc3339());
@@ -386,7 +392,11 @@ fn schedule(cluster: &Arc<Cluster>, store: &mut Store) {
                 }
             }
         } else if !cluster.kubelet.is_running(&ns, &name) && pod["status"]["startTime"].is_null() {
-            start(cluster, store, pod);
+            // A missing Secret may appear later; a command that cannot start will not.
+            let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str();
+            if waiting.is_none_or(|reason| reason == "CreateContainerConfigError") {
+                start(cluster, store, pod);
+            }
         }
     }
 }

@@ -85,6 +85,10 @@ pub async fn start(options: Options) -> anyhow::Result<Running> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the API server")?;
     let addr = listener.local_addr()?;
     let app = api::router(cluster.clone());
+    // As the API server does: small answers go out at once, not after a delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
+        let _ = stream.set_nodelay(true);
+    });
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });

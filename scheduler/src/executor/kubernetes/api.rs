@@ -14,9 +14,9 @@ use tokio::time::Instant;
 use crate::clusters::{Access, ClusterConfig};
 
 /// Requests per second to one API server, on average.
-pub const REQUESTS_PER_SECOND: f64 = 50.0;
+pub const REQUESTS_PER_SECOND: f64 = 100.0;
 /// Requests that may go at once after a quiet spell.
-pub const BURST: f64 = 100.0;
+pub const BURST: f64 = 200.0;
 
 /// A cluster's API server could not be reached or refused us.
 #[derive(Debug, thiserror::Error)]
@@ -139,10 +139,10 @@ mod tests {
             pace.wait().await;
         }
         assert!(start.elapsed() < Duration::from_millis(5), "a burst goes at once");
-        for _ in 0..50 {
+        for _ in 0..100 {
             pace.wait().await;
         }
         let spent = start.elapsed().as_secs_f64();
-        assert!((0.95..1.1).contains(&spent), "50 more at 50/s take about a second, took {spent}");
+        assert!((0.95..1.1).contains(&spent), "100 more at 100/s take about a second, took {spent}");
     }
 }
