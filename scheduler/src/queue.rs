@@ -60,6 +60,7 @@ pub struct Queue {
     shards: stream::Stream,
     results: stream::Stream,
     stages: kv::Store,
+    leases: kv::Store,
     projects: object_store::ObjectStore,
 }
 
@@ -139,6 +140,21 @@ impl Queue {
                 .await
                 .map_err(|e| QueueError::js(format!("creating KV bucket {}", names::STAGES_BUCKET), e))?,
         };
+        let leases = match js.get_key_value(names::LEASES_BUCKET).await {
+            Ok(store) => store,
+            Err(_) => js
+                .create_key_value(kv::Config {
+                    bucket: names::LEASES_BUCKET.into(),
+                    history: 1,
+                    storage: StorageType::File,
+                    // A lease is refreshed with every in-progress ack: one older than this
+                    // belongs to a worker long gone, whose shard `ack_wait` handed back.
+                    max_age: Duration::from_secs(3600),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| QueueError::js(format!("creating KV bucket {}", names::LEASES_BUCKET), e))?,
+        };
         let projects = match js.get_object_store(names::PROJECTS_STORE).await {
             Ok(store) => store,
             Err(_) => js
@@ -150,7 +166,12 @@ impl Queue {
                 .await
                 .map_err(|e| QueueError::js(format!("creating object store {}", names::PROJECTS_STORE), e))?,
         };
-        Ok(Queue { client, js, shards, results, stages, projects })
+        Ok(Queue { client, js, shards, results, stages, leases, projects })
+    }
+
+    /// The leases of workers in Pods.
+    pub fn leases(&self) -> kv::Store {
+        self.leases.clone()
     }
 
     /// Stores a project snapshot under its content hash, unless it is there already.

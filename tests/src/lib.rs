@@ -1,6 +1,8 @@
 //! Test kit: real `nats-server` and MLflow tracking servers on loopback, started on free ports
 //! by the tests themselves and stopped afterwards, plus paths to the workspace's binaries.
 
+pub mod fake_cluster;
+pub mod fake_cluster_process;
 pub mod mlflow_server;
 pub mod names;
 pub mod nats_server;

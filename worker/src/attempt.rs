@@ -96,6 +96,8 @@ pub struct Stage {
     pub keep_failed: bool,
     /// Fires when the worker is asked to stop.
     pub cancel: CancellationToken,
+    /// The lease in KV, for a worker in a Pod.
+    pub kv_lease: Option<crate::kv_lease::KvLease>,
 }
 
 impl Stage {
@@ -246,8 +248,14 @@ async fn process_shard(
         input_dir: &layout.input_dir,
     });
     let current = Current { shard, attempt, layout: &layout, lease };
+    if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
+        kv_lease.hold(ack_subject).await;
+    }
     let work = run_attempt(stage, &current);
     let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
+    if let Some(kv_lease) = &stage.kv_lease {
+        kv_lease.release().await;
+    }
     let succeeded = outcome.end.succeeded();
     match &outcome.end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => {}

@@ -34,6 +34,8 @@ pub struct Config {
     /// Stop as on SIGTERM when standard input closes: the process that started this worker
     /// (the local executor) is gone.
     pub stop_when_stdin_closes: bool,
+    /// Keep the lease in KV `CONCURRENT_LEASES` rather than a file (a worker in a Pod).
+    pub lease_kv: bool,
 }
 
 /// The default worker id: `<hostname>-<pid>`.

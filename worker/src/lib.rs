@@ -65,6 +65,7 @@ pub mod env;
 pub mod environment;
 pub mod heartbeat;
 pub mod idle;
+pub mod kv_lease;
 pub mod layout;
 pub mod link;
 pub mod log_cap;
@@ -178,6 +179,10 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         work_dir: config.work_dir.clone(),
         keep_failed: config.keep_failed,
         cancel: cancel.clone(),
+        kv_lease: match config.lease_kv {
+            true => kv_lease::KvLease::open(&js, &config.run_id, &config.stage, &config.worker_id).await,
+            false => None,
+        },
     };
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain).await;
     // The slot this worker's attempts ran in goes with the worker.

@@ -59,6 +59,10 @@ struct Cli {
     /// it lives, so workers never outlive their scheduler).
     #[arg(long)]
     stop_when_stdin_closes: bool,
+    /// Keep the lease of the running shard in NATS KV `CONCURRENT_LEASES` (a worker in a
+    /// Kubernetes Pod, whose executor cannot read its files).
+    #[arg(long)]
+    lease_kv: bool,
 }
 
 fn main() -> ExitCode {
@@ -122,6 +126,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         env_cache: cli.env_cache.unwrap_or_else(concurrent_mlflow::environment::cache::default_root),
         keep_failed: cli.keep_failed,
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
+        lease_kv: cli.lease_kv,
     };
     // One shard at a time: a single-threaded runtime saves the cross-thread wake-ups of a
     // multi-threaded one on every step of a shard.

@@ -23,6 +23,7 @@ macro_rules! say {
 mod api_client;
 mod cancel;
 mod drive;
+mod kubernetes;
 mod preflight;
 mod progress;
 mod remote;
@@ -100,6 +101,9 @@ pub enum Command {
     List(ClientArgs),
     /// Prints the entry point log of a shard attempt from a service.
     Logs(LogsArgs),
+    /// Shows each Kubernetes cluster of a clusters file: reachable or not, nodes, free CPU,
+    /// memory and GPUs, and Concurrent's workers there.
+    Clusters(kubernetes::ClustersArgs),
 }
 
 /// How results are printed by the verbs that talk to a service.
@@ -265,6 +269,9 @@ pub struct RunArgs {
     /// Where run state, outputs without tracking, and logs are kept.
     #[arg(long, value_name = "DIR", default_value = ".concurrent")]
     pub state_dir: PathBuf,
+    /// Run the workers as Pods in the Kubernetes clusters of this file (see docs/kubernetes.md).
+    #[arg(long, value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
     /// Submit the run to this service instead of running it here (also CONCURRENT_SCHEDULER).
     #[command(flatten)]
     pub client: RunClientArgs,
@@ -297,6 +304,9 @@ pub struct ResumeArgs {
     pub workers: WorkerArgs,
     #[command(flatten)]
     pub disk: DiskArgs,
+    /// Run the workers as Pods in the Kubernetes clusters of this file.
+    #[arg(long, value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
     /// A tracking server URI (default: MLFLOW_TRACKING_URI, else an `mlflow server` on the
     /// state dir's store). A run started with `--tracking none` resumes without MLflow.
     #[arg(long, value_name = "URI")]
@@ -386,6 +396,7 @@ pub fn main(cli: Cli) -> ExitCode {
             Command::Status(args) => remote::status(&args.run_id, &args.client).await,
             Command::List(args) => remote::list(&args).await,
             Command::Logs(args) => remote::logs(&args).await,
+            Command::Clusters(args) => kubernetes::clusters(args).await,
         }
     });
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use concurrent_mlflow::tracking::MlflowClient;
 
-use super::drive::{Recorded, drive};
+use super::drive::{Recorded, WorkerPlace, drive};
 use super::preflight::{DiskWatch, check_state_dir};
 use super::run::{absolute, open_store};
 use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
@@ -67,6 +67,13 @@ pub async fn resume(args: ResumeArgs) -> u8 {
         Ok(dag) => dag,
         Err(code) => return code,
     };
+    let clusters = match &args.clusters {
+        Some(path) => match super::kubernetes::load_for_run(path, &dag) {
+            Some(file) => Some(file),
+            None => return EXIT_INVALID,
+        },
+        None => None,
+    };
     let tracking = match &record.tracking {
         None => TrackingChoice::Off,
         Some(_) => TrackingChoice::from_flag(args.tracking.as_deref()),
@@ -82,7 +89,13 @@ pub async fn resume(args: ResumeArgs) -> u8 {
         }
     };
     let code = match connect(record, dag, store, &services).await {
-        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir, &signals, &disk).await,
+        Ok(recorded) => {
+            let place = match &clusters {
+                Some(clusters) => WorkerPlace::Kubernetes { clusters, idle_timeout: args.workers.idle_timeout },
+                None => WorkerPlace::Local(&args.workers),
+            };
+            drive(recorded, place, &services, &state_dir, &signals, &disk).await
+        }
         Err(code) => {
             services.explain_failure();
             code

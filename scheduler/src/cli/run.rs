@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError};
 
-use super::drive::{Recorded, drive};
+use super::drive::{Recorded, WorkerPlace, drive};
 use super::preflight::{DiskWatch, check_state_dir};
 use super::services::{Services, TrackingChoice, check_named_services, nats_url_from_env};
 use super::signals::Signals;
@@ -27,6 +27,13 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let Some((dag, dag_path)) = super::validate::load_dag_args(&args.dag) else { return EXIT_INVALID };
+    let clusters = match &args.clusters {
+        Some(path) => match super::kubernetes::load_for_run(path, &dag) {
+            Some(file) => Some(file),
+            None => return EXIT_INVALID,
+        },
+        None => None,
+    };
     let tracking = TrackingChoice::from_flag(args.tracking.as_deref());
     if tracking == TrackingChoice::Off
         && let Some(stage) = dag.order().into_iter().find(|s| reads_mlflow(&dag, s))
@@ -70,7 +77,13 @@ pub async fn run(args: RunArgs) -> u8 {
         }
     };
     let code = match record(&args, dag, dag_path, early_plan, &services, store).await {
-        Ok(recorded) => drive(recorded, &args.workers, &services, &state_dir, &signals, &disk).await,
+        Ok(recorded) => {
+            let place = match &clusters {
+                Some(clusters) => WorkerPlace::Kubernetes { clusters, idle_timeout: args.workers.idle_timeout },
+                None => WorkerPlace::Local(&args.workers),
+            };
+            drive(recorded, place, &services, &state_dir, &signals, &disk).await
+        }
         Err(code) => {
             services.explain_failure();
             code

@@ -45,6 +45,12 @@ pub use quantity::{is_quantity, quantity_value};
 pub use stage::{DEFAULT_ENTRY_POINT, DEFAULT_RETRIES, MAX_RETRIES};
 pub use uri::{INPUT_SCHEMES, parse_input};
 
+// The readers the clusters file shares with the DAG file, so both name places alike.
+pub(crate) use error::Errors;
+pub(crate) use quote::quote;
+pub(crate) use syntax::parse_yaml;
+pub(crate) use value::{Fields, boolean, describe, integer, nonempty_string};
+
 /// How a DAG file is loaded beyond its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadOptions {

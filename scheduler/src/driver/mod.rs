@@ -92,7 +92,7 @@ pub struct Driver<E: Executor> {
 impl<E: Executor> Driver<E> {
     /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
-        let core = core_of(&setup.dag);
+        let core = core_of(&setup.dag, setup.executor.burst_after());
         Driver { setup, core, records: BTreeMap::new(), started: Instant::now(), outcome: None, resuming: false }
     }
 
@@ -217,8 +217,9 @@ impl<E: Executor> Driver<E> {
     }
 }
 
-/// The core of a run of `dag`, all its stages waiting.
-fn core_of(dag: &Dag) -> RunCore {
+/// The core of a run of `dag`, all its stages waiting; workers Pending `burst_after` count as
+/// missing capacity.
+fn core_of(dag: &Dag, burst_after: Duration) -> RunCore {
     let stages = dag
         .stages
         .values()
@@ -231,5 +232,5 @@ fn core_of(dag: &Dag) -> RunCore {
             clusters: stage.clusters.clone(),
         })
         .collect();
-    RunCore::new(stages, Timing::default())
+    RunCore::new(stages, Timing { burst_after, ..Timing::default() })
 }

@@ -15,7 +15,7 @@ use crate::run_state::ShardOutcome;
 impl<E: Executor> Driver<E> {
     /// A driver that continues the run recorded in `setup.store`.
     pub fn resume(setup: RunSetup<E>) -> Result<Driver<E>, DriverError> {
-        let mut core = super::core_of(&setup.dag);
+        let mut core = super::core_of(&setup.dag, setup.executor.burst_after());
         let mut records = BTreeMap::new();
         for stage in setup.dag.stages.keys() {
             let Some(record) = setup.store.stage(&setup.run_id, stage)? else { continue };

@@ -2,9 +2,11 @@
 //! autoscaler decides how many workers each stage should get; an [`Executor`] launches them
 //! and reports how many are alive.
 
+pub mod kubernetes;
 pub mod local;
 mod orphans;
 pub mod pool;
+mod run_executor;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 pub use local::{LOCAL_CLUSTER, LocalExecutor};
 pub use pool::{RunWorkers, WorkerPool};
+pub use run_executor::RunExecutor;
 
 use crate::placement::{Cluster, Placed};
 
@@ -37,6 +40,8 @@ pub enum ExecutorError {
     Spawn { binary: String, source: std::io::Error },
     #[error("cannot prepare the worker log directory {dir}: {source}")]
     LogDir { dir: String, source: std::io::Error },
+    #[error("cannot make a worker Job manifest: {0}")]
+    Manifest(#[source] serde_json::Error),
 }
 
 /// What an executor sees now.
@@ -75,6 +80,11 @@ pub trait Executor: Send {
     /// the last call (an executor that cannot tell reports none, and those shards come back
     /// after `ack_wait`). `now` is the run's clock, which Pending times are reported on.
     fn observe(&mut self, now: Duration) -> Observation;
+
+    /// How long a worker may stay Pending before its cluster counts as full for its stage.
+    fn burst_after(&self) -> Duration {
+        crate::placement::DEFAULT_BURST_AFTER
+    }
 
     /// Stops every worker of the run: a polite signal first, then a kill after `grace`.
     fn shutdown(&mut self, grace: Duration) -> impl Future<Output = ()> + Send;

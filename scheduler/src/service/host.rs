@@ -18,7 +18,7 @@ use super::projects::UploadedProjects;
 use super::view::{RunState, RunView};
 use crate::dag::{Dag, LoadOptions, Overrides, parse_dag_with};
 use crate::driver::{Driver, DriverError, RunEvent, RunSetup, RunSummary};
-use crate::executor::{RunWorkers, WorkerPool};
+use crate::executor::{RunExecutor, WorkerPool};
 use crate::plan::{Plan, plan, plan_stages};
 use crate::queue::Queue;
 use crate::run_id::{is_valid_run_id, new_run_id};
@@ -70,6 +70,8 @@ pub struct RunControl {
     pub stop: CancellationToken,
     /// Receives a copy of every event.
     pub tap: Option<mpsc::UnboundedSender<RunEvent>>,
+    /// Where the run's workers go; `None`: the host's local worker pool.
+    pub executor: Option<RunExecutor>,
 }
 
 /// One change of a run, as watchers see it.
@@ -298,10 +300,14 @@ impl RunHost {
         tracking: Option<(RunTree, RunTracking)>,
         resume: bool,
     ) -> Result<(), HostError> {
-        let control =
-            RunControl { cancel: CancellationToken::new(), stop: self.inner.stopping.child_token(), tap: None };
+        let mut control = RunControl {
+            cancel: CancellationToken::new(),
+            stop: self.inner.stopping.child_token(),
+            tap: None,
+            executor: None,
+        };
         let run_id = record.run_id.clone();
-        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &control)?;
+        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &mut control)?;
         let host = self.clone();
         let task = tokio::spawn(async move {
             // The outcome is in the run's view; an error is logged there.
@@ -322,10 +328,10 @@ impl RunHost {
         plan: Plan,
         tracking: Option<(RunTree, RunTracking)>,
         resume: bool,
-        control: RunControl,
+        mut control: RunControl,
     ) -> Result<RunSummary, HostError> {
         let run_id = record.run_id.clone();
-        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &control)?;
+        let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &mut control)?;
         Ok(self.clone().drive(run_id, driver, events, control.tap).await?)
     }
 
@@ -337,8 +343,8 @@ impl RunHost {
         plan: Plan,
         tracking: Option<(RunTree, RunTracking)>,
         resume: bool,
-        control: &RunControl,
-    ) -> Result<(Driver<RunWorkers>, mpsc::UnboundedReceiver<RunEvent>), HostError> {
+        control: &mut RunControl,
+    ) -> Result<(Driver<RunExecutor>, mpsc::UnboundedReceiver<RunEvent>), HostError> {
         let order: Vec<String> = dag.order().into_iter().map(|s| s.name.clone()).collect();
         let view = RunView::from_store(&record, &order, &self.inner.store)?;
         let (changes, _) = broadcast::channel(WATCH_BACKLOG);
@@ -350,7 +356,10 @@ impl RunHost {
             plan,
             store: self.inner.store.clone(),
             queue: self.inner.queue.clone(),
-            executor: self.inner.pool.for_run(&record.run_id, record.priority.unwrap_or(1)),
+            executor: match control.executor.take() {
+                Some(executor) => executor,
+                None => RunExecutor::Local(self.inner.pool.for_run(&record.run_id, record.priority.unwrap_or(1))),
+            },
             tracking,
             state_dir: self.inner.config.state_dir.clone(),
             events: Some(events),
@@ -368,7 +377,7 @@ impl RunHost {
     async fn drive(
         self,
         run_id: String,
-        driver: Driver<RunWorkers>,
+        driver: Driver<RunExecutor>,
         mut events: mpsc::UnboundedReceiver<RunEvent>,
         tap: Option<mpsc::UnboundedSender<RunEvent>>,
     ) -> Result<RunSummary, DriverError> {

@@ -1,0 +1,446 @@
+//! End to end through the Kubernetes executor, against fake clusters (`concurrent-fake-cluster`:
+//! a real API server whose kubelet runs Pods as local processes), a real nats-server and a real
+//! MLflow: the example DAG on one cluster, work spread over two, bursting past Pods held
+//! Pending, a Pod killed mid-shard, a cluster that does not answer, cancel.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use concurrent_tests::fake_cluster_process::{FakeClusterProcess, unreachable_kubeconfig};
+use concurrent_tests::{NatsServer, mlflow_server, workspace_bin};
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(300);
+
+/// A fake cluster whose Pods run the built worker and keep their work dirs under `dir`.
+fn cluster(name: &str, dir: &Path, flags: &[&str]) -> FakeClusterProcess {
+    let bin_dir = workspace_bin("concurrent-worker").parent().unwrap().to_path_buf();
+    let bin = format!("/concurrent/bin={}", bin_dir.display());
+    let work = dir.join(format!("{name}-pods"));
+    std::fs::create_dir_all(&work).unwrap();
+    let work = format!("/concurrent/work={}", work.display());
+    let mut all = vec!["--path-map", &bin, "--path-map", &work, "--namespace", "concurrent"];
+    all.extend_from_slice(flags);
+    FakeClusterProcess::start(name, &all).unwrap()
+}
+
+/// A clusters file entry.
+fn entry(cluster: &str, kubeconfig: &Path, extra: &str) -> String {
+    format!(
+        "  - name: {cluster}\n    kubeconfig: {}\n    namespace: concurrent\n    worker_image: concurrent:test\n{extra}",
+        kubeconfig.display()
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The example's two stages, in an image, with the given thumbnail stage settings.
+fn example_dag(experiment: &str, thumbnails: &str) -> String {
+    format!(
+        "name: images-k8s\nexperiment: {experiment}\ninput: file:./raw\nstages:\n  thumbnails:\n    project: {p}/thumbnail\n    image: python:3.12-slim\n    include: ['*.jpg', '*.png']\n    parameters: {{size: 32}}\n{thumbnails}  histograms:\n    project: {p}/histogram\n    image: python:3.12-slim\n    after: [thumbnails]\n    partition: {{by: object, shard_size: 10}}\n    parallelism: 2\n",
+        p = example_projects().display()
+    )
+}
+
+/// Shard runs of a stage (children of its stage run), by MLflow run.
+fn shard_runs(rest: &MlflowRest, experiment: &str, stage: &str) -> Vec<Value> {
+    let experiment_id = rest.experiment_id(experiment).expect("experiment");
+    let runs = rest.runs(&experiment_id);
+    let stage_run =
+        runs.iter().find(|r| run_name(r) == stage && tag(r, "concurrent.stage") == Some(stage)).expect("stage run");
+    let id = mlflow_run_id(stage_run).to_string();
+    runs.into_iter().filter(|r| tag(r, "mlflow.parentRunId") == Some(id.as_str())).collect()
+}
+
+/// Output files of a stage's successful shard runs, with how many runs made each.
+fn outputs(rest: &MlflowRest, runs: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for run in runs.iter().filter(|r| run_status(r) == "FINISHED") {
+        for file in rest.artifact_files(mlflow_run_id(run), "outputs") {
+            *counts.entry(file).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// The run's Jobs and Pods left in a fake cluster.
+fn leftovers(cluster: &FakeClusterProcess, run_id: &str) -> usize {
+    let http = reqwest::blocking::Client::new();
+    ["/apis/batch/v1/jobs", "/api/v1/pods"]
+        .iter()
+        .map(|path| {
+            let url = format!("{}{path}?labelSelector=concurrent.dev/run={run_id}", cluster.url);
+            let list: Value = http.get(url).send().unwrap().json().unwrap();
+            list["items"].as_array().map_or(0, Vec::len)
+        })
+        .sum()
+}
+
+fn run_id_of(stdout: &str) -> String {
+    let line = stdout.lines().chain(std::iter::empty()).find(|l| l.starts_with("run ")).unwrap_or_default();
+    line.trim_start_matches("run ").split(':').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn the_example_runs_on_one_cluster_and_leaves_nothing_behind() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 30);
+    let a = cluster("a", dir.path(), &["--node-cpu", "4"]);
+    let clusters = write(
+        dir.path(),
+        "clusters.yaml",
+        &format!("clusters:\n{}", entry("a", &a.kubeconfig, "    max_workers: 3\n")),
+    );
+    let experiment = unique("k8s-one");
+    let dag = write(
+        dir.path(),
+        "dag.yaml",
+        &example_dag(
+            &experiment,
+            "    partition: {by: object, shard_size: 5}\n    parallelism: 3\n    resources: {cpu: 500m, memory: 256Mi}\n",
+        ),
+    );
+    let output = concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let run_id = run_id_of(&stderr);
+    let rest = MlflowRest::new(&mlflow.uri);
+    let thumbnails = shard_runs(&rest, &experiment, "thumbnails");
+    assert!(thumbnails.iter().all(|r| tag(r, "concurrent.cluster") == Some("a")), "every shard ran on cluster a");
+    let made = outputs(&rest, &thumbnails);
+    assert_eq!(made.len(), 30, "one thumbnail per image: {made:?}");
+    assert!(made.values().all(|n| *n == 1), "each exactly once: {made:?}");
+    assert_eq!(outputs(&rest, &shard_runs(&rest, &experiment, "histograms")).len(), 30);
+    // The run's Jobs are deleted at its end, and their Pods with them.
+    assert!(!run_id.is_empty(), "the run id is printed: {stderr}");
+    wait_until("the run's Jobs and Pods to go", Duration::from_secs(30), || leftovers(&a, &run_id) == 0);
+}
+
+/// Shard runs by the cluster they ran on.
+fn clusters_of(runs: &[Value]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for run in runs {
+        *counts.entry(tag(run, "concurrent.cluster").unwrap_or("?").to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// A project whose entry point copies its inputs after `seconds`.
+fn slow_project(dir: &Path, seconds: u32) -> PathBuf {
+    let project = dir.join("slow");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("MLproject"),
+        format!("name: slow\nentry_points:\n  main:\n    parameters: {{input_dir: path, output_dir: path}}\n    command: \"sleep {seconds} && cp -r {{input_dir}}/. {{output_dir}}/\"\n"),
+    )
+    .unwrap();
+    project
+}
+
+fn inputs(dir: &Path, count: usize) {
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(&raw).unwrap();
+    for i in 0..count {
+        std::fs::write(raw.join(format!("f{i:02}.txt")), format!("{i}\n")).unwrap();
+    }
+}
+
+fn slow_dag(experiment: &str, project: &Path, parallelism: u32) -> String {
+    format!(
+        "name: slow-k8s\nexperiment: {experiment}\ninput: file:./raw\nstages:\n  copy:\n    project: {}\n    image: busybox\n    partition: {{by: object, shard_size: 1}}\n    parallelism: {parallelism}\n    retries: 0\n",
+        project.display()
+    )
+}
+
+#[test]
+fn a_cluster_at_max_workers_sends_the_rest_to_the_next() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 8);
+    let project = slow_project(dir.path(), 1);
+    let a = cluster("a", dir.path(), &[]);
+    let b = cluster("b", dir.path(), &[]);
+    let file =
+        format!("clusters:\n{}{}", entry("a", &a.kubeconfig, "    max_workers: 1\n"), entry("b", &b.kubeconfig, ""));
+    let clusters = write(dir.path(), "clusters.yaml", &file);
+    let experiment = unique("k8s-spill");
+    let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 4));
+    let output = concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let rest = MlflowRest::new(&mlflow.uri);
+    let runs = shard_runs(&rest, &experiment, "copy");
+    let by_cluster = clusters_of(&runs);
+    assert!(
+        by_cluster.get("a").is_some_and(|n| *n >= 1) && by_cluster.get("b").is_some_and(|n| *n >= 1),
+        "{by_cluster:?}"
+    );
+    let workers_on_a: std::collections::BTreeSet<&str> = runs
+        .iter()
+        .filter(|r| tag(r, "concurrent.cluster") == Some("a"))
+        .filter_map(|r| tag(r, "concurrent.worker"))
+        .collect();
+    assert!(!workers_on_a.is_empty());
+    let made = outputs(&rest, &runs);
+    assert_eq!(made.len(), 8, "{made:?}");
+    assert!(made.values().all(|n| *n == 1), "{made:?}");
+}
+
+#[test]
+fn pods_pending_past_burst_after_send_the_work_to_the_next_cluster() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 6);
+    let project = slow_project(dir.path(), 0);
+    let a = cluster("a", dir.path(), &[]);
+    let b = cluster("b", dir.path(), &[]);
+    // No node of a has this label: a's Pods stay Pending (Unschedulable), which placement
+    // cannot foresee from the nodes' free resources.
+    let file = format!(
+        "clusters:\n{}{}",
+        entry("a", &a.kubeconfig, "    burst_after: 1s\n    node_selector: {pool: gpu-spot}\n"),
+        entry("b", &b.kubeconfig, "    burst_after: 1s\n")
+    );
+    let clusters = write(dir.path(), "clusters.yaml", &file);
+    let experiment = unique("k8s-burst");
+    let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
+    let output = concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let rest = MlflowRest::new(&mlflow.uri);
+    let runs = shard_runs(&rest, &experiment, "copy");
+    assert_eq!(clusters_of(&runs), BTreeMap::from([("b".to_string(), 6)]), "every shard ran on b");
+    // a was tried first: its Pods were there, Unschedulable, before the work went to b.
+    let events: Value =
+        reqwest::blocking::get(format!("{}/api/v1/namespaces/concurrent/events", a.url)).unwrap().json().unwrap();
+    let unschedulable =
+        events["items"].as_array().unwrap().iter().filter(|e| e["reason"] == "FailedScheduling").count();
+    assert!(unschedulable >= 1, "a's Pods were Pending first: {events}");
+}
+
+#[test]
+fn a_pod_killed_mid_shard_gives_its_shard_back_at_once() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 4);
+    let project = slow_project(dir.path(), 3);
+    let a = cluster("a", dir.path(), &[]);
+    let clusters = write(dir.path(), "clusters.yaml", &format!("clusters:\n{}", entry("a", &a.kubeconfig, "")));
+    let experiment = unique("k8s-kill");
+    let dag = slow_dag(&experiment, &project, 2).replace("retries: 0", "retries: 2");
+    let dag = write(dir.path(), "dag.yaml", &dag);
+    let mut run = spawn_concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        "run",
+    );
+    let rest = MlflowRest::new(&mlflow.uri);
+    // A shard run in progress names its worker: the Pod to kill.
+    let mut victim = None;
+    wait_until("a shard run in progress", DEADLINE, || {
+        let Some(id) = rest.experiment_id(&experiment) else { return false };
+        victim = rest
+            .runs(&id)
+            .iter()
+            .filter(|r| run_status(r) == "RUNNING" && tag(r, "concurrent.shard").is_some())
+            .find_map(|r| Some((tag(r, "concurrent.worker")?.to_string(), tag(r, "concurrent.shard")?.to_string())));
+        victim.is_some()
+    });
+    let (pod, shard) = victim.unwrap();
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    a.fail_pod("concurrent", &pod).unwrap();
+    let status = run.wait(DEADLINE);
+    assert!(status.success(), "{}", run.describe());
+    let runs = shard_runs(&rest, &experiment, "copy");
+    let made = outputs(&rest, &runs);
+    assert_eq!(made.len(), 4, "{made:?}");
+    assert!(made.values().all(|n| *n == 1), "every output exactly once: {made:?}");
+    // The shard's next attempt started well before ack_wait (30 s) had passed.
+    let next = runs
+        .iter()
+        .filter(|r| {
+            tag(r, "concurrent.shard") == Some(shard.as_str()) && tag(r, "concurrent.worker") != Some(pod.as_str())
+        })
+        .filter_map(|r| r["info"]["start_time"].as_i64())
+        .min()
+        .expect("the shard ran again");
+    let waited = Duration::from_millis((next - killed_at).max(0) as u64);
+    assert!(waited < Duration::from_secs(20), "the shard came back after {waited:?}, not at once");
+}
+
+#[test]
+fn a_cluster_that_does_not_answer_is_named_and_the_other_does_the_work() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 4);
+    let project = slow_project(dir.path(), 0);
+    let down = unreachable_kubeconfig(dir.path(), "down").unwrap();
+    let b = cluster("b", dir.path(), &[]);
+    let file = format!("clusters:\n{}{}", entry("down", &down, ""), entry("b", &b.kubeconfig, ""));
+    let clusters = write(dir.path(), "clusters.yaml", &file);
+    let experiment = unique("k8s-down");
+    let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
+    let output = concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("warning: cluster down cannot be used"), "{stderr}");
+    let rest = MlflowRest::new(&mlflow.uri);
+    assert_eq!(clusters_of(&shard_runs(&rest, &experiment, "copy")), BTreeMap::from([("b".to_string(), 4)]));
+    // `concurrent clusters` says the same.
+    let survey = concurrent(
+        &["clusters", "--clusters", clusters.to_str().unwrap(), "--output", "json"],
+        &[],
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(survey.status.code(), Some(3), "{}", describe(&survey));
+    let survey: Value = serde_json::from_slice(&survey.stdout).unwrap();
+    let reachable: Vec<(&str, bool)> = survey["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["reachable"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(reachable, [("down", false), ("b", true)]);
+    assert_eq!(survey["clusters"][1]["nodes"], 1);
+    assert_eq!(survey["clusters"][1]["free_cpu_millis"], 2000);
+}
+
+#[test]
+fn cancel_deletes_the_runs_jobs_and_pods() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 4);
+    let project = slow_project(dir.path(), 600);
+    let a = cluster("a", dir.path(), &[]);
+    let clusters = write(dir.path(), "clusters.yaml", &format!("clusters:\n{}", entry("a", &a.kubeconfig, "")));
+    let dag = write(dir.path(), "dag.yaml", &slow_dag(&unique("k8s-cancel"), &project, 2));
+    let env = [("NATS_URL", nats.url.as_str()), ("MLFLOW_TRACKING_URI", mlflow.uri.as_str())];
+    let mut run = spawn_concurrent(
+        &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state"],
+        &env,
+        dir.path(),
+        "run",
+    );
+    let mut run_id = String::new();
+    wait_until("the run's Pods", DEADLINE, || {
+        run_id = run.run_id().unwrap_or_default();
+        !run_id.is_empty() && leftovers(&a, &run_id) >= 3
+    });
+    let cancel = concurrent(&["cancel", &run_id, "--state-dir", "state"], &env, dir.path(), DEADLINE);
+    assert_eq!(cancel.status.code(), Some(0), "{}", describe(&cancel));
+    run.wait(DEADLINE);
+    wait_until("no Job nor Pod of the run", Duration::from_secs(30), || leftovers(&a, &run_id) == 0);
+}
+
+#[test]
+fn a_bad_clusters_file_exits_2_naming_the_place_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 1);
+    let project = slow_project(dir.path(), 0);
+    let kubeconfig = unreachable_kubeconfig(dir.path(), "a").unwrap();
+    let dag = write(dir.path(), "dag.yaml", &slow_dag("x", &project, 1));
+    let cases = [
+        (format!("clusters:\n{}    colour: red\n", entry("a", &kubeconfig, "")), "clusters[0].colour: unknown field"),
+        (
+            format!("clusters:\n{}{}", entry("a", &kubeconfig, ""), entry("a", &kubeconfig, "")),
+            "clusters[1].name: duplicate cluster name \"a\"",
+        ),
+        (
+            "clusters:\n  - name: a\n    kubeconfig: ./missing.kubeconfig\n".to_string(),
+            "clusters[0].kubeconfig: no such file",
+        ),
+    ];
+    for (text, expected) in cases {
+        let clusters = write(dir.path(), "clusters.yaml", &text);
+        let output = concurrent(
+            &["run", dag.to_str().unwrap(), "--clusters", clusters.to_str().unwrap(), "--state-dir", "state"],
+            &[("NATS_URL", "nats://127.0.0.1:1")],
+            dir.path(),
+            DEADLINE,
+        );
+        assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(&format!("{}: {expected}", clusters.display())), "{expected} in {stderr}");
+        assert!(!dir.path().join("state").exists(), "nothing is created");
+    }
+}
