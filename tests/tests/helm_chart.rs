@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use anyhow::Context as _;
-use concurrent_tests::{find_tool, workspace_dir};
+use concurrent_tests::{find_tool, workspace_bin, workspace_dir};
 use serde::Deserialize as _;
 use serde_yaml::Value;
 
@@ -207,6 +207,30 @@ fn values_that_break_the_schema_are_refused_with_the_key_named() -> anyhow::Resu
             assert!(!output.status.success(), "helm {verb} accepted {values:?}");
             assert!(text(&output).contains(key), "helm {verb} does not name {key}:\n{}", text(&output));
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_clusters_file_the_chart_writes_is_one_the_scheduler_reads() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "nats: {credentialsSecret: nats-url}\nmlflow: {tokenSecret: {name: mlflow-token, key: token}}\nworkers:\n  imagePullSecrets: [regcred]\n  nodeSelector: {pool: cpu}\n  tolerations: [{key: spot, operator: Exists, effect: NoSchedule}]\n",
+    )?;
+    for values in [None, Some(values.as_path())] {
+        let (_, documents) = render(values)?;
+        let config = documents
+            .iter()
+            .find(|d| d["kind"].as_str() == Some("ConfigMap") && !d["data"]["clusters.yaml"].is_null())
+            .expect("the clusters ConfigMap");
+        let file = dir.path().join("clusters.yaml");
+        std::fs::write(&file, config["data"]["clusters.yaml"].as_str().unwrap())?;
+        let out = Command::new(workspace_bin("concurrent")).arg("clusters").arg("--clusters").arg(&file).output()?;
+        // Read without an error; the in-cluster cluster cannot be reached from here (exit 3).
+        assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("error:"), "{}", text(&out));
     }
     Ok(())
 }

@@ -444,3 +444,58 @@ fn a_bad_clusters_file_exits_2_naming_the_place_and_creates_nothing() {
         assert!(!dir.path().join("state").exists(), "nothing is created");
     }
 }
+
+#[test]
+fn the_service_runs_submitted_dags_as_pods_in_its_clusters() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    make_images(&dir.path().join("raw"), 12);
+    let a = cluster("a", dir.path(), &["--node-cpu", "4"]);
+    let clusters = write(
+        dir.path(),
+        "clusters.yaml",
+        &format!("clusters:\n{}", entry("a", &a.kubeconfig, "    max_workers: 2\n")),
+    );
+    let args = ["serve", "--listen", "127.0.0.1:0", "--clusters", clusters.to_str().unwrap(), "--state-dir", "state"];
+    let env = [("NATS_URL", nats.url.as_str()), ("MLFLOW_TRACKING_URI", mlflow.uri.as_str())];
+    let mut service = spawn_concurrent(&args, &env, dir.path(), "serve-k8s");
+    let mut url = String::new();
+    wait_until("the service to listen", DEADLINE, || {
+        let stderr = service.stderr_text();
+        url = stderr
+            .lines()
+            .find_map(|l| l.split("listening on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_default()
+            .to_string();
+        !url.is_empty()
+    });
+    let http = reqwest::blocking::Client::new();
+    let experiment = unique("k8s-serve");
+    let dag = example_dag(&experiment, "    partition: {by: object, shard_size: 3}\n    parallelism: 2\n")
+        .replace("input: file:./raw", &format!("input: file://{}", dir.path().join("raw").display()));
+    let submitted: Value =
+        http.post(format!("{url}/api/v1/runs")).json(&serde_json::json!({"dag": dag})).send().unwrap().json().unwrap();
+    let run_id = submitted["run_id"].as_str().unwrap_or_else(|| panic!("{submitted}")).to_string();
+    let mut status = Value::Null;
+    wait_until("the submitted run to end", DEADLINE, || {
+        status = http.get(format!("{url}/api/v1/runs/{run_id}")).send().unwrap().json().unwrap();
+        status["status"] != "running"
+    });
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let rest = MlflowRest::new(&mlflow.uri);
+    let thumbnails = shard_runs(&rest, &experiment, "thumbnails");
+    assert!(thumbnails.iter().all(|r| tag(r, "concurrent.cluster") == Some("a")), "every shard ran as a Pod of a");
+    assert_eq!(outputs(&rest, &thumbnails).len(), 12);
+    wait_until("the run's Jobs and Pods to go", Duration::from_secs(30), || leftovers(&a, &run_id) == 0);
+
+    // A stage with no image cannot run as a Pod: refused, the place named, nothing created.
+    let no_image = dag.replacen("    image: python:3.12-slim\n", "", 1);
+    let refused = http.post(format!("{url}/api/v1/runs")).json(&serde_json::json!({"dag": no_image})).send().unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let body = refused.text().unwrap();
+    assert!(body.contains("stages.thumbnails.image"), "{body}");
+    signal(service.pid(), "TERM");
+    service.wait(DEADLINE);
+}

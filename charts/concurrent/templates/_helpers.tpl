@@ -71,19 +71,20 @@ clusters:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     {{- with .Values.workers.imagePullSecrets }}
-    pull_secrets:
+    image_pull_secrets:
       {{- toYaml . | nindent 6 }}
-    {{- end }}
-    {{- with .Values.images.registry }}
-    registry: {{ . }}
     {{- end }}
     nats_url: {{ .Values.nats.url }}
     {{- with .Values.nats.credentialsSecret }}
-    nats_credentials_secret: {{ . }}
+    nats_url_secret:
+      name: {{ . }}
+      key: url
     {{- end }}
     mlflow_tracking_uri: {{ .Values.mlflow.trackingUri }}
     {{- with .Values.mlflow.tokenSecret.name }}
-    mlflow_token_secret: {{ . }}
+    mlflow_token_secret:
+      name: {{ . }}
+      key: {{ $.Values.mlflow.tokenSecret.key }}
     {{- end }}
 {{- end }}
 {{- end -}}

@@ -200,8 +200,12 @@ async fn drive_here(
     stop: &tokio_util::sync::CancellationToken,
     events: tokio::sync::mpsc::UnboundedSender<crate::driver::RunEvent>,
 ) -> Result<crate::driver::RunSummary, crate::service::error::HostError> {
-    let config =
-        HostConfig { state_dir: state_dir.to_path_buf(), base_dir: state_dir.to_path_buf(), project_root: None };
+    let config = HostConfig {
+        state_dir: state_dir.to_path_buf(),
+        base_dir: state_dir.to_path_buf(),
+        project_root: None,
+        pods: None,
+    };
     let mlflow = recorded.tracking.as_ref().map(|(tree, _)| tree.client().clone());
     let host = RunHost::new(config, recorded.store.clone(), recorded.queue, mlflow, WorkerPool::new(local));
     let record = match recorded.store.run(&recorded.run_id)? {

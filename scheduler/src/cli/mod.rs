@@ -24,6 +24,7 @@ mod api_client;
 mod cancel;
 mod drive;
 mod kubernetes;
+pub use kubernetes::{NoImage, stage_launches};
 mod preflight;
 mod progress;
 mod remote;
@@ -150,6 +151,10 @@ pub struct ServeArgs {
     /// Address for gRPC and REST; anything but loopback needs --token-file.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     pub listen: std::net::SocketAddr,
+    /// Run every run's workers as Pods in the Kubernetes clusters of this file (see
+    /// docs/kubernetes.md); without it, local processes.
+    #[arg(long, value_name = "FILE")]
+    pub clusters: Option<PathBuf>,
     /// Bearer tokens, one `name:token` per line; the name is recorded as who submitted a run.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,

@@ -15,7 +15,7 @@ use crate::queue::Queue;
 use crate::service::auth::Tokens;
 use crate::service::server::{app, bind, serve as serve_http, serve_tls};
 use crate::service::tls::server_config;
-use crate::service::{HostConfig, RunHost};
+use crate::service::{HostConfig, PodWorkers, RunHost};
 
 /// Time workers get to stop politely when the service stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -120,7 +120,21 @@ async fn host(
         state_dir: state_dir.to_path_buf(),
     });
     let base_dir = project_root.clone().unwrap_or_else(|| absolute(std::path::Path::new(".")));
-    let config = HostConfig { state_dir: state_dir.to_path_buf(), base_dir, project_root };
+    let pods = match &args.clusters {
+        None => None,
+        Some(path) => match crate::clusters::load_clusters(path) {
+            Ok(clusters) => {
+                Some(PodWorkers { clusters, nats_url: services.nats_url.clone(), idle_timeout: args.idle_timeout })
+            }
+            Err(errors) => {
+                for line in errors.lines() {
+                    say!("error: {line}");
+                }
+                return Err(EXIT_INVALID);
+            }
+        },
+    };
+    let config = HostConfig { state_dir: state_dir.to_path_buf(), base_dir, project_root, pods };
     let host = RunHost::new(config, store, queue, mlflow, WorkerPool::new(executor));
     match host.resume_unfinished().await {
         Ok(resumed) if !resumed.is_empty() => {

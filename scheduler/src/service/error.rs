@@ -38,6 +38,8 @@ pub enum HostError {
     Driver(Box<DriverError>),
     #[error("cannot write {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    NoImage(#[from] crate::cli::NoImage),
 }
 
 impl From<PlanError> for HostError {
@@ -107,6 +109,7 @@ impl HostError {
             | HostError::BadRequest { .. }
             | HostError::UnknownSnapshot { .. }
             | HostError::NeedsTracking { .. }
+            | HostError::NoImage(_)
             | HostError::Plan(_) => Refusal::Invalid,
             HostError::Upload(UploadError::Io { .. }) => Refusal::Internal,
             HostError::Upload(_) => Refusal::Invalid,

@@ -18,12 +18,16 @@ use super::projects::UploadedProjects;
 use super::view::{RunState, RunView};
 use crate::dag::{Dag, LoadOptions, Overrides, parse_dag_with};
 use crate::driver::{Driver, DriverError, RunEvent, RunSetup, RunSummary};
+use crate::executor::kubernetes::{KubernetesConfig, KubernetesExecutor, Leases};
 use crate::executor::{RunExecutor, WorkerPool};
 use crate::plan::{Plan, plan, plan_stages};
 use crate::queue::Queue;
 use crate::run_id::{is_valid_run_id, new_run_id};
 use crate::run_tree::{RunTree, now_ms};
 use crate::store::{RunRecord, RunStatus, RunTracking, Store};
+
+/// Time a run's Pods get to go when it ends.
+const POD_CLEANUP_GRACE: Duration = Duration::from_secs(5);
 
 /// Events a watcher may fall behind by before it is sent the run's status afresh.
 const WATCH_BACKLOG: usize = 1024;
@@ -36,6 +40,17 @@ pub struct HostConfig {
     pub base_dir: PathBuf,
     /// Local projects not uploaded must lie inside this directory; `None` allows any.
     pub project_root: Option<PathBuf>,
+    /// Run workers as Pods in these clusters instead of the local pool (`serve --clusters`).
+    pub pods: Option<PodWorkers>,
+}
+
+/// Workers as Pods: the clusters, and what every worker is told.
+#[derive(Debug, Clone)]
+pub struct PodWorkers {
+    pub clusters: crate::clusters::ClustersFile,
+    /// NATS as the scheduler reaches it (a cluster's `nats_url` overrides it for its Pods).
+    pub nats_url: String,
+    pub idle_timeout: Duration,
 }
 
 /// A run submitted to the host.
@@ -202,6 +217,9 @@ impl RunHost {
         {
             return Err(HostError::NeedsTracking { stage: stage.name.clone() });
         }
+        if self.inner.config.pods.is_some() {
+            crate::cli::stage_launches(&dag)?;
+        }
         let plan = plan(&dag, self.inner.mlflow.as_ref()).await?;
         let run_id = new_run_id();
         let dags = self.inner.config.state_dir.join("dags");
@@ -236,7 +254,7 @@ impl RunHost {
                 .map(|t| crate::run_tree::run_page(&t.uri, &t.experiment_id, &t.parent_run_id)),
         };
         tracing::info!(run = %run_id, dag = %dag.name, submitted_by = %request.submitted_by, "run submitted");
-        self.start(record, dag, plan, tracking, false)?;
+        self.start(record, dag, plan, tracking, false).await?;
         self.inner.metrics.submitted(&request.submitted_by, started.elapsed());
         Ok(submitted)
     }
@@ -288,11 +306,12 @@ impl RunHost {
             .collect();
         let plan = plan_stages(&dag, self.inner.mlflow.as_ref(), &unfinished).await?;
         tracing::info!(run = %record.run_id, dag = %dag.name, "resuming the run");
-        self.start(record, dag, plan, tracking, true)
+        self.start(record, dag, plan, tracking, true).await
     }
 
-    /// Registers the run and spawns its driver.
-    fn start(
+    /// Registers the run and spawns its driver; its workers go to the host's clusters when it
+    /// has some, else to the local pool.
+    async fn start(
         &self,
         record: RunRecord,
         dag: Dag,
@@ -306,12 +325,32 @@ impl RunHost {
             tap: None,
             executor: None,
         };
+        let mut cleanup = None;
+        if let Some(pods) = &self.inner.config.pods {
+            let executor = KubernetesExecutor::connect(KubernetesConfig {
+                run_id: record.run_id.clone(),
+                clusters: pods.clusters.clone(),
+                stages: crate::cli::stage_launches(&dag)?,
+                nats_url: pods.nats_url.clone(),
+                idle_timeout: pods.idle_timeout,
+                leases: Some(Leases(self.inner.queue.leases())),
+            })
+            .await;
+            for (cluster, why) in executor.unreachable() {
+                tracing::warn!(run = %record.run_id, cluster, why, "a cluster cannot be used; its share goes to the others");
+            }
+            cleanup = Some(executor.cleanup());
+            control.executor = Some(RunExecutor::Kubernetes(Box::new(executor)));
+        }
         let run_id = record.run_id.clone();
         let (driver, events) = self.prepare(record, dag, plan, tracking, resume, &mut control)?;
         let host = self.clone();
         let task = tokio::spawn(async move {
             // The outcome is in the run's view; an error is logged there.
             let _ = host.drive(run_id, driver, events, control.tap).await;
+            if let Some(cleanup) = cleanup {
+                cleanup.run(POD_CLEANUP_GRACE).await;
+            }
         });
         self.inner.drivers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(task);
         Ok(())

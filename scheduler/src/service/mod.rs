@@ -16,4 +16,4 @@ pub mod tls;
 pub mod view;
 
 pub use error::{HostError, Refusal};
-pub use host::{HostConfig, RunControl, RunHost, SubmitRequest, Submitted};
+pub use host::{HostConfig, PodWorkers, RunControl, RunHost, SubmitRequest, Submitted};
