@@ -303,6 +303,11 @@ mod tests {
         assert_eq!(started.len(), 2);
         assert!(started.iter().all(|pid| alive(*pid)), "the daemons run after their shell exited");
         assert_eq!(containment.kill_all(&Mark::input_dir(&input_dir), None), 2);
+        // SIGKILL is delivered asynchronously: gone within a deadline, not at the next line.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while started.iter().any(|pid| alive(*pid)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         assert!(started.iter().all(|pid| !alive(*pid)), "{started:?} survived");
         assert!(marked_processes(&Mark::input_dir(&input_dir)).is_empty());
     }

@@ -8,7 +8,6 @@
 //! it is absent, wait for the Job, then start the workers on `plan.image`.
 
 pub mod build_job;
-pub mod python_env;
 pub mod recipe;
 pub mod registry;
 
@@ -17,7 +16,7 @@ use std::path::Path;
 use concurrent_mlflow::project::ProjectEnv;
 
 pub use build_job::{BuildJobError, BuildJobSettings, BuildObjects, build_objects};
-pub use python_env::{PythonEnv, PythonEnvError};
+pub use concurrent_mlflow::environment::{PythonEnv, PythonEnvError};
 pub use recipe::{BuildPlan, ImageSettings, plan_build};
 pub use registry::{Registry, RegistryCredentials, RegistryError, credentials_from_docker_config};
 
@@ -57,18 +56,19 @@ pub enum ImageError {
     /// A project needs building but no registry is configured to push to.
     #[error("the project's image must be built, but no registry for built images is configured for this cluster")]
     NoRegistry,
-    /// The `python_env` file could not be read.
-    #[error("reading {path}")]
-    ReadPythonEnv {
-        /// The file.
-        path: std::path::PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The `python_env` file is not valid.
+    /// The `python_env` file cannot be read or is not valid.
     #[error(transparent)]
     PythonEnv(#[from] PythonEnvError),
+    /// A value of the `python_env` file an image build cannot take.
+    #[error("{file}: {place}: {problem}")]
+    NotBuildable {
+        /// The file as named in the MLproject.
+        file: String,
+        /// The key, e.g. `dependencies[2]`.
+        place: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// The image for a stage with `stage_image` whose project declares `env`; `python_env` is the
@@ -95,12 +95,42 @@ pub fn choose_image(
     }
 }
 
-/// Reads and checks the project's `python_env` file, when `env` names one.
+/// Reads the project's `python_env` file, when `env` names one (as the local environments read
+/// it), and checks what an image build needs of it.
 pub fn load_python_env(project_dir: &Path, env: &ProjectEnv) -> Result<Option<PythonEnv>, ImageError> {
     let ProjectEnv::PythonEnv(file) = env else { return Ok(None) };
-    let path = project_dir.join(file);
-    let text = std::fs::read_to_string(&path).map_err(|source| ImageError::ReadPythonEnv { path, source })?;
-    Ok(Some(PythonEnv::parse(file, &text)?))
+    let python_env = PythonEnv::load(project_dir, file)?;
+    buildable(&python_env, file)?;
+    Ok(Some(python_env))
+}
+
+/// What a build takes: a version that can name a base image (`3.11`, `3.11.9`), and one
+/// non-empty requirement per line.
+fn buildable(env: &PythonEnv, file: &str) -> Result<(), ImageError> {
+    let invalid = |place: String, problem: &str| ImageError::NotBuildable {
+        file: file.to_string(),
+        place,
+        problem: problem.to_string(),
+    };
+    if let Some(python) = &env.python {
+        let parts: Vec<&str> = python.split('.').collect();
+        let version_ok = (1..=3).contains(&parts.len())
+            && parts.iter().all(|p| !p.is_empty() && p.len() <= 4 && p.bytes().all(|b| b.is_ascii_digit()));
+        if !version_ok {
+            return Err(invalid("python".into(), "must be a version such as 3.11 or 3.11.9"));
+        }
+    }
+    for (key, list) in [("build_dependencies", &env.build_dependencies), ("dependencies", &env.dependencies)] {
+        for (i, entry) in list.iter().enumerate() {
+            if entry.trim().is_empty() {
+                return Err(invalid(format!("{key}[{i}]"), "must not be empty"));
+            }
+            if entry.contains(['\n', '\r', '\0']) {
+                return Err(invalid(format!("{key}[{i}]"), "must be one line"));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -115,7 +145,8 @@ mod tests {
     fn the_stage_image_wins_then_docker_env_then_a_build() {
         let docker = ProjectEnv::Docker { image: "ghcr.io/acme/thumbs:1".into() };
         let python = ProjectEnv::PythonEnv("python_env.yaml".into());
-        let env = PythonEnv { python: "3.11".into(), build_dependencies: vec![], dependencies: vec!["numpy".into()] };
+        let env =
+            PythonEnv { python: Some("3.11".into()), build_dependencies: vec![], dependencies: vec!["numpy".into()] };
         assert_eq!(
             choose_image(Some("acme/own:2"), &docker, None, "ab", &settings()).unwrap(),
             ImageChoice::Stage("acme/own:2".into())
@@ -146,9 +177,30 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("python_env.yaml"), "python: \"3.10\"\ndependencies: [pillow]\n").unwrap();
         let env = load_python_env(dir.path(), &ProjectEnv::PythonEnv("python_env.yaml".into())).unwrap().unwrap();
-        assert_eq!(env.python, "3.10");
+        assert_eq!(env.python.as_deref(), Some("3.10"));
         assert_eq!(load_python_env(dir.path(), &ProjectEnv::Local).unwrap(), None);
         let missing = load_python_env(dir.path(), &ProjectEnv::PythonEnv("nope.yaml".into())).unwrap_err();
-        assert!(missing.to_string().ends_with("nope.yaml"), "{missing}");
+        assert!(missing.to_string().contains("nope.yaml"), "{missing}");
+    }
+
+    #[test]
+    fn values_a_build_cannot_take_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = |text: &str| {
+            std::fs::write(dir.path().join("python_env.yaml"), text).unwrap();
+            load_python_env(dir.path(), &ProjectEnv::PythonEnv("python_env.yaml".into())).unwrap_err().to_string()
+        };
+        assert_eq!(
+            message("python: \"3.11; rm -rf /\"\n"),
+            "python_env.yaml: python: must be a version such as 3.11 or 3.11.9"
+        );
+        assert_eq!(
+            message("python: \"3.11\"\ndependencies: [\"a\\n--index-url http://x\"]\n"),
+            "python_env.yaml: dependencies[0]: must be one line"
+        );
+        assert_eq!(
+            message("python: \"3\"\nbuild_dependencies: [\" \"]\n"),
+            "python_env.yaml: build_dependencies[0]: must not be empty"
+        );
     }
 }

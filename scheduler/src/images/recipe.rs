@@ -9,7 +9,7 @@
 
 use concurrent_mlflow::project::snapshot::sha256_hex;
 
-use super::python_env::PythonEnv;
+use super::PythonEnv;
 
 /// Where the project sits in a built image (its working directory).
 pub const PROJECT_DIR_IN_IMAGE: &str = "/concurrent/project";
@@ -60,7 +60,7 @@ pub struct BuildPlan {
 
 /// The plan for a project with `env` (none: the default Python, no packages).
 pub fn plan_build(snapshot_hash: &str, env: Option<&PythonEnv>, settings: &ImageSettings) -> BuildPlan {
-    let python = env.map_or(settings.default_python.as_str(), |e| e.python.as_str());
+    let python = env.and_then(|e| e.python.as_deref()).unwrap_or(settings.default_python.as_str());
     let base = settings.base_image.replace("{python}", python);
     let mut dockerfile = format!("FROM {base}\nWORKDIR {PROJECT_DIR_IN_IMAGE}\nCOPY . {PROJECT_DIR_IN_IMAGE}\n");
     let build_dependencies = env.map(|e| e.build_dependencies.as_slice()).unwrap_or_default();
@@ -98,7 +98,7 @@ mod tests {
 
     fn env(python: &str, deps: &[&str]) -> PythonEnv {
         PythonEnv {
-            python: python.into(),
+            python: Some(python.into()),
             build_dependencies: vec!["pip".into()],
             dependencies: deps.iter().map(|d| d.to_string()).collect(),
         }
