@@ -5,6 +5,7 @@
 //! that cannot be recorded in MLflow, or that a stop signal cuts short, is handed back
 //! (nak); only a result that cannot be published stops the worker.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -13,7 +14,7 @@ use concurrent_mlflow::environment::cache::EnvCache;
 use concurrent_mlflow::project::{EntryPoint, ParamError};
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RetryPolicy, RunStatus};
 use concurrent_proto::lease::lease_path;
-use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec};
+use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec, TrackingTarget};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -50,10 +51,13 @@ pub fn stopping_retry() -> RetryPolicy {
         max_attempts: 4,
         initial_backoff: std::time::Duration::from_millis(100),
         max_backoff: std::time::Duration::from_millis(500),
-        max_elapsed: std::time::Duration::from_secs(2),
+        max_elapsed: STOPPING_BUDGET,
         jitter: true,
     }
 }
+
+/// How long a stopping worker gives MLflow: to end a shard run, or to finish creating one.
+const STOPPING_BUDGET: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The MLflow clients of a stage with tracking on.
 #[derive(Clone)]
@@ -69,7 +73,7 @@ impl Tracking {
     pub fn new(uri: &str) -> Result<Tracking, MlflowError> {
         let client = MlflowClient::new(uri)?.with_retry(tracking_retry());
         let stopping =
-            client.clone().with_retry(stopping_retry()).with_request_timeout(std::time::Duration::from_secs(2));
+            client.clone().with_retry(stopping_retry()).with_request_timeout(STOPPING_BUDGET);
         Ok(Tracking { client, stopping })
     }
 }
@@ -311,11 +315,9 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     let run = match (&stage.tracking, &stage.spec.tracking) {
         (Some(tracking), Some(target)) => {
             let logged = stage.entry_point.check_parameters(&parameters, &[]).unwrap_or_else(|_| parameters.clone());
-            let start = shard_run::start(&tracking.client, target, shard, attempt, &stage.who, &logged);
-            match until_stopped(&stage.cancel, start).await {
-                Some(Ok(run)) => Some(run),
-                Some(Err(e)) => return cut_short(Cut::from(AttemptError::StartRun(e)), stats, started),
-                None => return cut_short(Cut::Stopped, stats, started),
+            match start_run(stage, tracking, target, current, &logged).await {
+                Ok(run) => Some(run),
+                Err(cut) => return cut_short(cut, stats, started),
             }
         }
         _ => None,
@@ -335,6 +337,45 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     }
     let outputs = if end.succeeded() { outputs } else { Vec::new() };
     Outcome { end, mlflow_run_id: run.map(|r| r.run_id), outputs, stats }
+}
+
+/// Creates the shard run and logs its parameters. A run that exists when this gives up (a
+/// stop signal, or its parameters refused) is ended at once, KILLED or FAILED: no attempt
+/// leaves a run RUNNING. A stop that comes while the run is being created waits briefly for
+/// it, since the server may already have made it.
+async fn start_run(
+    stage: &Stage,
+    tracking: &Tracking,
+    target: &TrackingTarget,
+    current: &Current<'_>,
+    params: &BTreeMap<String, String>,
+) -> Result<ShardRun, Cut> {
+    let none = AttemptStats::default();
+    let create = shard_run::create(&tracking.client, target, current.shard, current.attempt, &stage.who);
+    tokio::pin!(create);
+    let run = tokio::select! {
+        biased;
+        created = &mut create => created.map_err(|e| Cut::from(AttemptError::StartRun(e)))?,
+        () = stage.cancel.cancelled() => {
+            if let Ok(Ok(run)) = tokio::time::timeout(STOPPING_BUDGET, create).await {
+                end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed).await;
+            }
+            return Err(Cut::Stopped);
+        }
+    };
+    let logged = shard_run::log_params(&tracking.client, &run, params);
+    match until_stopped(&stage.cancel, logged).await {
+        Some(Ok(())) => Ok(run),
+        Some(Err(e)) => {
+            let cut = Cut::from(AttemptError::StartRun(e));
+            end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Failed).await;
+            Err(cut)
+        }
+        None => {
+            end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed).await;
+            Err(Cut::Stopped)
+        }
+    }
 }
 
 /// Ends the shard run as the attempt ended: FINISHED, FAILED, or KILLED when the worker is

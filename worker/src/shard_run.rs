@@ -51,23 +51,31 @@ pub fn shard_run_tags(
     .collect()
 }
 
-/// Creates the shard run and logs its parameters ("as passed", defaults applied).
-pub async fn start(
+/// Creates the shard run (no parameters yet: see [`log_params`]).
+pub async fn create(
     client: &MlflowClient,
     target: &TrackingTarget,
     shard: &ShardMsg,
     attempt: u32,
     who: &WorkerIdentity,
-    params: &BTreeMap<String, String>,
 ) -> Result<ShardRun, MlflowError> {
     let name = shard_run_name(&shard.stage, shard.shard, attempt);
     let tags = shard_run_tags(target, shard, attempt, who);
     let info = client.create_run(&target.experiment_id, &name, &tags).await?;
+    Ok(ShardRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
+}
+
+/// Logs the shard run's parameters ("as passed", defaults applied).
+pub async fn log_params(
+    client: &MlflowClient,
+    run: &ShardRun,
+    params: &BTreeMap<String, String>,
+) -> Result<(), MlflowError> {
     let params: Vec<Param> = params.iter().map(|(k, v)| Param::new(k, v)).collect();
     if !params.is_empty() {
-        client.log_batch(&info.run_id, &[], &params, &[]).await?;
+        client.log_batch(&run.run_id, &[], &params, &[]).await?;
     }
-    Ok(ShardRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
+    Ok(())
 }
 
 /// Uploads the outputs under `outputs/`, a few at a time; returns where each now is.

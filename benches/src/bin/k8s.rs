@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let running = fake_cluster::start(fake_cluster::Options {
         name: "bench".into(),
-        nodes: 4,
+        nodes: 16,
         node_cpu_millis: 1_000_000,
         node_memory_bytes: 1 << 40,
         node_gpus: 0,

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::Cluster;
 use super::quantity::milli;
-use super::store::{Kind, Store, now_rfc3339};
+use super::store::{Change, Kind, Store, now_rfc3339};
+use tokio::sync::broadcast;
 use super::writes::random_suffix;
 
 /// The resources the scheduler counts.
@@ -48,19 +49,48 @@ pub fn seed(cluster: &Cluster) {
     }
 }
 
-/// Reconciles on every change and every 200 ms (TTLs).
+/// Reconciles the Jobs each change touched, and every Job every 200 ms (TTLs).
 pub async fn run(cluster: Arc<Cluster>) {
     let mut counted: HashSet<String> = HashSet::new();
+    let mut changes = cluster.store.lock().expect("store").subscribe();
+    let mut full_pass = tokio::time::interval(Duration::from_millis(200));
     loop {
-        tokio::select! {
-            _ = cluster.kick.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        let mut touched = tokio::select! {
+            _ = cluster.kick.notified() => Some(HashSet::new()),
+            _ = full_pass.tick() => None,
+        };
+        loop {
+            match changes.try_recv() {
+                Ok(change) => {
+                    if let Some(jobs) = touched.as_mut() {
+                        jobs.extend(job_touched(&change));
+                    }
+                }
+                Err(broadcast::error::TryRecvError::Lagged(_)) => touched = None,
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(broadcast::error::TryRecvError::Closed) => return,
+            }
         }
         let mut store = cluster.store.lock().expect("store");
-        reconcile_jobs(&cluster, &mut store, &mut counted);
+        reconcile_jobs(&cluster, &mut store, &mut counted, touched.as_ref());
         collect_garbage(&cluster, &mut store);
         schedule(&cluster, &mut store);
     }
+}
+
+/// The uid of the Job a change is about: the Job's own, or the owner of a Pod.
+fn job_touched(change: &Change) -> Option<String> {
+    match change.kind {
+        Kind::Job => change.object["metadata"]["uid"].as_str().map(str::to_string),
+        Kind::Pod => job_owner(&change.object).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The uid of the Job that owns a Pod.
+fn job_owner(pod: &Value) -> Option<&str> {
+    let owners = pod["metadata"]["ownerReferences"].as_array()?;
+    owners.iter().find(|o| o["kind"] == "Job").and_then(|o| o["uid"].as_str())
 }
 
 /// The kubelet's report that a Pod's container ended with `code`.
@@ -85,16 +115,19 @@ pub fn container_ended(cluster: &Cluster, ns: &str, name: &str, code: i32) {
     cluster.kick.notify_one();
 }
 
-fn reconcile_jobs(cluster: &Arc<Cluster>, store: &mut Store, counted: &mut HashSet<String>) {
+/// Reconciles the Jobs whose uids are in `only`, or every Job.
+fn reconcile_jobs(cluster: &Arc<Cluster>, store: &mut Store, counted: &mut HashSet<String>, only: Option<&HashSet<String>>) {
+    let wanted = |uid: &str| only.is_none_or(|only| only.contains(uid));
     // Pods by the uid of the Job that owns them, listed once.
     let mut owned: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
-    for pod in store.list(Kind::Pod, None, &Default::default()) {
-        let owners = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-        if let Some(uid) = owners.iter().find(|o| o["kind"] == "Job").and_then(|o| o["uid"].as_str()) {
-            owned.entry(uid.to_string()).or_default().push(pod);
+    for pod in store.scan(Kind::Pod) {
+        if let Some(uid) = job_owner(pod).filter(|uid| wanted(uid)) {
+            owned.entry(uid.to_string()).or_default().push(pod.clone());
         }
     }
-    for mut job in store.list(Kind::Job, None, &Default::default()) {
+    let jobs: Vec<Value> =
+        store.scan(Kind::Job).filter(|job| wanted(job["metadata"]["uid"].as_str().unwrap_or_default())).cloned().collect();
+    for mut job in jobs {
         let ns = job["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();
         let before = job.clone();
@@ -293,18 +326,17 @@ fn stop_pod(cluster: &Cluster, store: &mut Store, pod: &Value) {
 
 /// Pods whose owning Job is gone (deleted with Background or Foreground propagation).
 fn collect_garbage(cluster: &Cluster, store: &mut Store) {
-    let jobs: HashSet<String> = store
-        .list(Kind::Job, None, &Default::default())
-        .iter()
-        .filter_map(|j| j["metadata"]["uid"].as_str().map(str::to_string))
+    let jobs: HashSet<&str> = store.scan(Kind::Job).filter_map(|j| j["metadata"]["uid"].as_str()).collect();
+    let orphans: Vec<Value> = store
+        .scan(Kind::Pod)
+        .filter(|pod| {
+            let owners = pod["metadata"]["ownerReferences"].as_array().map(Vec::as_slice).unwrap_or_default();
+            owners.iter().any(|o| o["kind"] == "Job" && !o["uid"].as_str().is_some_and(|u| jobs.contains(u)))
+        })
+        .cloned()
         .collect();
-    for pod in store.list(Kind::Pod, None, &Default::default()) {
-        let owners = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-        let orphaned =
-            owners.iter().any(|o| o["kind"] == "Job" && !o["uid"].as_str().is_some_and(|u| jobs.contains(u)));
-        if orphaned {
-            stop_pod(cluster, store, &pod);
-        }
+    for pod in orphans {
+        stop_pod(cluster, store, &pod);
     }
 }
 
@@ -327,8 +359,7 @@ fn requests(pod: &Value) -> BTreeMap<&'static str, u128> {
 
 /// Binds Pending Pods to the first node that fits them, and starts bound Pods.
 fn schedule(cluster: &Arc<Cluster>, store: &mut Store) {
-    let nodes = store.list(Kind::Node, None, &Default::default());
-    let pods = store.list(Kind::Pod, None, &Default::default());
+    let nodes: Vec<Value> = store.scan(Kind::Node).cloned().collect();
     let mut free: Vec<(String, BTreeMap<&str, i128>, usize, Value)> = nodes
         .iter()
         .map(|node| {
@@ -340,7 +371,7 @@ fn schedule(cluster: &Arc<Cluster>, store: &mut Store) {
             (name, allocatable, MAX_PODS, node["metadata"]["labels"].clone())
         })
         .collect();
-    for pod in &pods {
+    for pod in store.scan(Kind::Pod) {
         let terminal = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
         if let Some(node) = pod["spec"]["nodeName"].as_str()
             && !terminal
@@ -352,12 +383,20 @@ fn schedule(cluster: &Arc<Cluster>, store: &mut Store) {
             entry.2 = entry.2.saturating_sub(1);
         }
     }
-    let mut pending: Vec<&Value> = pods
-        .iter()
+    // Only what may change is copied: Pods to bind, and bound Pods whose container may start.
+    let mut pending: Vec<Value> = store
+        .scan(Kind::Pod)
         .filter(|p| p["status"]["phase"] == "Pending" && p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            let waiting = p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str();
+            p["spec"]["nodeName"].is_null()
+                || (p["status"]["startTime"].is_null()
+                    && waiting.is_none_or(|reason| reason == "CreateContainerConfigError"))
+        })
+        .cloned()
         .collect();
     pending.sort_by_key(|p| p["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok()));
-    for pod in pending {
+    for pod in &pending {
         let ns = pod["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = pod["metadata"]["name"].as_str().unwrap_or_default().to_string();
         if pod["spec"]["nodeName"].is_null() {

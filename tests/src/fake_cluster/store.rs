@@ -140,12 +140,16 @@ impl Store {
 
     /// Objects of `kind` in `namespace` (all namespaces when `None`) whose labels match.
     pub fn list(&self, kind: Kind, namespace: Option<&str>, selector: &LabelSelector) -> Vec<Value> {
-        self.objects
-            .iter()
-            .filter(|((k, ns, _), _)| *k == kind && namespace.is_none_or(|n| n == ns))
-            .filter(|(_, v)| selector.matches(labels(v)))
-            .map(|(_, v)| v.clone())
+        self.scan(kind)
+            .filter(|v| namespace.is_none_or(|n| v["metadata"]["namespace"].as_str().unwrap_or_default() == n))
+            .filter(|v| selector.matches(labels(v)))
+            .cloned()
             .collect()
+    }
+
+    /// Objects of `kind` in every namespace, borrowed.
+    pub fn scan(&self, kind: Kind) -> impl Iterator<Item = &Value> {
+        self.objects.range((kind, String::new(), String::new())..).take_while(move |((k, _, _), _)| *k == kind).map(|(_, v)| v)
     }
 
     /// Names of the namespaces that exist.

@@ -55,6 +55,9 @@ async fn watch_pods(api: Api<Pod>, selector: String, run_id: String, watched: Ar
     let mut first_seen: BTreeMap<String, Instant> = BTreeMap::new();
     while let Some(event) = stream.next().await {
         let mut ended: Vec<Pod> = Vec::new();
+        // What the view must learn: every Pod after a relist, else the one this event is about.
+        let mut changed: Option<String> = None;
+        let mut relisted = false;
         match event {
             Err(error) => {
                 watched.view.lock().expect("view").unreachable = Some(error.to_string());
@@ -77,26 +80,29 @@ async fn watch_pods(api: Api<Pod>, selector: String, run_id: String, watched: Ar
                 );
                 ended.extend(list.values().filter(|p| ended_now(known.get(name_of(p)), Some(p))).cloned());
                 known = list;
+                relisted = true;
             }
             Ok(watcher::Event::Apply(pod)) => {
                 let name = name_of(&pod).to_string();
                 if ended_now(known.get(&name), Some(&pod)) {
                     ended.push(pod.clone());
                 }
-                known.insert(name, pod);
+                known.insert(name.clone(), pod);
+                changed = Some(name);
             }
             Ok(watcher::Event::Delete(pod)) => {
                 if let Some(before) = known.remove(name_of(&pod))
                     && !is_terminal(&before)
                 {
-                    ended.push(pod);
+                    ended.push(pod.clone());
                 }
+                changed = Some(name_of(&pod).to_string());
             }
         }
         {
             let mut view = watched.view.lock().expect("view");
             view.unreachable = None;
-            if relist.is_none() {
+            if relisted {
                 first_seen.retain(|name, _| known.contains_key(name));
                 view.pods = known
                     .iter()
@@ -105,6 +111,20 @@ async fn watch_pods(api: Api<Pod>, selector: String, run_id: String, watched: Ar
                         seen_pod(pod, first).map(|seen| (name.clone(), seen))
                     })
                     .collect();
+            } else if let Some(name) = changed {
+                match known.get(&name) {
+                    Some(pod) => {
+                        let first = *first_seen.entry(name.clone()).or_insert_with(Instant::now);
+                        match seen_pod(pod, first) {
+                            Some(seen) => view.pods.insert(name, seen),
+                            None => view.pods.remove(&name),
+                        };
+                    }
+                    None => {
+                        first_seen.remove(&name);
+                        view.pods.remove(&name);
+                    }
+                }
             }
         }
         if let Some(leases) = &leases {
