@@ -1,0 +1,58 @@
+//! Runs the reference placement trace (three clusters whose capacity changes) under Concurrent's
+//! placement and the baseline policies, and prints the figures as a Markdown table.
+//!
+//! `cargo run --release -p concurrent-core --example placement_sim -- [--shards N] [--seed N]`
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use concurrent_core::simulation::{Trace, baselines, simulate, table};
+
+const USAGE: &str = "usage: placement_sim [--shards N] [--seed N] [--parallelism N]";
+
+fn main() -> ExitCode {
+    let mut shards: u32 = 100_000;
+    let mut seed: u64 = 1;
+    let mut parallelism: Option<u32> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next();
+        let parsed = match (flag.as_str(), value.as_deref()) {
+            ("--shards", Some(v)) => v.parse().map(|n| shards = n).is_ok(),
+            ("--seed", Some(v)) => v.parse().map(|n| seed = n).is_ok(),
+            ("--parallelism", Some(v)) => v.parse().map(|n| parallelism = Some(n)).is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            eprintln!("error: bad argument {flag} {}\n{USAGE}", value.unwrap_or_default());
+            return ExitCode::from(2);
+        }
+    }
+    if shards == 0 || parallelism == Some(0) {
+        eprintln!("error: --shards and --parallelism must be at least 1\n{USAGE}");
+        return ExitCode::from(2);
+    }
+    let mut trace = Trace::three_clusters(shards, seed);
+    if let Some(parallelism) = parallelism {
+        trace.parallelism = parallelism;
+    }
+    println!(
+        "{shards} shards, parallelism {}, seed {seed}, burst_after {} s",
+        trace.parallelism,
+        trace.burst_after.as_secs()
+    );
+    for cluster in &trace.clusters {
+        let changes: Vec<String> = cluster
+            .changes()
+            .iter()
+            .map(|(at, workers)| format!("{workers} from {}m{:02}s", at.as_secs() / 60, at.as_secs() % 60))
+            .collect();
+        println!("  {} (max_workers {}): {}", cluster.name, cluster.max_workers, changes.join(", "));
+    }
+    println!();
+    let started = Instant::now();
+    let reports: Vec<_> = baselines().iter().map(|policy| simulate(&trace, policy)).collect();
+    print!("{}", table(&reports));
+    println!("\nsimulated in {:.2} s", started.elapsed().as_secs_f64());
+    ExitCode::SUCCESS
+}
