@@ -1,19 +1,22 @@
-//! Runs the reference placement trace (three clusters whose capacity changes) under Concurrent's
-//! placement and the baseline policies, and prints the figures as a Markdown table.
+//! Runs a placement trace (three clusters whose capacity changes, or a flapping spot cluster)
+//! under Concurrent's placement and the baseline policies, and prints the figures as a
+//! Markdown table.
 //!
-//! `cargo run --release -p concurrent-core --example placement_sim -- [--shards N] [--seed N]`
+//! `cargo run --release -p concurrent-core --example placement_sim -- [--trace three-clusters|spot]
+//! [--shards N] [--seed N] [--parallelism N]`
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use concurrent_core::simulation::{Trace, baselines, simulate, table};
 
-const USAGE: &str = "usage: placement_sim [--shards N] [--seed N] [--parallelism N]";
+const USAGE: &str = "usage: placement_sim [--trace three-clusters|spot] [--shards N] [--seed N] [--parallelism N]";
 
 fn main() -> ExitCode {
     let mut shards: u32 = 100_000;
     let mut seed: u64 = 1;
     let mut parallelism: Option<u32> = None;
+    let mut spot = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next();
@@ -21,6 +24,11 @@ fn main() -> ExitCode {
             ("--shards", Some(v)) => v.parse().map(|n| shards = n).is_ok(),
             ("--seed", Some(v)) => v.parse().map(|n| seed = n).is_ok(),
             ("--parallelism", Some(v)) => v.parse().map(|n| parallelism = Some(n)).is_ok(),
+            ("--trace", Some("three-clusters")) => true,
+            ("--trace", Some("spot")) => {
+                spot = true;
+                true
+            }
             _ => false,
         };
         if !parsed {
@@ -32,12 +40,13 @@ fn main() -> ExitCode {
         eprintln!("error: --shards and --parallelism must be at least 1\n{USAGE}");
         return ExitCode::from(2);
     }
-    let mut trace = Trace::three_clusters(shards, seed);
+    let mut trace = if spot { Trace::spot(shards, seed) } else { Trace::three_clusters(shards, seed) };
     if let Some(parallelism) = parallelism {
         trace.parallelism = parallelism;
     }
     println!(
-        "{shards} shards, parallelism {}, seed {seed}, burst_after {} s",
+        "trace {}: {shards} shards, parallelism {}, seed {seed}, burst_after {} s",
+        if spot { "spot" } else { "three-clusters" },
         trace.parallelism,
         trace.burst_after.as_secs()
     );

@@ -117,11 +117,7 @@ pub fn table(reports: &[Report]) -> String {
         } else {
             report.recoveries.iter().filter_map(|r| r.after).max().map_or("none".to_string(), seconds)
         };
-        let returns: Vec<String> = report
-            .returns
-            .iter()
-            .map(|r| format!("{} {}", r.cluster, r.after.map_or("never".to_string(), seconds)))
-            .collect();
+        let returns: Vec<String> = names.iter().filter_map(|name| returns_of(report, name)).collect();
         let _ = writeln!(
             out,
             " {burst} | {replace} | {} | {} | {} | {} |",
@@ -133,15 +129,21 @@ pub fn table(reports: &[Report]) -> String {
     }
     for report in reports {
         let _ = writeln!(out, "\n{}:", report.policy);
-        for burst in &report.bursts {
+        for run in report.bursts.chunk_by(|a, b| a.from == b.from && a.to == b.to) {
+            let (first, longest) = (&run[0], run.iter().map(|b| b.after).max().unwrap_or_default());
+            let times = if run.len() > 1 {
+                format!(" ({} times, the last from {})", run.len(), minutes(run[run.len() - 1].pending_from))
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  burst  {} -> {}: Pending from {}, workers on {} {} later",
-                burst.from,
-                burst.to,
-                minutes(burst.pending_from),
-                burst.to,
-                seconds(burst.after)
+                "  burst  {} -> {}: Pending from {}, workers on {} {} later{times}",
+                first.from,
+                first.to,
+                minutes(first.pending_from),
+                first.to,
+                seconds(longest)
             );
         }
         for recovery in &report.recoveries {
@@ -166,6 +168,23 @@ pub fn table(reports: &[Report]) -> String {
         }
     }
     out
+}
+
+/// A cluster's returns in a few words: the time, or the longest of several, and how many never
+/// got a worker; `None` when its capacity never grew.
+fn returns_of(report: &Report, cluster: &str) -> Option<String> {
+    let returns: Vec<&Return> = report.returns.iter().filter(|r| r.cluster == cluster).collect();
+    let longest = returns.iter().filter_map(|r| r.after).max();
+    let never = returns.iter().filter(|r| r.after.is_none()).count();
+    let text = match (returns.len(), longest) {
+        (0, _) => return None,
+        (1, Some(after)) => seconds(after),
+        (1, None) => "never".to_string(),
+        (n, Some(after)) if never == 0 => format!("{} at most, {n} times", seconds(after)),
+        (n, Some(after)) => format!("{} at most, {n} times, {never} never", seconds(after)),
+        (n, None) => format!("never, {n} times"),
+    };
+    Some(format!("{cluster} {text}"))
 }
 
 fn percent(value: f64) -> String {

@@ -89,6 +89,30 @@ impl Trace {
             burst_after: DEFAULT_BURST_AFTER,
         }
     }
+
+    /// A flapping trace: `shards` shards as in [`Trace::three_clusters`], at `parallelism` 400,
+    /// over `onprem` (`max_workers` 100, always there) then `spot` (300), whose nodes are
+    /// reclaimed down to 100 workers for 127 s out of every 311 s (times that do not line up
+    /// with a 30 s poll), for twice the expected makespan.
+    pub fn spot(shards: u32, seed: u64) -> Trace {
+        let durations = shard_durations(shards, Duration::from_secs(15), 0.5, seed);
+        let parallelism = 400;
+        let horizon = durations.iter().sum::<Duration>() / parallelism * 2;
+        let mut spot = ClusterTrace::new("spot", 300, 300);
+        let mut at = Duration::from_secs(173);
+        while at < horizon {
+            spot = spot.change(at, 100).change(at + Duration::from_secs(127), 300);
+            at += Duration::from_secs(311);
+        }
+        Trace {
+            clusters: vec![ClusterTrace::new("onprem", 100, 100), spot],
+            parallelism,
+            durations,
+            pod_startup: Duration::from_secs(5),
+            idle_exit: Duration::from_secs(5),
+            burst_after: DEFAULT_BURST_AFTER,
+        }
+    }
 }
 
 /// `shards` attempt durations, log-normal around `median` with `sigma` the spread of their

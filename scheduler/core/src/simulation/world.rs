@@ -191,6 +191,9 @@ impl<'a> World<'a> {
         for cluster in 0..self.clusters.len() {
             let capacity = self.trace.clusters[cluster].capacity_at(self.now);
             let state = &mut self.clusters[cluster];
+            if capacity == state.capacity {
+                continue;
+            }
             if capacity > state.capacity && state.return_open.is_none() {
                 state.return_open = Some(self.now);
             }
