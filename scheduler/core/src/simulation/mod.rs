@@ -8,6 +8,7 @@
 //! (the 5 to 15 min of Kueue MultiKueue and Armada) instead of at once through the lease watch.
 //! Pure and deterministic: the same trace and policy give the same report.
 
+mod measure;
 mod report;
 #[cfg(test)]
 mod tests;

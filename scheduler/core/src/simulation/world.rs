@@ -2,13 +2,14 @@
 //! while the cluster's nodes have room, start, and their workers pull shards from one queue,
 //! report each after its duration and exit once the queue stays empty. A capacity drop kills
 //! the newest bound workers; a killed worker's shard comes back as the policy says. The
-//! world carries out the core's effects as the scheduler's driver and executor do, and
-//! measures what the report holds.
+//! world carries out the core's effects as the scheduler's driver and executor do, and tells
+//! [`Measures`] what happens.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::report::{Burst, ClusterUse, Recovery, Report, Return};
+use super::measure::Measures;
+use super::report::Report;
 use super::trace::Trace;
 use super::{DRIVER_TICK, LostShard, Policy};
 use crate::placement::{Amount, Cluster, Placed};
@@ -46,21 +47,6 @@ impl Pod {
     }
 }
 
-/// One cluster during the simulation, and what is measured of it.
-#[derive(Debug, Clone, Default)]
-struct ClusterState {
-    capacity: u32,
-    busy: Duration,
-    available: Duration,
-    /// When the oldest unbound worker of an open burst was asked for.
-    burst_open: Option<Duration>,
-    /// The start of the last burst recorded, so that its leftover Pending workers do not
-    /// open another.
-    burst_recorded: Option<Duration>,
-    /// When capacity grew, while no worker has been bound since.
-    return_open: Option<Duration>,
-}
-
 /// The world, the core it carries out, and the measures.
 pub(super) struct World<'a> {
     trace: &'a Trace,
@@ -71,7 +57,8 @@ pub(super) struct World<'a> {
     /// Shards waiting, with the attempt they get next.
     queue: VecDeque<(u32, u32)>,
     pods: Vec<Pod>,
-    clusters: Vec<ClusterState>,
+    /// Workers each cluster's nodes hold now.
+    capacity: Vec<u32>,
     /// Lost workers' shards, as `shard/attempt`, for the next decision to hand back.
     abandoned: Vec<String>,
     /// Lost workers' shards the queue redelivers at a time: (when, shard, next attempt).
@@ -80,11 +67,7 @@ pub(super) struct World<'a> {
     attempts: Vec<u32>,
     duplicate_results: u32,
     workers_created: u32,
-    bursts: Vec<Burst>,
-    returns: Vec<Return>,
-    recoveries: Vec<Recovery>,
-    /// Recoveries under way: (index in `recoveries`, bound workers that end it).
-    recovering: Vec<(usize, u32)>,
+    measures: Measures,
     makespan: Option<Duration>,
 }
 
@@ -99,11 +82,6 @@ impl<'a> World<'a> {
             clusters: Vec::new(),
         };
         let timing = Timing { burst_after: trace.burst_after, ..Timing::default() };
-        let clusters = trace
-            .clusters
-            .iter()
-            .map(|c| ClusterState { capacity: c.capacity_at(Duration::ZERO), ..ClusterState::default() })
-            .collect();
         World {
             trace,
             policy,
@@ -112,16 +90,13 @@ impl<'a> World<'a> {
             next_decision: Duration::ZERO,
             queue: VecDeque::new(),
             pods: Vec::new(),
-            clusters,
+            capacity: trace.clusters.iter().map(|c| c.capacity_at(Duration::ZERO)).collect(),
             abandoned: Vec::new(),
             redelivery: VecDeque::new(),
             attempts: vec![0; trace.durations.len()],
             duplicate_results: 0,
             workers_created: 0,
-            bursts: Vec::new(),
-            returns: Vec::new(),
-            recoveries: Vec::new(),
-            recovering: Vec::new(),
+            measures: Measures::new(trace),
             makespan: None,
         }
     }
@@ -150,8 +125,8 @@ impl<'a> World<'a> {
         self.redeliver();
         self.bind();
         self.start_and_exit();
-        for (state, trace) in self.clusters.iter_mut().zip(&self.trace.clusters) {
-            state.available += DRIVER_TICK * state.capacity.min(trace.max_workers);
+        for (cluster, trace) in self.trace.clusters.iter().enumerate() {
+            self.measures.available(cluster, self.capacity[cluster].min(trace.max_workers), DRIVER_TICK);
         }
     }
 
@@ -162,7 +137,7 @@ impl<'a> World<'a> {
                 if done_at > self.now {
                     break;
                 }
-                self.clusters[self.pods[index].cluster].busy += done_at - started;
+                self.measures.busy(self.pods[index].cluster, done_at - started);
                 let result = AttemptResult::Succeeded { outputs: 1 };
                 let event = Event::Result { stage: STAGE.into(), shard, attempt, result, redelivered: false };
                 let effects = self.core.handle(event);
@@ -188,16 +163,15 @@ impl<'a> World<'a> {
     fn change_capacity(&mut self) {
         let bound_before = self.bound(None);
         let mut dropped = Vec::new();
-        for cluster in 0..self.clusters.len() {
+        for cluster in 0..self.capacity.len() {
             let capacity = self.trace.clusters[cluster].capacity_at(self.now);
-            let state = &mut self.clusters[cluster];
-            if capacity == state.capacity {
+            if capacity == self.capacity[cluster] {
                 continue;
             }
-            if capacity > state.capacity && state.return_open.is_none() {
-                state.return_open = Some(self.now);
+            if capacity > self.capacity[cluster] {
+                self.measures.capacity_grew(cluster, self.now);
             }
-            state.capacity = capacity;
+            self.capacity[cluster] = capacity;
             let mut bound: Vec<usize> =
                 (0..self.pods.len()).filter(|&i| self.pods[i].cluster == cluster && self.pods[i].is_bound()).collect();
             if bound.len() <= capacity as usize {
@@ -210,7 +184,7 @@ impl<'a> World<'a> {
             for &index in lost.iter().rev() {
                 let pod = self.pods.remove(index);
                 if let Phase::Working { shard, attempt, started, .. } = pod.phase {
-                    self.clusters[cluster].busy += self.now - started;
+                    self.measures.busy(cluster, self.now - started);
                     match self.policy.lost_shard {
                         LostShard::HandedBack => self.abandoned.push(format!("{shard}/{attempt}")),
                         LostShard::After(after) => self.redelivery.push_back((self.now + after, shard, attempt + 1)),
@@ -221,13 +195,10 @@ impl<'a> World<'a> {
         if dropped.is_empty() {
             return;
         }
-        let held: u32 =
-            self.clusters.iter().zip(&self.trace.clusters).map(|(s, t)| s.capacity.min(t.max_workers)).sum();
+        let held: u32 = self.capacity.iter().zip(&self.trace.clusters).map(|(c, t)| (*c).min(t.max_workers)).sum();
         let goal = bound_before.min(held).min(self.core.wanted_workers());
         for (cluster, workers) in dropped {
-            let name = self.trace.clusters[cluster].name.clone();
-            self.recovering.push((self.recoveries.len(), goal));
-            self.recoveries.push(Recovery { cluster: name, at: self.now, workers, after: None });
+            self.measures.workers_lost(cluster, self.now, workers, goal);
         }
     }
 
@@ -250,9 +221,9 @@ impl<'a> World<'a> {
     /// Pending Pods are bound, oldest first, while their cluster has room; then a cluster
     /// with a Pod left unbound has filled up, and a burst from it opens.
     fn bind(&mut self) {
-        for cluster in 0..self.clusters.len() {
+        for cluster in 0..self.capacity.len() {
             let bound = self.bound(Some(cluster));
-            let mut room = self.clusters[cluster].capacity.saturating_sub(bound);
+            let mut room = self.capacity[cluster].saturating_sub(bound);
             let mut oldest_unbound = None;
             for pod in self.pods.iter_mut().filter(|p| p.cluster == cluster && p.phase == Phase::Pending) {
                 if room == 0 {
@@ -262,31 +233,11 @@ impl<'a> World<'a> {
                 room -= 1;
                 pod.phase = Phase::Starting { ready_at: self.now + self.trace.pod_startup };
                 pod.bound_at = self.now;
-                let state = &mut self.clusters[cluster];
-                if let Some(at) = state.return_open.take() {
-                    let name = self.trace.clusters[cluster].name.clone();
-                    self.returns.push(Return { cluster: name, at, after: Some(self.now - at) });
-                }
+                self.measures.bound(cluster, self.now);
             }
-            let state = &mut self.clusters[cluster];
-            match oldest_unbound {
-                None => state.burst_open = None,
-                Some(created) if state.burst_open.is_none() && state.burst_recorded.is_none_or(|r| created > r) => {
-                    state.burst_open = Some(created);
-                }
-                Some(_) => {}
-            }
+            self.measures.unbound(cluster, oldest_unbound);
         }
-        let bound = self.bound(None);
-        let now = self.now;
-        let recoveries = &mut self.recoveries;
-        self.recovering.retain(|&(index, goal)| {
-            let done = bound >= goal;
-            if done {
-                recoveries[index].after = Some(now - recoveries[index].at);
-            }
-            !done
-        });
+        self.measures.bound_in_all(self.bound(None), self.now);
     }
 
     /// Started workers take shards; idle ones exit once the queue has stayed empty long enough.
@@ -381,17 +332,7 @@ impl<'a> World<'a> {
             let pod = Pod { cluster, created: self.now, bound_at: Duration::ZERO, phase: Phase::Pending };
             self.pods.extend(std::iter::repeat_n(pod, (workers - have) as usize));
             self.workers_created += workers - have;
-            for from in 0..cluster {
-                if let Some(start) = self.clusters[from].burst_open.take() {
-                    self.clusters[from].burst_recorded = Some(start);
-                    self.bursts.push(Burst {
-                        from: self.trace.clusters[from].name.clone(),
-                        to: self.trace.clusters[cluster].name.clone(),
-                        pending_from: start,
-                        after: self.now - start,
-                    });
-                }
-            }
+            self.measures.created(cluster, self.now);
         } else {
             let mut excess = have - workers;
             for index in (0..self.pods.len()).rev() {
@@ -409,13 +350,7 @@ impl<'a> World<'a> {
     fn report(self) -> Report {
         let shards = self.trace.durations.len() as u32;
         let finished = self.core.state().shards(STAGE).iter().filter(|s| **s == ShardOutcome::Succeeded).count() as u32;
-        let mut returns = self.returns;
-        for (state, trace) in self.clusters.iter().zip(&self.trace.clusters) {
-            if let Some(at) = state.return_open {
-                returns.push(Return { cluster: trace.name.clone(), at, after: None });
-            }
-        }
-        returns.sort_by_key(|r| r.at);
+        let (clusters, bursts, returns, recoveries) = self.measures.finish();
         Report {
             policy: self.policy.name.clone(),
             shards,
@@ -425,19 +360,10 @@ impl<'a> World<'a> {
             duplicate_results: self.duplicate_results,
             makespan: self.makespan,
             workers_created: self.workers_created,
-            clusters: self
-                .clusters
-                .iter()
-                .zip(&self.trace.clusters)
-                .map(|(state, trace)| ClusterUse {
-                    name: trace.name.clone(),
-                    busy: state.busy,
-                    available: state.available,
-                })
-                .collect(),
-            bursts: self.bursts,
+            clusters,
+            bursts,
             returns,
-            recoveries: self.recoveries,
+            recoveries,
         }
     }
 }
