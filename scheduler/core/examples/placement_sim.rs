@@ -5,6 +5,7 @@
 //! `cargo run --release -p concurrent-core --example placement_sim -- [--trace three-clusters|spot]
 //! [--shards N] [--seed N] [--parallelism N]`
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -44,8 +45,8 @@ fn main() -> ExitCode {
     if let Some(parallelism) = parallelism {
         trace.parallelism = parallelism;
     }
-    println!(
-        "trace {}: {shards} shards, parallelism {}, seed {seed}, burst_after {} s",
+    let mut out = format!(
+        "trace {}: {shards} shards, parallelism {}, seed {seed}, burst_after {} s\n",
         if spot { "spot" } else { "three-clusters" },
         trace.parallelism,
         trace.burst_after.as_secs()
@@ -56,12 +57,12 @@ fn main() -> ExitCode {
             .iter()
             .map(|(at, workers)| format!("{workers} from {}m{:02}s", at.as_secs() / 60, at.as_secs() % 60))
             .collect();
-        println!("  {} (max_workers {}): {}", cluster.name, cluster.max_workers, changes.join(", "));
+        out += &format!("  {} (max_workers {}): {}\n", cluster.name, cluster.max_workers, changes.join(", "));
     }
-    println!();
     let started = Instant::now();
     let reports: Vec<_> = baselines().iter().map(|policy| simulate(&trace, policy)).collect();
-    print!("{}", table(&reports));
-    println!("\nsimulated in {:.2} s", started.elapsed().as_secs_f64());
+    out += &format!("\n{}\nsimulated in {:.2} s\n", table(&reports), started.elapsed().as_secs_f64());
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = std::io::stdout().write_all(out.as_bytes());
     ExitCode::SUCCESS
 }
