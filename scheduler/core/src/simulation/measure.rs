@@ -1,7 +1,7 @@
 //! What the simulated world measures as it runs: busy and available worker-seconds per
-//! cluster, bursts (a full cluster's Pending workers followed by workers on a later one),
-//! returns (grown capacity followed by a worker bound there) and recoveries (lost workers
-//! followed by as many bound again).
+//! cluster, bursts (a full cluster's Pending workers removed and workers asked for on a later
+//! one instead), returns (grown capacity followed by a worker bound there) and recoveries
+//! (lost workers followed by as many bound again).
 
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ struct ClusterMeasure {
     burst_recorded: Option<Duration>,
     /// When capacity grew, while no worker has been bound since.
     return_open: Option<Duration>,
+    /// When Pending workers were last removed from it.
+    shed_at: Option<Duration>,
 }
 
 /// The measures of one simulation, clusters in preference order.
@@ -80,10 +82,17 @@ impl Measures {
         }
     }
 
-    /// Workers were asked for on `cluster` at `now`: bursts open on earlier clusters end.
+    /// Pending workers were removed from `cluster` at `now`.
+    pub(super) fn shed(&mut self, cluster: usize, now: Duration) {
+        self.clusters[cluster].shed_at = Some(now);
+    }
+
+    /// Workers were asked for on `cluster` at `now`: a burst open on an earlier cluster whose
+    /// Pending workers the same decision removed ends (workers asked for where a lost worker's
+    /// room is free again are no burst).
     pub(super) fn created(&mut self, cluster: usize, now: Duration) {
         let to = self.clusters[cluster].name.clone();
-        for from in &mut self.clusters[..cluster] {
+        for from in self.clusters[..cluster].iter_mut().filter(|from| from.shed_at == Some(now)) {
             if let Some(start) = from.burst_open.take() {
                 from.burst_recorded = Some(start);
                 let burst = Burst { from: from.name.clone(), to: to.clone(), pending_from: start, after: now - start };

@@ -47,8 +47,8 @@ impl ClusterUse {
     }
 }
 
-/// A cluster filled up: its oldest unbound worker was asked for at `pending_from`, and
-/// workers were next created on a later cluster `after` that.
+/// A cluster filled up: its oldest unbound worker was asked for at `pending_from`, and `after`
+/// that its Pending workers were removed and workers asked for on a later cluster instead.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Burst {
     pub from: String,

@@ -341,6 +341,7 @@ impl<'a> World<'a> {
                 }
                 if self.pods[index].cluster == cluster && !self.pods[index].is_bound() {
                     self.pods.remove(index);
+                    self.measures.shed(cluster, self.now);
                     excess -= 1;
                 }
             }
