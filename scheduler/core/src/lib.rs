@@ -3,7 +3,9 @@
 //! and effects out ([`run_core`]: stages started and ended, results applied, redelivered and
 //! duplicate results, shards lost with their workers, cancel, how many workers go where),
 //! how many workers each stage gets ([`autoscale`]) and on which cluster ([`placement`]), and
-//! how worker slots are shared between runs ([`fair_share`]).
+//! how worker slots are shared between runs ([`fair_share`]). [`simulation`] replays traces of
+//! clusters whose capacity changes through the run core on a simulated clock and measures
+//! placement against baseline policies.
 //!
 //! This crate depends on no IO crate (no tokio, NATS, sled, HTTP or processes), so the compiler
 //! keeps it pure; time comes in with the events, so its tests run on a simulated clock. The
@@ -14,3 +16,4 @@ pub mod fair_share;
 pub mod placement;
 pub mod run_core;
 pub mod run_state;
+pub mod simulation;
