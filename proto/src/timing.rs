@@ -23,9 +23,22 @@ pub const RESULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
 /// never longer than [`RESULT_DEDUPE_WINDOW`], so that retries are never stored twice.
 pub const RESULT_PUBLISH_BUDGET: Duration = Duration::from_secs(120);
 
+/// How long KV `CONCURRENT_LEASES` keeps a worker's lease that is not written again: one
+/// older belongs to a worker long gone, whose shard `ack_wait` handed back.
+pub const LEASE_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// How often a worker in a Pod writes its lease again while an attempt runs, so that an
+/// attempt longer than [`LEASE_MAX_AGE`] keeps it.
+pub const LEASE_REFRESH_EVERY: Duration = Duration::from_secs(600);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_attempt_never_loses_its_lease() {
+        assert!(LEASE_REFRESH_EVERY + HEARTBEAT_EVERY * 2 < LEASE_MAX_AGE);
+    }
 
     #[test]
     fn two_heartbeats_may_be_late_before_a_shard_is_given_away() {

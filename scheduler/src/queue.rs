@@ -147,9 +147,7 @@ impl Queue {
                     bucket: names::LEASES_BUCKET.into(),
                     history: 1,
                     storage: StorageType::File,
-                    // A lease is refreshed with every in-progress ack: one older than this
-                    // belongs to a worker long gone, whose shard `ack_wait` handed back.
-                    max_age: Duration::from_secs(3600),
+                    max_age: concurrent_proto::timing::LEASE_MAX_AGE,
                     ..Default::default()
                 })
                 .await

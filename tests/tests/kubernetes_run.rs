@@ -499,3 +499,148 @@ fn the_service_runs_submitted_dags_as_pods_in_its_clusters() {
     signal(service.pid(), "TERM");
     service.wait(DEADLINE);
 }
+
+/// A project whose entry point copies its inputs after `seconds`, and notes where its MLflow is
+/// (the `MLFLOW_TRACKING_URI` its worker gave it) in `uris`.
+fn noting_project(dir: &Path, seconds: u32, uris: &Path) -> PathBuf {
+    let project = dir.join("noting");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("MLproject"),
+        format!(
+            "name: noting\nentry_points:\n  main:\n    parameters: {{input_dir: path, output_dir: path}}\n    command: \"sleep {seconds} && cp -r {{input_dir}}/. {{output_dir}}/ && echo $MLFLOW_TRACKING_URI >> {}\"\n",
+            uris.display()
+        ),
+    )
+    .unwrap();
+    project
+}
+
+#[test]
+fn a_cluster_lost_mid_stage_leaves_its_work_to_the_other_and_nothing_is_lost() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 8);
+    let uris = dir.path().join("uris.txt");
+    let project = noting_project(dir.path(), 2, &uris);
+    let mut a = cluster("a", dir.path(), &[]);
+    let b = cluster("b", dir.path(), &[]);
+    // b's Pods reach MLflow by another name than the scheduler does.
+    let b_mlflow = mlflow.uri.replace("127.0.0.1", "localhost");
+    let file = format!(
+        "clusters:\n{}{}",
+        entry("a", &a.kubeconfig, "    max_workers: 2\n"),
+        entry("b", &b.kubeconfig, &format!("    mlflow_tracking_uri: {b_mlflow}\n"))
+    );
+    let clusters = write(dir.path(), "clusters.yaml", &file);
+    let experiment = unique("k8s-lost-cluster");
+    let dag = slow_dag(&experiment, &project, 4).replace("retries: 0", "retries: 2");
+    let dag = write(dir.path(), "dag.yaml", &dag);
+    let mut run = spawn_concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        "run",
+    );
+    let rest = MlflowRest::new(&mlflow.uri);
+    wait_until("a shard running on a", DEADLINE, || {
+        let Some(id) = rest.experiment_id(&experiment) else { return false };
+        rest.runs(&id).iter().any(|r| run_status(r) == "RUNNING" && tag(r, "concurrent.cluster") == Some("a"))
+    });
+    // a's API server goes away with every Pod on it, as a lost cluster would.
+    let lost_at = std::time::Instant::now();
+    a.stop();
+    let status = run.wait(DEADLINE);
+    println!("the run ended {:?} after cluster a was lost", lost_at.elapsed());
+    assert!(status.success(), "{}", run.describe());
+    let stderr = std::fs::read_to_string(dir.path().join("run.stderr")).unwrap();
+    assert!(
+        stderr.contains("cluster cannot be reached") && stderr.contains("cluster=a"),
+        "the lost cluster is named:\n{stderr}"
+    );
+    assert!(!stderr.contains("kube_client"), "one line says it, not every retry:\n{stderr}");
+    let runs = shard_runs(&rest, &experiment, "copy");
+    let made = outputs(&rest, &runs);
+    assert_eq!(made.len(), 8, "{made:?}");
+    assert!(made.values().all(|n| *n == 1), "every output exactly once: {made:?}");
+    assert!(clusters_of(&runs).get("b").is_some_and(|n| *n >= 6), "b took over: {:?}", clusters_of(&runs));
+    // b's workers reached MLflow by the address the clusters file gave them.
+    let noted = std::fs::read_to_string(&uris).unwrap();
+    assert!(noted.lines().any(|line| line == b_mlflow), "{noted}");
+}
+
+#[test]
+fn capacity_returning_to_the_first_cluster_takes_new_workers_first() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 10);
+    let project = slow_project(dir.path(), 2);
+    let a = cluster("a", dir.path(), &["--nodes", "1", "--node-cpu", "1"]);
+    let b = cluster("b", dir.path(), &[]);
+    // Another team's Pod fills a's only node.
+    let blocker = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "blocker", "namespace": "concurrent"},
+        "spec": {"restartPolicy": "Never", "containers": [{"name": "main", "image": "busybox",
+            "command": ["sleep", "600"], "resources": {"requests": {"cpu": "1"}}}]}
+    });
+    let client = reqwest::blocking::Client::new();
+    let created = client.post(format!("{}/api/v1/namespaces/concurrent/pods", a.url)).json(&blocker).send().unwrap();
+    assert!(created.status().is_success(), "{}", created.text().unwrap());
+    let file = format!(
+        "clusters:\n{}{}",
+        entry("a", &a.kubeconfig, "    burst_after: 1s\n"),
+        entry("b", &b.kubeconfig, "    max_workers: 1\n    burst_after: 1s\n")
+    );
+    let clusters = write(dir.path(), "clusters.yaml", &file);
+    let experiment = unique("k8s-return");
+    let dag = slow_dag(&experiment, &project, 2).replace("    retries: 0\n", "    retries: 0\n    resources: {cpu: 500m}\n");
+    let dag = write(dir.path(), "dag.yaml", &dag);
+    let mut run = spawn_concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        "run",
+    );
+    let rest = MlflowRest::new(&mlflow.uri);
+    wait_until("a shard finished on b", DEADLINE, || {
+        let Some(id) = rest.experiment_id(&experiment) else { return false };
+        rest.runs(&id).iter().any(|r| run_status(r) == "FINISHED" && tag(r, "concurrent.cluster") == Some("b"))
+    });
+    let returned_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let deleted = client.delete(format!("{}/api/v1/namespaces/concurrent/pods/blocker", a.url)).send().unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.text().unwrap());
+    let status = run.wait(DEADLINE);
+    assert!(status.success(), "{}", run.describe());
+    let runs = shard_runs(&rest, &experiment, "copy");
+    let made = outputs(&rest, &runs);
+    assert_eq!(made.len(), 10, "{made:?}");
+    assert!(made.values().all(|n| *n == 1), "every output exactly once: {made:?}");
+    let on_a: Vec<i64> = runs
+        .iter()
+        .filter(|r| tag(r, "concurrent.cluster") == Some("a"))
+        .filter_map(|r| r["info"]["start_time"].as_i64())
+        .collect();
+    assert!(!on_a.is_empty(), "once a had room again, new workers went there: {:?}", clusters_of(&runs));
+    assert!(on_a.iter().all(|t| *t >= returned_at), "nothing ran on a while it was full");
+}

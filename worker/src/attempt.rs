@@ -256,7 +256,13 @@ async fn process_shard(
         kv_lease.hold(ack_subject).await;
     }
     let work = run_attempt(stage, &current);
-    let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), work).await;
+    let beat = || async {
+        queue::in_progress(message).await;
+        if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
+            kv_lease.refresh(ack_subject).await;
+        }
+    };
+    let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, beat, work).await;
     if let Some(kv_lease) = &stage.kv_lease {
         kv_lease.release().await;
     }

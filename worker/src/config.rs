@@ -36,6 +36,8 @@ pub struct Config {
     pub stop_when_stdin_closes: bool,
     /// Keep the lease in KV `CONCURRENT_LEASES` rather than a file (a worker in a Pod).
     pub lease_kv: bool,
+    /// Where this worker reaches MLflow, when not at the URI the stage spec records.
+    pub mlflow_tracking_uri: Option<String>,
 }
 
 /// The default worker id: `<hostname>-<pid>`.

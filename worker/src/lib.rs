@@ -158,7 +158,10 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         tracing::info!(run = %config.run_id, stage = %config.stage, "the stage's consumer does not exist: nothing to do");
         return Ok(());
     };
-    let spec = queue::read_stage_spec(&js, &config.run_id, &config.stage).await?;
+    let mut spec = queue::read_stage_spec(&js, &config.run_id, &config.stage).await?;
+    if let (Some(tracking), Some(uri)) = (spec.tracking.as_mut(), &config.mlflow_tracking_uri) {
+        tracking.uri = uri.clone();
+    }
     let project_dir = snapshot_cache::ensure(&js, &spec.project_snapshot, &config.cache_dir).await?;
     let project = MlProject::open(&project_dir)?;
     let entry_point = project.entry_point(&project_dir, &spec.entry_point)?;

@@ -63,6 +63,10 @@ struct Cli {
     /// Kubernetes Pod, whose executor cannot read its files).
     #[arg(long)]
     lease_kv: bool,
+    /// Reach MLflow at this URI instead of the one the scheduler recorded for the stage (a
+    /// worker in a cluster that reaches MLflow by another address); the shard runs are the same.
+    #[arg(long, env = "CONCURRENT_MLFLOW_TRACKING_URI", value_name = "URI")]
+    mlflow_tracking_uri: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -127,6 +131,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         keep_failed: cli.keep_failed,
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
         lease_kv: cli.lease_kv,
+        mlflow_tracking_uri: cli.mlflow_tracking_uri,
     };
     // One shard at a time: a single-threaded runtime saves the cross-thread wake-ups of a
     // multi-threaded one on every step of a shard.

@@ -357,8 +357,10 @@ impl Cli {
     /// what goes wrong.
     pub fn default_log_filter(&self) -> &'static str {
         match self.command {
-            Command::Serve(_) => "info",
-            _ => "warn",
+            // kube's client logs every failed connection of its watches' retries; the
+            // executor says once, by name, that a cluster cannot be reached.
+            Command::Serve(_) => "info,kube_client=off,kube_runtime=off",
+            _ => "warn,kube_client=off,kube_runtime=off",
         }
     }
 

@@ -18,6 +18,8 @@ use super::writes::random_suffix;
 
 /// The resources the scheduler counts.
 const RESOURCES: [&str; 3] = ["cpu", "memory", "nvidia.com/gpu"];
+/// How long the controller lets writes gather before a pass.
+const BATCH_WRITES_FOR: Duration = Duration::from_millis(10);
 /// Most Pods on a node, as the kubelet's default.
 const MAX_PODS: usize = 110;
 
@@ -49,19 +51,27 @@ pub fn seed(cluster: &Cluster) {
     }
 }
 
-/// Reconciles the Jobs each change touched, and every Job every 200 ms (TTLs).
+/// Reconciles the Jobs each change touched (every Job when changes were missed), and every
+/// 200 ms the finished Jobs whose TTL may have run out.
 pub async fn run(cluster: Arc<Cluster>) {
     let mut counted: HashSet<String> = HashSet::new();
     let mut changes = cluster.store.lock().expect("store").subscribe();
     let mut full_pass = tokio::time::interval(Duration::from_millis(200));
+    full_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut touched = tokio::select! {
-            _ = cluster.kick.notified() => Some(HashSet::new()),
-            _ = full_pass.tick() => None,
+        let timer = tokio::select! {
+            _ = cluster.kick.notified() => false,
+            _ = full_pass.tick() => true,
         };
+        // Writes that come close together are reconciled in one pass, as a work queue would.
+        tokio::time::sleep(BATCH_WRITES_FOR).await;
+        // The Jobs to look at: those changes touched, and on the timer those whose TTL runs.
+        let mut touched = Some(if timer { finished_with_ttl(&cluster) } else { HashSet::new() });
+        let mut jobs_deleted = timer;
         loop {
             match changes.try_recv() {
                 Ok(change) => {
+                    jobs_deleted |= change.kind == Kind::Job && change.kind_of_change == "DELETED";
                     if let Some(jobs) = touched.as_mut() {
                         jobs.extend(job_touched(&change));
                     }
@@ -73,9 +83,21 @@ pub async fn run(cluster: Arc<Cluster>) {
         }
         let mut store = cluster.store.lock().expect("store");
         reconcile_jobs(&cluster, &mut store, &mut counted, touched.as_ref());
-        collect_garbage(&cluster, &mut store);
+        if jobs_deleted {
+            collect_garbage(&cluster, &mut store);
+        }
         schedule(&cluster, &mut store);
     }
+}
+
+/// The uids of finished Jobs with a TTL: what time alone changes.
+fn finished_with_ttl(cluster: &Cluster) -> HashSet<String> {
+    let store = cluster.store.lock().expect("store");
+    store
+        .scan(Kind::Job)
+        .filter(|job| is_finished(job) && !job["spec"]["ttlSecondsAfterFinished"].is_null())
+        .filter_map(|job| job["metadata"]["uid"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// The uid of the Job a change is about: the Job's own, or the owner of a Pod.

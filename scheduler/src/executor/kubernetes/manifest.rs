@@ -160,7 +160,7 @@ impl WorkerJob<'_> {
             ),
         }
         if let Some(uri) = &cluster.mlflow_tracking_uri {
-            env.push(json!({"name": "MLFLOW_TRACKING_URI", "value": uri}));
+            env.push(json!({"name": "CONCURRENT_MLFLOW_TRACKING_URI", "value": uri}));
         }
         if let Some(secret) = &cluster.mlflow_token_secret {
             env.push(secret_env("MLFLOW_TRACKING_TOKEN", secret));

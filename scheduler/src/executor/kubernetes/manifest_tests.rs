@@ -142,6 +142,11 @@ fn a_job_is_what_the_design_says() {
     assert_eq!(container["resources"]["limits"]["memory"], "2Gi");
     let env = container["env"].as_array().unwrap();
     assert!(env.iter().any(|v| v["name"] == "NATS_URL" && v["valueFrom"]["secretKeyRef"]["name"] == "nats"));
+    // The cluster's own MLflow address reaches the worker, which uses it instead of the stage's.
+    assert!(
+        env.iter().any(|v| v["name"] == "CONCURRENT_MLFLOW_TRACKING_URI" && v["value"] == "http://mlflow.example"),
+        "{env:?}"
+    );
     let gpu = &every_job()[8]["spec"]["template"]["spec"]["containers"][0]["resources"];
     assert_eq!((&gpu["requests"]["nvidia.com/gpu"], &gpu["limits"]["nvidia.com/gpu"]), (&"1".into(), &"1".into()));
 }

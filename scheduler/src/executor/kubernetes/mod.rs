@@ -64,7 +64,12 @@ struct ClusterSlot {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Jobs made so far here, for unique names.
     made: u64,
+    /// Why the cluster could not be used at the last observation, if it could not.
+    lost: Option<String>,
 }
+
+/// Why a cluster is not usable before its watches first answer.
+const NOT_ANSWERED: &str = "not answered yet";
 
 /// Runs a run's workers as Pods of Jobs in the clusters of a clusters file.
 pub struct KubernetesExecutor {
@@ -82,7 +87,7 @@ impl KubernetesExecutor {
         let mut slots = Vec::new();
         for cluster in config.clusters.clusters {
             let watched = Arc::new(Watched {
-                view: Mutex::new(ClusterView { unreachable: Some("not answered yet".into()), ..Default::default() }),
+                view: Mutex::new(ClusterView { unreachable: Some(NOT_ANSWERED.into()), ..Default::default() }),
                 abandoned: Mutex::new(Vec::new()),
             });
             let (client, tasks) = match api::connect(&cluster).await {
@@ -101,7 +106,15 @@ impl KubernetesExecutor {
                     (None, Vec::new())
                 }
             };
-            slots.push(ClusterSlot { config: cluster, client, pace: Arc::default(), watched, tasks, made: 0 });
+            slots.push(ClusterSlot {
+                config: cluster,
+                client,
+                pace: Arc::default(),
+                watched,
+                tasks,
+                made: 0,
+                lost: Some(NOT_ANSWERED.into()),
+            });
         }
         KubernetesExecutor {
             run_id: config.run_id,
@@ -307,8 +320,26 @@ impl Executor for KubernetesExecutor {
     fn observe(&mut self, now: Duration) -> Observation {
         let at = Instant::now();
         let mut observation = Observation::default();
-        for slot in &self.slots {
+        for slot in &mut self.slots {
             let view = slot.watched.view.lock().expect("view");
+            match (&view.unreachable, &slot.lost) {
+                (Some(why), None) if slot.client.is_some() => {
+                    tracing::warn!(cluster = %slot.config.name, %why, "cluster cannot be reached: its workers are not counted and its share goes to the others");
+                }
+                (None, Some(was)) if was != NOT_ANSWERED => {
+                    tracing::warn!(cluster = %slot.config.name, "cluster can be reached again")
+                }
+                _ => {}
+            }
+            slot.lost = view.unreachable.clone();
+            observation.abandoned.append(&mut slot.watched.abandoned.lock().expect("abandoned"));
+            // What is last seen of a cluster that does not answer may be long gone: its workers
+            // are not counted, so that the others make up for them (a stage may then have more
+            // workers than it wants while the cluster's own still live; they take shards from
+            // the same queue).
+            if view.unreachable.is_some() {
+                continue;
+            }
             for stage in self.stages.keys() {
                 let workers = view.stage_workers(&self.run_id, &stage_label(&self.run_id, stage));
                 if workers.total() > 0 {
@@ -316,7 +347,6 @@ impl Executor for KubernetesExecutor {
                     observation.placed.entry(key).or_default().push(workers.placed(&slot.config.name, now, at));
                 }
             }
-            observation.abandoned.append(&mut slot.watched.abandoned.lock().expect("abandoned"));
         }
         observation
     }
