@@ -2,7 +2,7 @@
 # End-to-end benchmarks: every case against its bare-process baseline, in one invocation,
 # printed as a markdown table and written to OUT (default target/bench/e2e.md).
 #
-#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service]
+#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service,pyenv,s3list]
 #
 # Cases (full counts; --quick counts in brackets, for CI: about 2-3 minutes on 2 cores once
 # the binaries are built):
@@ -32,6 +32,16 @@
 #             and a 20-shard run submitted 1 s later, the small run's wall time against its
 #             time alone; 100 [20] runs submitted at once by 10 [5] clients, p99 of SubmitRun
 #             and all finished; the service's RSS with those finished and 10 [4] runs active.
+#   pyenv     20 shards of a `python_env` project (no packages, the machine's Python; entry point
+#             `python noop.py`), `--workers 2`, tracking none, env cache in the work dir: one
+#             cold run (the environment is built; the cache must hold exactly one environment
+#             after it), then 3 [1] warm runs and 3 [1] with `--env-manager local`, alternated;
+#             added per shard = (median warm - median local) x 2 lanes / 20.
+#   s3list    100,000 [2,000] keys in a bucket of a moto S3 server started here (put by boto3
+#             from 32 threads; the set-up time is reported, not counted), then
+#             target/*/concurrent-s3-listing-bench (benches/src/bin/s3_listing.rs): list the
+#             `s3://` input with the scheduler's listing, partition (shard_size 100) and publish
+#             the shards into JetStream with sled records, as a stage start does.
 #
 # Binaries are built first (`cargo build --release` of the scheduler, worker and benches;
 # BENCH_PROFILE=debug uses the debug build that scripts/test.sh makes; build time is not
@@ -44,13 +54,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 usage() {
-  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 QUICK=0
 OUT="$REPO/target/bench/e2e.md"
-CASES="overhead,scale,latency,images,service"
+CASES="overhead,scale,latency,images,service,pyenv,s3list"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -66,15 +76,17 @@ wants() { [[ ",$CASES," == *",$1,"* ]]; }
 if ((QUICK)); then
   OVERHEAD_SHARDS=200 OVERHEAD_TRACKED_SHARDS=50 SCALE_OBJECTS=100000 LATENCY_REPEATS=3 IMAGES=500
   SERVICE_BIG=200 SERVICE_RUNS=20 SERVICE_CLIENTS=5 SERVICE_ACTIVE=4
+  PYENV_REPEATS=1 S3_KEYS=2000
 else
   OVERHEAD_SHARDS=2000 OVERHEAD_TRACKED_SHARDS=500 SCALE_OBJECTS=1000000 LATENCY_REPEATS=5 IMAGES=10000
   SERVICE_BIG=2000 SERVICE_RUNS=100 SERVICE_CLIENTS=10 SERVICE_ACTIVE=10
+  PYENV_REPEATS=3 S3_KEYS=100000
 fi
 
 # shellcheck source=scripts/env.sh
 source "$REPO/scripts/env.sh"
 unset MLFLOW_TRACKING_URI NATS_URL MLFLOW_RUN_ID
-for tool in nats-server mlflow python curl; do
+for tool in nats-server mlflow python curl uv moto_server; do
   command -v "$tool" >/dev/null || { echo "e2e: $tool not found; run scripts/setup.sh" >&2; exit 1; }
 done
 
@@ -455,6 +467,93 @@ PY
   rss="$(awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$SERVE_PID/status")"
   row "service: RSS with $((SERVICE_RUNS + LATENCY_REPEATS + 3)) runs finished and $SERVICE_ACTIVE active" "$rss MB" "—" "—" "—" "< 200 MB" "$(met "$rss < 200")"
   kill -TERM -- "-$SERVE_PID" 2>/dev/null || true
+fi
+
+# ---------------------------------------------------------------- python_env
+if wants pyenv; then
+  dir="$WORK/pyenv"
+  mkdir -p "$dir/in" "$dir/project"
+  (cd "$dir/in" && seq -f 'f%02g' 20 | xargs touch)
+  printf 'name: pyenv\npython_env: python_env.yaml\nentry_points:\n  main:\n    command: "python noop.py"\n' \
+    >"$dir/project/MLproject"
+  printf 'python: "%s"\nbuild_dependencies: []\ndependencies: []\n' \
+    "$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" >"$dir/project/python_env.yaml"
+  echo "pass" >"$dir/project/noop.py"
+  cat >"$dir/dag.yaml" <<EOF
+name: pyenv
+input: file://$dir/in
+stages:
+  noop:
+    project: ./project
+    partition: {by: object, shard_size: 1}
+    parallelism: 2
+    retries: 0
+EOF
+  export CONCURRENT_ENV_CACHE="$dir/envs"
+  echo "e2e: pyenv: cold run (builds the environment)" >&2
+  concurrent_run "$dir/cold.log" "$dir/dag.yaml" --workers 2 --state-dir "$dir/state"
+  cold="$WALL"
+  built="$(find "$dir/envs" -maxdepth 1 -name 'uv-*' -type d | wc -l)"
+  ((built == 1)) || fail "pyenv: $built environments in the cache after the cold run; expected 1"
+  warm=() plain=()
+  for ((i = 1; i <= PYENV_REPEATS; i++)); do
+    echo "e2e: pyenv: warm and local runs, $i of $PYENV_REPEATS" >&2
+    concurrent_run "$dir/warm-$i.log" "$dir/dag.yaml" --workers 2 --state-dir "$dir/state"
+    warm+=("$WALL")
+    concurrent_run "$dir/local-$i.log" "$dir/dag.yaml" --workers 2 --state-dir "$dir/state" --env-manager local
+    plain+=("$WALL")
+  done
+  unset CONCURRENT_ENV_CACHE
+  built="$(find "$dir/envs" -maxdepth 1 -name 'uv-*' -type d | wc -l)"
+  ((built == 1)) || fail "pyenv: $built environments in the cache after the warm runs; expected 1"
+  warm_median="$(median "${warm[@]}")" plain_median="$(median "${plain[@]}")"
+  added="$(calc "($warm_median - $plain_median) * 2 / 20 * 1000" .1f)"
+  row "python_env: 20 shards, 2 workers, cold (one build)" "$cold s" "—" "—" "—" "built once" "$(met "$built == 1")"
+  row "python_env: 20 shards, warm environment vs \`--env-manager local\` (median of $PYENV_REPEATS)" \
+    "warm $warm_median s" "local $plain_median s" "$added ms/shard/lane" "$(calc "$warm_median / $plain_median" .2f)" \
+    "< 50 ms/shard" "$(met "$added < 50")"
+fi
+
+# ---------------------------------------------------------------- S3 listing
+if wants s3list; then
+  dir="$WORK/s3list"
+  mkdir -p "$dir"
+  port="$(free_port)"
+  start_group "$dir/moto.log" moto_server -H 127.0.0.1 -p "$port"
+  MOTO_GROUP="$LAST_PID"
+  S3="http://127.0.0.1:$port"
+  until curl -s -o /dev/null "$S3"; do
+    kill -0 "$MOTO_GROUP" 2>/dev/null || fail "moto_server did not start; $(tail -5 "$dir/moto.log")"
+    sleep 0.2
+  done
+  s3_env=(AWS_ENDPOINT_URL="$S3" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=us-east-1
+    AWS_REGION=us-east-1)
+  echo "e2e: s3list: putting $S3_KEYS keys (not timed)" >&2
+  t0="$(now)"
+  env "${s3_env[@]}" python - "$S3_KEYS" <<'PY' || fail "s3list: putting the keys failed"
+import sys
+from concurrent.futures import ThreadPoolExecutor
+import boto3, botocore.config
+count = int(sys.argv[1])
+s3 = boto3.client("s3", config=botocore.config.Config(max_pool_connections=32))
+s3.create_bucket(Bucket="bench")
+def put(i):
+    s3.put_object(Bucket="bench", Key=f"raw/set-{i % 1000:03}/img-{i:07}.jpg", Body=b"x")
+with ThreadPoolExecutor(32) as pool:
+    for _ in pool.map(put, range(count), chunksize=256):
+        pass
+PY
+  setup="$(calc "$(now) - $t0" .0f)"
+  echo "e2e: s3list: list, partition and publish $S3_KEYS keys ($setup s to put them)" >&2
+  env "${s3_env[@]}" "$BIN/concurrent-s3-listing-bench" --nats-url "$NATS" --input s3://bench/raw/ \
+    --objects "$S3_KEYS" --shard-size 100 >"$dir/out.txt" 2>"$dir/err.txt" ||
+    fail "s3list bench failed: $(tail -5 "$dir/err.txt")"
+  s3() { sed -n "s/^$1=//p" "$dir/out.txt"; }
+  total="$(s3 list_partition_publish_s)" list_s="$(s3 list_s)" publish_s="$(s3 publish_s)" shards="$(s3 shards)"
+  [[ -n "$total" ]] || fail "s3list bench printed no figures: $(cat "$dir/out.txt")"
+  row "s3: list $S3_KEYS keys (moto), partition, publish $shards shards" \
+    "$total s (listing $list_s s, publish $publish_s s; set-up put: $setup s)" "—" "—" "—" "< 10 s" "$(met "$total < 10")"
+  kill -TERM -- "-$MOTO_GROUP" 2>/dev/null || true
 fi
 
 # ---------------------------------------------------------------- report

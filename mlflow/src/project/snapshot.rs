@@ -4,10 +4,13 @@
 //!
 //! [`pack`] writes entries sorted by name with mtime 0, uid/gid 0, no user names and mode
 //! `0755` (directories and files with any executable bit) or `0644`, so the same content
-//! always gives the same bytes and hash. It skips [`SKIPPED_NAMES`] at any depth and
-//! **refuses** symlinks and special files (a link would point at the user's disk, which a
-//! worker does not have), naming the path. [`unpack`] refuses entries with `..`, absolute
-//! paths, links and special files, and writes only regular files and directories.
+//! always gives the same bytes and hash. It skips [`SKIPPED_NAMES`] at any depth. A symbolic
+//! link whose target stays inside the project is packed as what it points to (a file or a
+//! directory, at the link's path); one whose target leaves the project (it would point at the
+//! user's disk, which a worker does not have), a dangling link, a link loop and special files
+//! are **refused**, naming the path. [`check_tree`] makes the same checks without reading
+//! files, for `validate`. [`unpack`] refuses entries with `..`, absolute paths, links and
+//! special files, and writes only regular files and directories.
 
 use std::fmt;
 use std::fs;
@@ -74,11 +77,34 @@ pub enum SnapshotError {
         #[source]
         source: walkdir::Error,
     },
-    /// The project holds a symlink, which snapshots do not carry.
-    #[error("{path}: symlinks cannot be packed into a project snapshot (copy the file instead)")]
-    Symlink {
+    /// The project holds a symbolic link whose target is outside it.
+    #[error(
+        "{path} is a symbolic link to {target}, outside the project {project}; workers get only the \
+         project's own files (copy what it points to into the project, or make it a stage input)"
+    )]
+    LinkOutside {
         /// The link.
         path: PathBuf,
+        /// Where it points, resolved.
+        target: PathBuf,
+        /// The project directory, resolved.
+        project: PathBuf,
+    },
+    /// The project holds a symbolic link whose target does not exist.
+    #[error("{path} is a symbolic link to {target}, which does not exist")]
+    DanglingLink {
+        /// The link.
+        path: PathBuf,
+        /// Where it points, as written.
+        target: PathBuf,
+    },
+    /// A symbolic link points at a directory that contains it.
+    #[error("{path} is a symbolic link to {ancestor}, a directory that contains it (a loop)")]
+    LinkLoop {
+        /// The link.
+        path: PathBuf,
+        /// The directory it points back to.
+        ancestor: PathBuf,
     },
     /// The project holds a socket, FIFO or device.
     #[error("{path}: not a regular file or directory; cannot be packed")]
@@ -115,45 +141,83 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SnapshotError + '_ {
 
 /// Packs `dir` into a deterministic tar; see the module docs for what is kept.
 pub fn pack(dir: &Path) -> Result<Snapshot, SnapshotError> {
-    if !dir.is_dir() {
-        return Err(SnapshotError::NotADirectory { path: dir.to_path_buf() });
-    }
     let mut builder = Builder::new(Vec::new());
-    let walk = WalkDir::new(dir)
-        .min_depth(1)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| !SKIPPED_NAMES.iter().any(|name| e.file_name() == std::ffi::OsStr::new(name)));
-    for entry in walk {
-        let entry = entry.map_err(|source| SnapshotError::Walk { source })?;
+    for entry in tree(dir)? {
+        let entry = entry?;
         let path = entry.path();
         let rel = path.strip_prefix(dir).unwrap_or(path);
-        let file_type = entry.file_type();
         let mut header = Header::new_gnu();
         header.set_mtime(0);
         header.set_uid(0);
         header.set_gid(0);
-        if file_type.is_symlink() {
-            return Err(SnapshotError::Symlink { path: path.to_path_buf() });
-        } else if file_type.is_dir() {
+        if entry.file_type().is_dir() {
             header.set_entry_type(EntryType::Directory);
             header.set_mode(0o755);
             header.set_size(0);
             builder.append_data(&mut header, rel, io::empty()).map_err(io_error(path))?;
-        } else if file_type.is_file() {
+        } else {
             let data = fs::read(path).map_err(io_error(path))?;
             let metadata = entry.metadata().map_err(|source| SnapshotError::Walk { source })?;
             header.set_entry_type(EntryType::Regular);
             header.set_mode(if is_executable(&metadata) { 0o755 } else { 0o644 });
             header.set_size(data.len() as u64);
             builder.append_data(&mut header, rel, data.as_slice()).map_err(io_error(path))?;
-        } else {
-            return Err(SnapshotError::SpecialFile { path: path.to_path_buf() });
         }
     }
     let bytes = builder.into_inner().map_err(io_error(dir))?;
     Ok(Snapshot::new(bytes))
+}
+
+/// Checks that `dir` can be packed (links stay inside it, no special files) without reading
+/// any file: the first problem [`pack`] would meet.
+pub fn check_tree(dir: &Path) -> Result<(), SnapshotError> {
+    tree(dir)?.try_for_each(|entry| entry.map(drop))
+}
+
+/// The entries [`pack`] writes, in order: directories and regular files, links followed (a
+/// followed link's entry has the link's path and its target's type). Yields an error for a
+/// link leaving `dir`, a dangling link, a link loop or a special file.
+fn tree(dir: &Path) -> Result<impl Iterator<Item = Result<walkdir::DirEntry, SnapshotError>>, SnapshotError> {
+    if !dir.is_dir() {
+        return Err(SnapshotError::NotADirectory { path: dir.to_path_buf() });
+    }
+    let root = dir.canonicalize().map_err(io_error(dir))?;
+    let walk = WalkDir::new(dir)
+        .min_depth(1)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| !SKIPPED_NAMES.iter().any(|name| e.file_name() == std::ffi::OsStr::new(name)));
+    Ok(walk.map(move |entry| {
+        let entry = entry.map_err(walk_error)?;
+        if entry.path_is_symlink() {
+            let path = entry.path();
+            let target = path.canonicalize().map_err(io_error(path))?;
+            if !target.starts_with(&root) {
+                return Err(SnapshotError::LinkOutside { path: path.to_path_buf(), target, project: root.clone() });
+            }
+        }
+        let file_type = entry.file_type();
+        if file_type.is_dir() || file_type.is_file() {
+            Ok(entry)
+        } else {
+            Err(SnapshotError::SpecialFile { path: entry.path().to_path_buf() })
+        }
+    }))
+}
+
+/// A walk error with following links: a loop or a dangling link named as such.
+fn walk_error(error: walkdir::Error) -> SnapshotError {
+    if let (Some(ancestor), Some(path)) = (error.loop_ancestor(), error.path()) {
+        return SnapshotError::LinkLoop { path: path.to_path_buf(), ancestor: ancestor.to_path_buf() };
+    }
+    if let Some(path) = error.path()
+        && error.io_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound)
+        && let Ok(target) = fs::read_link(path)
+    {
+        return SnapshotError::DanglingLink { path: path.to_path_buf(), target };
+    }
+    SnapshotError::Walk { source: error }
 }
 
 #[cfg(unix)]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use concurrent_mlflow::project::snapshot::check_tree;
 use concurrent_mlflow::project::{MlProject, ParamType, ProjectError, find_mlproject, local_path};
 
 use super::LoadOptions;
@@ -54,11 +55,14 @@ fn load_project(dir: &Path) -> Loaded {
         });
     }
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-    match MlProject::load(&dir) {
-        Ok(project) => Ok((dir, project)),
-        Err(ProjectError::NotFound { .. }) => Ok((dir.clone(), MlProject::without_file(&dir))),
-        Err(e) => Err(e.to_string()),
-    }
+    let project = match MlProject::load(&dir) {
+        Ok(project) => project,
+        Err(ProjectError::NotFound { .. }) => MlProject::without_file(&dir),
+        Err(e) => return Err(e.to_string()),
+    };
+    // What the snapshot would refuse at run time (a link leaving the project) is refused now.
+    check_tree(&dir).map_err(|e| e.to_string())?;
+    Ok((dir, project))
 }
 
 /// Sets `stage.project_dir` and checks the entry point and parameters. `param_places` maps a
@@ -137,8 +141,22 @@ pub(crate) fn check_project(
     let before = errors.0.len();
     let param_place =
         |name: &str| param_places.get(name).cloned().unwrap_or_else(|| join(&join(&place, "parameters"), name));
+    let filled = entry.filled_parameters();
+    for name in filled.iter().filter(|name| stage.parameters.contains_key(**name)) {
+        errors.push(
+            param_place(name),
+            format!(
+                "the worker sets {} to {} for each shard (entry point {} declares it), so this value \
+                 would be ignored; remove it",
+                named(name),
+                filled_meaning(name),
+                named(&stage.entry_point)
+            ),
+        );
+    }
     for (name, value) in &stage.parameters {
         if let Some(param) = entry.parameters.get(name)
+            && !filled.contains(&name.as_str())
             && let Err(e) = param.check_value(name, value)
         {
             errors.push(param_place(name), bad_value_message(&e));
@@ -149,7 +167,6 @@ pub(crate) fn check_project(
     if errors.0.len() == before {
         resolve_paths(errors, stage, &entry, base_dir, &param_place);
     }
-    let filled = entry.filled_parameters();
     for (name, param) in &entry.parameters {
         let given = stage.parameters.contains_key(name) || param.default.is_some();
         if !given && !filled.contains(&name.as_str()) {
@@ -198,6 +215,15 @@ fn resolve_paths(
             continue;
         }
         stage.resolved_parameters.insert(name.clone(), path.display().to_string());
+    }
+}
+
+/// What the worker puts in a parameter it fills.
+fn filled_meaning(name: &str) -> &'static str {
+    match name {
+        "input_dir" => "the shard's input directory",
+        "output_dir" => "the shard's output directory",
+        _ => "the path of the shard's manifest",
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tar::{Builder, EntryType, Header};
 
-use crate::project::snapshot::{SnapshotError, pack, sha256_hex, unpack};
+use crate::project::snapshot::{SnapshotError, check_tree, pack, sha256_hex, unpack};
 
 fn write(root: &Path, name: &str, text: &str) {
     let path = root.join(name);
@@ -138,12 +138,55 @@ fn round_trip_keeps_long_and_unusual_names() {
 }
 
 #[test]
-fn pack_refuses_symlinks() {
+fn links_inside_the_project_are_packed_as_what_they_point_to() {
+    use std::os::unix::fs::symlink;
     let project = sample_project();
-    std::os::unix::fs::symlink("/etc/passwd", project.path().join("link")).expect("symlink");
-    let err = pack(project.path()).expect_err("symlink refused");
-    assert!(matches!(err, SnapshotError::Symlink { .. }), "{err:?}");
-    assert!(err.to_string().contains("link: symlinks cannot be packed"));
+    let root = project.path();
+    symlink("deep/er/data.txt", root.join("data.txt")).expect("symlink");
+    symlink("../deep", root.join("scripts/deep")).expect("symlink");
+    let snapshot = pack(root).expect("pack");
+    assert_eq!(check_tree(root).ok(), Some(()));
+
+    let out = tempfile::tempdir().expect("temp dir");
+    unpack(&snapshot.bytes, out.path()).expect("unpack");
+    let linked = out.path().join("data.txt");
+    assert!(!linked.is_symlink(), "packed as a file");
+    assert_eq!(fs::read_to_string(linked).expect("data.txt"), "data");
+    assert!(out.path().join("scripts/deep").is_dir() && !out.path().join("scripts/deep").is_symlink());
+    assert_eq!(fs::read_to_string(out.path().join("scripts/deep/er/data.txt")).expect("via dir"), "data");
+}
+
+#[test]
+fn links_leaving_the_project_dangling_or_looping_are_refused() {
+    use std::os::unix::fs::symlink;
+    let outside = tempfile::tempdir().expect("temp dir");
+    write(outside.path(), "secret.txt", "s");
+    // Both temporary directories are in the same parent.
+    let relative = Path::new("../..").join(outside.path().file_name().expect("name")).join("secret.txt");
+    let cases = [
+        ("absolute", outside.path().join("secret.txt")),
+        ("relative", relative),
+        ("dangling", "absent.txt".into()),
+        ("loop", "..".into()),
+    ];
+    for (name, target) in cases {
+        let project = sample_project();
+        let link = project.path().join("sub/link");
+        symlink(&target, &link).expect("symlink");
+        let err = pack(project.path()).expect_err(name);
+        let checked = check_tree(project.path()).expect_err(name);
+        assert_eq!(err.to_string(), checked.to_string(), "{name}");
+        let text = err.to_string();
+        assert!(text.starts_with(&format!("{} is a symbolic link to ", link.display())), "{name}: {text}");
+        match name {
+            "dangling" => assert!(matches!(err, SnapshotError::DanglingLink { .. }), "{err:?}"),
+            "loop" => assert!(matches!(err, SnapshotError::LinkLoop { .. }), "{err:?}"),
+            _ => {
+                assert!(matches!(err, SnapshotError::LinkOutside { .. }), "{err:?}");
+                assert!(text.contains("outside the project"), "{text}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -242,3 +242,30 @@ fn credentials_in_a_git_url_never_reach_a_message() {
     assert!(!e.to_string().contains("s3cret"), "{e}");
     assert!(e.to_string().contains("https://127.0.0.1:9/r.git"), "{e}");
 }
+
+#[test]
+fn a_link_inside_the_project_validates_and_one_leaving_it_names_the_stage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("shared")).unwrap();
+    std::fs::write(project.join("MLproject"), "entry_points:\n  main:\n    command: \"cat data.txt\"\n").unwrap();
+    std::fs::write(project.join("shared/data.txt"), "x").unwrap();
+    std::os::unix::fs::symlink("shared/data.txt", project.join("data.txt")).unwrap();
+    let text = "name: t\ninput: none\nstages:\n  a: {project: ./project}\n";
+    assert!(parse_dag_with(text, dir.path(), &Overrides::default(), &options()).is_ok());
+
+    std::fs::write(dir.path().join("outside.txt"), "x").unwrap();
+    std::os::unix::fs::symlink("../outside.txt", project.join("outside.txt")).unwrap();
+    let errors = parse_dag_with(text, dir.path(), &Overrides::default(), &options()).expect_err("refused").lines();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    let root = dir.path().canonicalize().unwrap();
+    assert!(
+        errors[0].starts_with(&format!(
+            "stages.a.project: {} is a symbolic link to {}, outside the project {}",
+            root.join("project/outside.txt").display(),
+            root.join("outside.txt").display(),
+            root.join("project").display()
+        )),
+        "{errors:?}"
+    );
+}
