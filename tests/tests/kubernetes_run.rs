@@ -605,7 +605,8 @@ fn capacity_returning_to_the_first_cluster_takes_new_workers_first() {
     );
     let clusters = write(dir.path(), "clusters.yaml", &file);
     let experiment = unique("k8s-return");
-    let dag = slow_dag(&experiment, &project, 2).replace("    retries: 0\n", "    retries: 0\n    resources: {cpu: 500m}\n");
+    let dag =
+        slow_dag(&experiment, &project, 2).replace("    retries: 0\n", "    retries: 0\n    resources: {cpu: 500m}\n");
     let dag = write(dir.path(), "dag.yaml", &dag);
     let mut run = spawn_concurrent(
         &[

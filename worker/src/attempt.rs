@@ -72,8 +72,7 @@ impl Tracking {
     /// Both clients of the server at `uri`.
     pub fn new(uri: &str) -> Result<Tracking, MlflowError> {
         let client = MlflowClient::new(uri)?.with_retry(tracking_retry());
-        let stopping =
-            client.clone().with_retry(stopping_retry()).with_request_timeout(STOPPING_BUDGET);
+        let stopping = client.clone().with_retry(stopping_retry()).with_request_timeout(STOPPING_BUDGET);
         Ok(Tracking { client, stopping })
     }
 }

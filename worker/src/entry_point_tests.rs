@@ -144,7 +144,12 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     let log = dir.path().join("log");
     let lease = dir.path().join("w.lease");
     let seen = dir.path().join("seen");
-    let command = format!("cat {} > {}; echo $$ >> {}", lease.display(), seen.display(), seen.display());
+    // The lease is written just after the spawn (it names the group): wait for it, 10 s at most.
+    let command = format!(
+        "i=0; while [ ! -s {l} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; cat {l} > {s}; echo $$ >> {s}",
+        l = lease.display(),
+        s = seen.display()
+    );
     let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0", input_dir: Path::new("/w/in") };
     let invocation = Invocation { lease: Some(slot), ..invocation(dir.path(), &command, &env, &log) };
     assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));

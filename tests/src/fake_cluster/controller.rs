@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use super::Cluster;
 use super::quantity::milli;
 use super::store::{Change, Kind, Store, now_rfc3339};
-use tokio::sync::broadcast;
 use super::writes::random_suffix;
+use tokio::sync::broadcast;
 
 /// The resources the scheduler counts.
 const RESOURCES: [&str; 3] = ["cpu", "memory", "nvidia.com/gpu"];
@@ -138,7 +138,12 @@ pub fn container_ended(cluster: &Cluster, ns: &str, name: &str, code: i32) {
 }
 
 /// Reconciles the Jobs whose uids are in `only`, or every Job.
-fn reconcile_jobs(cluster: &Arc<Cluster>, store: &mut Store, counted: &mut HashSet<String>, only: Option<&HashSet<String>>) {
+fn reconcile_jobs(
+    cluster: &Arc<Cluster>,
+    store: &mut Store,
+    counted: &mut HashSet<String>,
+    only: Option<&HashSet<String>>,
+) {
     let wanted = |uid: &str| only.is_none_or(|only| only.contains(uid));
     // Pods by the uid of the Job that owns them, listed once.
     let mut owned: std::collections::HashMap<String, Vec<Value>> = std::collections::HashMap::new();
@@ -147,8 +152,11 @@ fn reconcile_jobs(cluster: &Arc<Cluster>, store: &mut Store, counted: &mut HashS
             owned.entry(uid.to_string()).or_default().push(pod.clone());
         }
     }
-    let jobs: Vec<Value> =
-        store.scan(Kind::Job).filter(|job| wanted(job["metadata"]["uid"].as_str().unwrap_or_default())).cloned().collect();
+    let jobs: Vec<Value> = store
+        .scan(Kind::Job)
+        .filter(|job| wanted(job["metadata"]["uid"].as_str().unwrap_or_default()))
+        .cloned()
+        .collect();
     for mut job in jobs {
         let ns = job["metadata"]["namespace"].as_str().unwrap_or_default().to_string();
         let name = job["metadata"]["name"].as_str().unwrap_or_default().to_string();

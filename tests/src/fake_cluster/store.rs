@@ -149,7 +149,10 @@ impl Store {
 
     /// Objects of `kind` in every namespace, borrowed.
     pub fn scan(&self, kind: Kind) -> impl Iterator<Item = &Value> {
-        self.objects.range((kind, String::new(), String::new())..).take_while(move |((k, _, _), _)| *k == kind).map(|(_, v)| v)
+        self.objects
+            .range((kind, String::new(), String::new())..)
+            .take_while(move |((k, _, _), _)| *k == kind)
+            .map(|(_, v)| v)
     }
 
     /// Names of the namespaces that exist.
