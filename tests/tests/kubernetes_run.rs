@@ -328,6 +328,7 @@ fn a_pod_killed_mid_shard_gives_its_shard_back_at_once() {
         .min()
         .expect("the shard ran again");
     let waited = Duration::from_millis((next - killed_at).max(0) as u64);
+    println!("the killed Pod's shard started again {waited:?} after the kill");
     assert!(waited < Duration::from_secs(20), "the shard came back after {waited:?}, not at once");
 }
 

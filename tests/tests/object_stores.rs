@@ -140,3 +140,81 @@ fn a_bucket_that_does_not_exist_is_refused_before_anything_is_created() {
     assert!(stderr.contains("NoSuchBucket"), "{stderr}");
     assert!(!dir.path().join("state").exists(), "nothing created");
 }
+
+/// Object names as users have them, through S3 input and an S3 artifact root, two stages: each
+/// name comes out as it went in, with its bytes, exactly once.
+#[test]
+fn s3_keys_with_any_characters_pass_through_two_stages_unchanged() {
+    let s3 = S3Server::start().unwrap();
+    s3.create_bucket("inputs").unwrap();
+    s3.create_bucket("mlflow").unwrap();
+    let env = s3.env();
+    let mlflow = MlflowServer::start_with_artifact_root("s3://mlflow/artifacts", &env).unwrap();
+    let nats = NatsServer::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "Größe/überall ünïcödé.txt",
+        "日本語/画像 1.txt",
+        "a+b=c&d.txt",
+        "100% done #1.txt",
+        "with space/and%20escaped.txt",
+        "quote's \"double\".txt",
+        "emoji 🚀/x.txt",
+        "semi;colon,comma (1) [2] {3}.txt",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        s3.put("inputs", &format!("raw/{name}"), format!("{i}:{name}\n").as_bytes()).unwrap();
+    }
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    std::fs::write(
+        copy.join("MLproject"),
+        "name: copy\nentry_points:\n  main:\n    command: cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"\n",
+    )
+    .unwrap();
+    let experiment = unique("s3-names");
+    let dag = dir.path().join("dag.yaml");
+    std::fs::write(
+        &dag,
+        format!(
+            "name: names\nexperiment: {experiment}\ninput: s3://inputs/raw\nstages:\n  first:\n    project: ./copy\n    \
+             partition: {{by: object, shard_size: 3}}\n    parallelism: 2\n  second:\n    project: ./copy\n    after: [first]\n    \
+             partition: {{by: object, shard_size: 2}}\n    parallelism: 2\n"
+        ),
+    )
+    .unwrap();
+    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    run_env.push(("NATS_URL", &nats.url));
+    run_env.push(("MLFLOW_TRACKING_URI", &mlflow.uri));
+    let output = concurrent(
+        &["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"],
+        &run_env,
+        dir.path(),
+        DEADLINE,
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let rest = MlflowRest::new(&mlflow.uri);
+    let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
+    let second_runs: Vec<String> = runs
+        .iter()
+        .filter(|r| tag(r, "concurrent.stage") == Some("second") && tag(r, "concurrent.shard").is_some())
+        .map(|r| mlflow_run_id(r).to_string())
+        .collect();
+    assert!(!second_runs.is_empty());
+    let keys = s3.keys("mlflow", "artifacts/").unwrap();
+    let mut out: Vec<(String, String)> = keys
+        .iter()
+        .filter(|k| second_runs.iter().any(|id| k.contains(&format!("/{id}/artifacts/outputs/"))))
+        .map(|k| {
+            let name = k.split_once("/artifacts/outputs/").unwrap().1.to_string();
+            let body = String::from_utf8(s3.get("mlflow", k).unwrap()).unwrap();
+            (name, body)
+        })
+        .collect();
+    out.sort();
+    let mut expected: Vec<(String, String)> =
+        names.iter().enumerate().map(|(i, name)| (name.to_string(), format!("{i}:{name}\n"))).collect();
+    expected.sort();
+    assert_eq!(out, expected, "every name and its bytes, once, after two stages");
+}

@@ -1,7 +1,7 @@
 //! Where each stage's workers run (DESIGN §6): across clusters in the stage's preference order,
 //! each cluster filled up to its free capacity, that is its `max_workers` and what its nodes'
 //! allocatable resources still fit. Workers Pending longer than `burst_after` count as missing
-//! capacity, so the rest go to the next cluster. Stages share free capacity one worker at a
+//! capacity, so the rest go to the next cluster; where no cluster has room, they keep waiting. Stages share free capacity one worker at a
 //! time, in stage order. Pure: the caller passes the clock and what the clusters report, so it
 //! is tested with a simulated clock and simulated clusters. The local executor is one cluster
 //! without nodes.
@@ -117,6 +117,9 @@ struct Slot {
     count: u32,
     /// A worker of the stage has been Pending there for `burst_after` or longer.
     closed: bool,
+    /// Workers Pending there for `burst_after` or longer: given up only when another cluster
+    /// takes their place.
+    stale: u32,
 }
 
 /// Decides how many workers each stage should have on each cluster at time `now`.
@@ -134,7 +137,21 @@ pub fn place<'a>(
     let mut plans: Vec<Plan> =
         needs.iter().map(|need| keep_workers(need, clusters, &index, &mut rooms, now, burst_after)).collect();
     grow(needs, &mut plans, &mut rooms);
+    keep_stale_when_nothing_else_fits(&mut plans);
     decision(clusters, needs, &plans)
+}
+
+/// Workers Pending past `burst_after` that no other cluster replaced stay where they wait:
+/// removing them would only ask for them again on the next decision, churning Pods on clusters
+/// that are all full. Most preferred clusters first.
+fn keep_stale_when_nothing_else_fits(plans: &mut [Plan]) {
+    for plan in plans.iter_mut() {
+        for slot in &mut plan.slots {
+            let back = slot.stale.min(plan.missing);
+            slot.count += back;
+            plan.missing -= back;
+        }
+    }
 }
 
 /// Keeps a stage's running workers and its recent Pending ones, most preferred clusters first,
@@ -153,7 +170,7 @@ fn keep_workers(
         need.clusters.iter().filter_map(|name| index.get(name.as_str()).copied()).collect()
     };
     let mut plan = Plan {
-        slots: order.into_iter().map(|cluster| Slot { cluster, count: 0, closed: false }).collect(),
+        slots: order.into_iter().map(|cluster| Slot { cluster, count: 0, closed: false, stale: 0 }).collect(),
         missing: 0,
     };
     let mut kept = 0;
@@ -163,6 +180,7 @@ fn keep_workers(
         };
         let fresh = placed.pending_since.iter().filter(|since| now.saturating_sub(**since) < burst_after).count();
         slot.closed = fresh < placed.pending_since.len();
+        slot.stale = (placed.pending_since.len() - fresh) as u32;
         let running = placed.running.min(need.wanted - kept);
         let pending = (fresh as u32).min(need.wanted - kept - running);
         let room = &mut rooms[slot.cluster];
@@ -173,6 +191,8 @@ fn keep_workers(
                 room.used += 1;
             }
         }
+        // Stale Pending workers exist until replaced: they hold their place in max_workers.
+        room.used += slot.stale;
         slot.count = running + pending;
         kept += running + pending;
     }
