@@ -217,7 +217,7 @@ fn the_clusters_file_the_chart_writes_is_one_the_scheduler_reads() -> anyhow::Re
     let values = dir.path().join("values.yaml");
     std::fs::write(
         &values,
-        "nats: {credentialsSecret: nats-url}\nmlflow: {tokenSecret: {name: mlflow-token, key: token}}\nworkers:\n  imagePullSecrets: [regcred]\n  nodeSelector: {pool: cpu}\n  tolerations: [{key: spot, operator: Exists, effect: NoSchedule}]\n",
+        "nats: {credentialsSecret: nats-url}\nmlflow: {tokenSecret: {name: mlflow-token, key: token}}\nworkers:\n  imagePullSecrets: [regcred]\n  nodeSelector: {pool: cpu}\n  tolerations: [{key: spot, operator: Exists, effect: NoSchedule}]\nimages: {registry: registry.example.com/ml, pushSecret: registry-push}\n",
     )?;
     for values in [None, Some(values.as_path())] {
         let (_, documents) = render(values)?;
@@ -231,6 +231,13 @@ fn the_clusters_file_the_chart_writes_is_one_the_scheduler_reads() -> anyhow::Re
         // Read without an error; the in-cluster cluster cannot be reached from here (exit 3).
         assert_eq!(out.status.code(), Some(3), "{}", text(&out));
         assert!(!String::from_utf8_lossy(&out.stderr).contains("error:"), "{}", text(&out));
+        let written = config["data"]["clusters.yaml"].as_str().unwrap();
+        if values.is_some() {
+            assert!(written.contains("registry: registry.example.com/ml"), "built images go there: {written}");
+            assert!(written.contains("push_secret: registry-push"), "{written}");
+        } else {
+            assert!(!written.contains("images:"), "no registry, no builds: {written}");
+        }
     }
     Ok(())
 }

@@ -646,3 +646,149 @@ fn capacity_returning_to_the_first_cluster_takes_new_workers_first() {
     assert!(!on_a.is_empty(), "once a had room again, new workers went there: {:?}", clusters_of(&runs));
     assert!(on_a.iter().all(|t| *t >= returned_at), "nothing ran on a while it was full");
 }
+
+/// A `python_env` project whose entry point copies its inputs; its environment pins a package
+/// that does not exist, so an environment built on the worker would fail: only the image's own
+/// Python runs it.
+fn python_env_project(dir: &Path) -> PathBuf {
+    let project = dir.join("pyenv");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("MLproject"),
+        "name: pyenv\npython_env: python_env.yaml\nentry_points:\n  main:\n    parameters: {input_dir: path, output_dir: path}\n    command: \"cp -r {input_dir}/. {output_dir}/\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.join("python_env.yaml"),
+        "python: \"3.11\"\ndependencies:\n  - no-such-package-concurrent-test==0.0.1\n",
+    )
+    .unwrap();
+    project
+}
+
+/// The image the scheduler builds for `project` when built images go to `registry`.
+fn built_image(project: &Path, registry: &str) -> concurrent_scheduler::images::BuildPlan {
+    use concurrent_mlflow::project::MlProject;
+    let mlproject = MlProject::load(project).unwrap();
+    let python_env = concurrent_scheduler::images::load_python_env(project, &mlproject.env).unwrap();
+    let snapshot = concurrent_mlflow::project::snapshot::pack(project).unwrap();
+    let settings = concurrent_scheduler::images::ImageSettings { registry: registry.to_string(), ..Default::default() };
+    concurrent_scheduler::images::plan_build(&snapshot.hash, python_env.as_ref(), &settings)
+}
+
+/// The images and environment managers of the Pods of `a` seen while `run` lasts.
+fn watch_pod_images(a: &FakeClusterProcess, run: &mut common::Background) -> BTreeMap<String, Option<String>> {
+    let mut seen = BTreeMap::new();
+    let http = reqwest::blocking::Client::new();
+    let started = std::time::Instant::now();
+    while run.try_status().is_none() && started.elapsed() < DEADLINE {
+        if let Ok(pods) = http.get(format!("{}/api/v1/namespaces/concurrent/pods", a.url)).send()
+            && let Ok(pods) = pods.json::<Value>()
+        {
+            for pod in pods["items"].as_array().into_iter().flatten() {
+                let container = &pod["spec"]["containers"][0];
+                let manager = container["env"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|v| v["name"] == "CONCURRENT_ENV_MANAGER")
+                    .and_then(|v| v["value"].as_str().map(str::to_string));
+                seen.insert(container["image"].as_str().unwrap_or_default().to_string(), manager);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    seen
+}
+
+#[test]
+fn a_python_env_stage_without_an_image_runs_in_the_image_the_registry_has_for_it() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let registry = concurrent_tests::oci_registry::OciRegistry::start(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 4);
+    let project = python_env_project(dir.path());
+    let plan = built_image(&project, &format!("{}/ml", registry.host));
+    registry.push_image("ml/concurrent-projects", &plan.tag).unwrap();
+    let a = cluster("a", dir.path(), &[]);
+    let images = format!("    images: {{registry: {}/ml, insecure: true}}\n", registry.host);
+    let clusters = write(dir.path(), "clusters.yaml", &format!("clusters:\n{}", entry("a", &a.kubeconfig, &images)));
+    let experiment = unique("k8s-built-image");
+    let dag = slow_dag(&experiment, &project, 2).replace("    image: busybox\n", "");
+    let dag = write(dir.path(), "dag.yaml", &dag);
+    let mut run = spawn_concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        "run",
+    );
+    let images = watch_pod_images(&a, &mut run);
+    let status = run.wait(DEADLINE);
+    assert!(status.success(), "{}", run.describe());
+    assert_eq!(
+        images,
+        BTreeMap::from([(plan.image.clone(), Some("local".to_string()))]),
+        "every worker ran in the image the registry had, with its Python"
+    );
+    let rest = MlflowRest::new(&mlflow.uri);
+    let made = outputs(&rest, &shard_runs(&rest, &experiment, "copy"));
+    assert_eq!(made.len(), 4, "{made:?}");
+    assert!(made.values().all(|n| *n == 1), "{made:?}");
+}
+
+#[test]
+fn a_failed_build_fails_the_stage_before_any_worker_with_its_log_on_the_stage_run() {
+    let mlflow = mlflow_server::shared();
+    let nats = NatsServer::start().unwrap();
+    let registry = concurrent_tests::oci_registry::OciRegistry::start(None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    inputs(dir.path(), 2);
+    let project = python_env_project(dir.path());
+    let a = cluster("a", dir.path(), &[]);
+    // The registry lacks the image: a build Job is made. The fake kubelet runs its script
+    // without BuildKit and without the context volume, so the build fails.
+    let images = format!("    images: {{registry: {}/ml, insecure: true}}\n", registry.host);
+    let clusters = write(dir.path(), "clusters.yaml", &format!("clusters:\n{}", entry("a", &a.kubeconfig, &images)));
+    let experiment = unique("k8s-failed-build");
+    let dag = slow_dag(&experiment, &project, 2).replace("    image: busybox\n", "");
+    let dag = write(dir.path(), "dag.yaml", &dag);
+    let mut run = spawn_concurrent(
+        &[
+            "run",
+            dag.to_str().unwrap(),
+            "--clusters",
+            clusters.to_str().unwrap(),
+            "--state-dir",
+            "state",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
+        dir.path(),
+        "run",
+    );
+    let images = watch_pod_images(&a, &mut run);
+    let status = run.wait(DEADLINE);
+    assert_eq!(status.code(), Some(1), "{}", run.describe());
+    assert!(images.keys().all(|image| image.contains("buildkit")), "only the build ran, no worker: {images:?}");
+    let stderr = std::fs::read_to_string(dir.path().join("run.stderr")).unwrap();
+    assert!(stderr.contains("the build of"), "the failed build is named:\n{stderr}");
+    let rest = MlflowRest::new(&mlflow.uri);
+    let experiment_id = rest.experiment_id(&experiment).unwrap();
+    let runs = rest.runs(&experiment_id);
+    let stage_run = runs.iter().find(|r| run_name(r) == "copy").expect("the stage run");
+    assert_eq!(run_status(stage_run), "FAILED");
+    assert!(runs.iter().all(|r| tag(r, "concurrent.shard").is_none()), "no shard ran");
+    let log = String::from_utf8(rest.artifact(stage_run, "logs/image_build.log")).unwrap();
+    assert!(log.contains("snapshot.tar"), "the build's own log is on the stage run:\n{log}");
+}

@@ -38,6 +38,8 @@ pub struct Config {
     pub lease_kv: bool,
     /// Where this worker reaches MLflow, when not at the URI the stage spec records.
     pub mlflow_tracking_uri: Option<String>,
+    /// The environment manager to use instead of the stage's.
+    pub env_manager: Option<String>,
 }
 
 /// The default worker id: `<hostname>-<pid>`.

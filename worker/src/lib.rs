@@ -165,7 +165,8 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     let project_dir = snapshot_cache::ensure(&js, &spec.project_snapshot, &config.cache_dir).await?;
     let project = MlProject::open(&project_dir)?;
     let entry_point = project.entry_point(&project_dir, &spec.entry_point)?;
-    let env = StageEnv::choose(&project.env, spec.env_manager.as_deref(), &project_dir)?;
+    let env_manager = config.env_manager.as_deref().or(spec.env_manager.as_deref());
+    let env = StageEnv::choose(&project.env, env_manager, &project_dir)?;
     let tracking = spec.tracking.as_ref().map(|t| Tracking::new(&t.uri)).transpose()?;
     tracing::info!(
         run = %spec.run_id, stage = %spec.stage, entry_point = %entry_point.name,

@@ -67,6 +67,10 @@ struct Cli {
     /// worker in a cluster that reaches MLflow by another address); the shard runs are the same.
     #[arg(long, env = "CONCURRENT_MLFLOW_TRACKING_URI", value_name = "URI")]
     mlflow_tracking_uri: Option<String>,
+    /// Run entry points with this environment manager instead of the stage's (`local` in an
+    /// image built with the project's environment).
+    #[arg(long, env = "CONCURRENT_ENV_MANAGER", value_name = "NAME")]
+    env_manager: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -132,6 +136,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         stop_when_stdin_closes: cli.stop_when_stdin_closes,
         lease_kv: cli.lease_kv,
         mlflow_tracking_uri: cli.mlflow_tracking_uri,
+        env_manager: cli.env_manager,
     };
     // One shard at a time: a single-threaded runtime saves the cross-thread wake-ups of a
     // multi-threaded one on every step of a shard.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use concurrent_scheduler::clusters::{Access, ClusterConfig, ClustersFile, default_worker_image};
 use concurrent_scheduler::dag::Resources;
-use concurrent_scheduler::executor::kubernetes::{KubernetesConfig, KubernetesExecutor, StageLaunch};
+use concurrent_scheduler::executor::kubernetes::{KubernetesConfig, KubernetesExecutor, LaunchImage, StageLaunch};
 use concurrent_scheduler::executor::{Executor, StageRef};
 use concurrent_tests::fake_cluster;
 
@@ -59,9 +59,10 @@ async fn main() -> anyhow::Result<()> {
         nats_url_secret: None,
         mlflow_tracking_uri: None,
         mlflow_token_secret: None,
+        images: None,
     };
     let launch = StageLaunch {
-        image: "busybox".into(),
+        image: LaunchImage::Given("busybox".into()),
         resources: Resources { cpu: Some("100m".into()), memory: None, gpu: 0 },
     };
     let names: Vec<String> = (0..=stages).map(|i| format!("s{i}")).collect();

@@ -86,5 +86,15 @@ clusters:
       name: {{ . }}
       key: {{ $.Values.mlflow.tokenSecret.key }}
     {{- end }}
+    {{- with .Values.images.registry }}
+    images:
+      registry: {{ . }}
+      repository: {{ $.Values.images.repository }}
+      {{- with $.Values.images.pushSecret }}
+      push_secret: {{ . }}
+      {{- end }}
+      insecure: {{ $.Values.images.insecureRegistry }}
+      builder_image: {{ $.Values.images.builderImage }}
+    {{- end }}
 {{- end }}
 {{- end -}}

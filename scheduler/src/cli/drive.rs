@@ -154,7 +154,7 @@ async fn kubernetes_executor(
     idle_timeout: std::time::Duration,
     services: &Services,
 ) -> Result<KubernetesExecutor, u8> {
-    let stages = super::kubernetes::stage_launches(&recorded.dag).map_err(|error| {
+    let stages = super::kubernetes::stage_launches(&recorded.dag, clusters).map_err(|error| {
         say!("error: {error}");
         super::EXIT_INVALID
     })?;

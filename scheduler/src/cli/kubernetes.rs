@@ -10,8 +10,8 @@ use concurrent_mlflow::project::{MlProject, ProjectEnv};
 use super::{EXIT_INVALID, EXIT_OK, EXIT_SERVICE, OutputFormat};
 use crate::clusters::{ClustersFile, load_clusters, unknown_clusters};
 use crate::dag::Dag;
-use crate::executor::kubernetes::StageLaunch;
 use crate::executor::kubernetes::survey::{ClusterSurvey, survey};
+use crate::executor::kubernetes::{LaunchImage, StageLaunch};
 
 /// Options of `concurrent clusters`.
 #[derive(Debug, Args)]
@@ -26,22 +26,39 @@ pub struct ClustersArgs {
 
 /// A stage has no image to run in.
 #[derive(Debug, thiserror::Error)]
-#[error("stages.{stage}.image: required on Kubernetes (or a docker_env image in the stage's MLproject){}", cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default())]
-pub struct NoImage {
-    pub stage: String,
-    pub cause: Option<concurrent_mlflow::project::ProjectError>,
+pub enum NoImage {
+    #[error(
+        "stages.{stage}.image: required on Kubernetes: give the stage an `image`, its MLproject a \
+         docker_env image, or a cluster of the clusters file `images: {{registry: …}}` to build it in{}",
+        cause.as_ref().map(|c| format!(": {c}")).unwrap_or_default()
+    )]
+    Missing { stage: String, cause: Option<concurrent_mlflow::project::ProjectError> },
+    #[error("stages.{stage}: {source}")]
+    NotBuildable { stage: String, source: crate::images::ImageError },
 }
 
-/// Each stage's image (its `image`, else its MLproject's `docker_env` image) and resources.
-pub fn stage_launches(dag: &Dag) -> Result<BTreeMap<String, StageLaunch>, NoImage> {
+/// Each stage's image (its `image`, else its MLproject's `docker_env` image, else one built
+/// in a cluster of `clusters` that says where to push it) and resources.
+pub fn stage_launches(dag: &Dag, clusters: &ClustersFile) -> Result<BTreeMap<String, StageLaunch>, NoImage> {
     let mut launches = BTreeMap::new();
     for (name, stage) in &dag.stages {
         let image = match &stage.image {
-            Some(image) => image.clone(),
+            Some(image) => LaunchImage::Given(image.clone()),
             None => match MlProject::load(&stage.project_dir) {
-                Ok(MlProject { env: ProjectEnv::Docker { image, .. }, .. }) => image,
-                Ok(_) => return Err(NoImage { stage: name.clone(), cause: None }),
-                Err(error) => return Err(NoImage { stage: name.clone(), cause: Some(error) }),
+                Ok(MlProject { env: ProjectEnv::Docker { image, .. }, .. }) => LaunchImage::Given(image),
+                Ok(MlProject { env: ProjectEnv::CondaEnv(file), .. }) => {
+                    let source = crate::images::ImageError::CondaNeedsImage { file };
+                    return Err(NoImage::NotBuildable { stage: name.clone(), source });
+                }
+                Ok(MlProject { env, .. }) => {
+                    if !clusters.clusters.iter().any(|c| c.images.is_some()) {
+                        return Err(NoImage::Missing { stage: name.clone(), cause: None });
+                    }
+                    crate::images::load_python_env(&stage.project_dir, &env)
+                        .map_err(|source| NoImage::NotBuildable { stage: name.clone(), source })?;
+                    LaunchImage::Built { project_dir: stage.project_dir.clone(), env }
+                }
+                Err(error) => return Err(NoImage::Missing { stage: name.clone(), cause: Some(error) }),
             },
         };
         launches.insert(name.clone(), StageLaunch { image, resources: stage.resources.clone() });
@@ -72,7 +89,7 @@ pub fn load_for_run(path: &std::path::Path, dag: &Dag) -> Option<ClustersFile> {
             ok = false;
         }
     }
-    if let Err(error) = stage_launches(dag) {
+    if let Err(error) = stage_launches(dag, &file) {
         say!("error: {error}");
         ok = false;
     }

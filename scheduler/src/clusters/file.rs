@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_yaml::Value;
 
-use super::{Access, ClusterConfig, ClustersFile, DEFAULT_MAX_WORKERS, DEFAULT_NAMESPACE, SecretKey};
+use super::{Access, ClusterConfig, ClusterImages, ClustersFile, DEFAULT_MAX_WORKERS, DEFAULT_NAMESPACE, SecretKey};
 use crate::dag::{
     Errors, Fields, SpecError, SpecErrors, boolean, describe, integer, nonempty_string, parse_duration, parse_yaml,
     quote,
@@ -178,6 +178,7 @@ fn read_cluster(
         .and_then(|v| url(errors, &f.place_of("mlflow_tracking_uri"), v, &["http", "https"]));
     let mlflow_token_secret =
         f.take("mlflow_token_secret").and_then(|v| secret_key(errors, &f.place_of("mlflow_token_secret"), v));
+    let images = f.take("images").and_then(|v| cluster_images(errors, &f.place_of("images"), v));
     f.finish(errors);
     if errors.0.len() > before {
         return None;
@@ -197,7 +198,53 @@ fn read_cluster(
         nats_url_secret,
         mlflow_tracking_uri,
         mlflow_token_secret,
+        images,
     })
+}
+
+fn cluster_images(errors: &mut Errors, place: &str, v: &Value) -> Option<ClusterImages> {
+    let before = errors.0.len();
+    let defaults = crate::images::ImageSettings::default();
+    let builder = crate::images::BuildJobSettings::default();
+    let mut f = Fields::open(errors, place, v)?;
+    let registry = match f.take("registry") {
+        Some(v) => nonempty_string(errors, &f.place_of("registry"), v).filter(|registry| {
+            // A host (with its port) and a path, as in image references: no scheme, no
+            // credentials, no spaces.
+            let ok = !registry.contains("://")
+                && !registry.contains('@')
+                && !registry.ends_with('/')
+                && !registry.chars().any(char::is_whitespace);
+            if !ok {
+                errors.push(
+                    f.place_of("registry"),
+                    format!(
+                        "expected a registry host and path such as registry.example.com/ml, found {}",
+                        quote(registry)
+                    ),
+                );
+            }
+            ok
+        }),
+        None => {
+            errors
+                .push(f.place_of("registry"), "required: where built images are pushed, e.g. registry.example.com/ml");
+            None
+        }
+    };
+    let text = |errors: &mut Errors, f: &mut Fields, key: &str, default: String| {
+        f.take(key).and_then(|v| nonempty_string(errors, &f.place_of(key), v)).unwrap_or(default)
+    };
+    let repository = text(errors, &mut f, "repository", defaults.repository);
+    let builder_image = text(errors, &mut f, "builder_image", builder.builder_image);
+    let base_image = text(errors, &mut f, "base_image", defaults.base_image);
+    let push_secret = f.take("push_secret").and_then(|v| dns_label(errors, &f.place_of("push_secret"), v));
+    let insecure = f.take("insecure").and_then(|v| boolean(errors, &f.place_of("insecure"), v)).unwrap_or(false);
+    f.finish(errors);
+    if errors.0.len() > before {
+        return None;
+    }
+    Some(ClusterImages { registry: registry?, repository, push_secret, insecure, builder_image, base_image })
 }
 
 fn dns_label(errors: &mut Errors, place: &str, v: &Value) -> Option<String> {

@@ -62,6 +62,25 @@ pub struct ClusterConfig {
     pub mlflow_tracking_uri: Option<String>,
     /// A Secret key holding the MLflow token (`MLFLOW_TRACKING_TOKEN`).
     pub mlflow_token_secret: Option<SecretKey>,
+    /// Where images built for stages without one go (no builds here without it).
+    pub images: Option<ClusterImages>,
+}
+
+/// How a cluster builds images for stages whose MLproject has no `docker_env` image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterImages {
+    /// Registry and path prefix to push to, e.g. `registry.example.com/ml`.
+    pub registry: String,
+    /// Repository under `registry`.
+    pub repository: String,
+    /// A `kubernetes.io/dockerconfigjson` Secret in the namespace with push credentials.
+    pub push_secret: Option<String>,
+    /// The registry speaks plain HTTP.
+    pub insecure: bool,
+    /// The BuildKit image of the build Job.
+    pub builder_image: String,
+    /// Base image of built images; `{python}` stands for the project's Python version.
+    pub base_image: String,
 }
 
 /// How the scheduler reaches a cluster's API server.

@@ -36,6 +36,7 @@ fn reads_the_documented_shape() {
     mlflow_tracking_uri: http://mlflow.example
     mlflow_token_secret: {name: mlflow, key: token}
     worker_image: concurrent:0.1.0
+    images: {registry: registry.example.com/ml, push_secret: registry-push}
   - name: eks
     kubeconfig: b.kubeconfig
     burst_after: 500ms
@@ -58,6 +59,13 @@ fn reads_the_documented_shape() {
     assert_eq!(onprem.node_selector.get("pool").map(String::as_str), Some("batch"));
     assert_eq!(onprem.tolerations[0].operator.as_deref(), Some("Exists"));
     assert_eq!(onprem.mlflow_token_secret, Some(SecretKey { name: "mlflow".into(), key: "token".into() }));
+    let images = onprem.images.as_ref().expect("images");
+    assert_eq!(
+        (images.registry.as_str(), images.repository.as_str()),
+        ("registry.example.com/ml", "concurrent-projects")
+    );
+    assert_eq!((images.push_secret.as_deref(), images.insecure), (Some("registry-push"), false));
+    assert_eq!(images.builder_image, "docker.io/moby/buildkit:rootless");
     let eks = &file.clusters[1];
     assert_eq!(
         (eks.namespace.as_str(), eks.max_workers, eks.burst_after),
@@ -118,6 +126,18 @@ fn every_error_names_its_place() {
         (
             "clusters:\n  - {name: a, kubeconfig: a.kubeconfig, namespace: Work}\n",
             &["clusters[0].namespace: must be a Kubernetes name"],
+        ),
+        (
+            "clusters:\n  - {name: a, kubeconfig: a.kubeconfig, images: {push_secret: x}}\n",
+            &["clusters[0].images.registry: required: where built images are pushed"],
+        ),
+        (
+            "clusters:\n  - {name: a, kubeconfig: a.kubeconfig, images: {registry: \"https://r.example/ml\"}}\n",
+            &["clusters[0].images.registry: expected a registry host and path such as registry.example.com/ml"],
+        ),
+        (
+            "clusters:\n  - {name: a, kubeconfig: a.kubeconfig, images: {registry: r.example, insecure: sometimes}}\n",
+            &["clusters[0].images.insecure: expected true or false"],
         ),
     ];
     for (text, expected) in cases {

@@ -206,8 +206,27 @@ impl<E: Executor> Driver<E> {
             .collect();
         let placed: BTreeMap<String, Vec<Placed>> =
             observation.placed.into_iter().map(|(stage, placed)| (stage.stage, placed)).collect();
-        let effects = self.core.handle(Event::Workers { now, clusters, placed, abandoned });
+        let mut effects = Vec::new();
+        for failure in observation.failed_stages {
+            effects.extend(self.stage_cannot_run(failure).await);
+        }
+        effects.extend(self.core.handle(Event::Workers { now, clusters, placed, abandoned }));
         self.carry_out(effects).await
+    }
+
+    /// A stage whose workers cannot start (its image could not be had) fails, with what failed
+    /// said and its log kept on the stage run.
+    async fn stage_cannot_run(&mut self, failure: crate::executor::StageFailure) -> Vec<Effect> {
+        let stage = failure.stage.stage;
+        tracing::error!(stage, reason = %failure.reason, "stage cannot run");
+        if let (Some(log), Some((tree, _)), Some(run_id)) =
+            (&failure.log, &self.setup.tracking, self.records.get(&stage).and_then(|r| r.mlflow_run_id.clone()))
+            && let Err(error) = attach_log(tree.client(), &run_id, log).await
+        {
+            tracing::warn!(stage, %error, "could not keep the build's log on the stage run");
+        }
+        self.emit(RunEvent::StageFailedToStart { stage: stage.clone(), reason: failure.reason });
+        self.core.handle(Event::StageAborted { stage })
     }
 
     fn emit(&self, event: RunEvent) {
@@ -233,4 +252,27 @@ fn core_of(dag: &Dag, burst_after: Duration) -> RunCore {
         })
         .collect();
     RunCore::new(stages, Timing { burst_after, ..Timing::default() })
+}
+
+/// Why a log could not be kept on a stage run.
+#[derive(Debug, thiserror::Error)]
+enum AttachLogError {
+    #[error("writing it to a temporary file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Mlflow(#[from] concurrent_mlflow::tracking::MlflowError),
+}
+
+/// Keeps `log` on the stage run `run_id` as `logs/image_build.log`.
+async fn attach_log(
+    client: &concurrent_mlflow::tracking::MlflowClient,
+    run_id: &str,
+    log: &str,
+) -> Result<(), AttachLogError> {
+    let run = client.get_run(run_id).await?;
+    let file = tempfile::NamedTempFile::new()?;
+    std::fs::write(file.path(), log)?;
+    let path = concurrent_mlflow::object_path::ObjectPath::literal("logs/image_build.log");
+    client.upload_file(&run.info.artifact_uri, &path, file.path()).await?;
+    Ok(())
 }

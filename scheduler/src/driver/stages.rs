@@ -65,6 +65,13 @@ impl<E: Executor> Driver<E> {
         }
         let snapshot = snapshot::pack(&definition.project_dir)
             .map_err(|source| DriverError::Snapshot { stage: stage.to_string(), source })?;
+        let stage_ref = crate::executor::StageRef { run_id: run_id.clone(), stage: stage.to_string() };
+        if let Err(error) = self.setup.executor.prepare_stage(&stage_ref, &snapshot) {
+            let reason = error.to_string();
+            tracing::error!(stage, %reason, "stage cannot start");
+            self.emit(RunEvent::StageFailedToStart { stage: stage.into(), reason });
+            return Ok(self.core.handle(Event::StageAborted { stage: stage.to_string() }));
+        }
         self.setup.queue.put_project(&snapshot.hash, &snapshot.bytes).await?;
         let output_root =
             tracking.is_none().then(|| file_uri(&self.setup.state_dir.join("outputs").join(&run_id).join(stage)));

@@ -240,7 +240,7 @@ pub(super) fn observation(alive: BTreeMap<StageRef, u32>, abandoned: Vec<Abandon
             (stage, vec![Placed { cluster: LOCAL_CLUSTER.to_string(), running, pending_since: Vec::new() }])
         })
         .collect();
-    Observation { placed, abandoned }
+    Observation { placed, abandoned, failed_stages: Vec::new() }
 }
 
 impl Executor for LocalExecutor {

@@ -17,6 +17,7 @@ pub use pool::{RunWorkers, WorkerPool};
 pub use run_executor::RunExecutor;
 
 use crate::placement::{Cluster, Placed};
+use concurrent_mlflow::project::snapshot::Snapshot;
 
 /// A stage workers are launched for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,6 +43,17 @@ pub enum ExecutorError {
     LogDir { dir: String, source: std::io::Error },
     #[error("cannot make a worker Job manifest: {0}")]
     Manifest(#[source] serde_json::Error),
+    #[error(transparent)]
+    Image(#[from] crate::images::ImageError),
+}
+
+/// A stage that cannot run: its image could not be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageFailure {
+    pub stage: StageRef,
+    pub reason: String,
+    /// The log of what failed (a build's), for the stage run.
+    pub log: Option<String>,
 }
 
 /// What an executor sees now.
@@ -52,6 +64,8 @@ pub struct Observation {
     pub placed: BTreeMap<StageRef, Vec<Placed>>,
     /// Workers seen dying while they held a lease, since the last observation.
     pub abandoned: Vec<Abandoned>,
+    /// Stages that cannot run, each reported once.
+    pub failed_stages: Vec<StageFailure>,
 }
 
 /// Where workers run: local processes, Kubernetes Jobs, or a simulation. The scheduler decides
@@ -75,6 +89,13 @@ pub trait Executor: Send {
         cluster: &str,
         workers: u32,
     ) -> impl Future<Output = Result<(), ExecutorError>> + Send;
+
+    /// Gets `stage` ready before its shards go out, its project packed as `project` (the
+    /// Kubernetes executor starts having its image: looked up, or built). A stage that then
+    /// cannot run is reported by [`Executor::observe`].
+    fn prepare_stage(&mut self, _stage: &StageRef, _project: &Snapshot) -> Result<(), ExecutorError> {
+        Ok(())
+    }
 
     /// The run's workers now, per stage and cluster, and those that died holding a lease since
     /// the last call (an executor that cannot tell reports none, and those shards come back

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use concurrent_mlflow::project::snapshot::Snapshot;
+
 use super::kubernetes::KubernetesExecutor;
 use super::{Executor, ExecutorError, Observation, RunWorkers, StageRef};
 use crate::placement::Cluster;
@@ -33,6 +35,13 @@ impl Executor for RunExecutor {
         match self {
             RunExecutor::Local(e) => e.set_desired(stage, cluster, workers).await,
             RunExecutor::Kubernetes(e) => e.set_desired(stage, cluster, workers).await,
+        }
+    }
+
+    fn prepare_stage(&mut self, stage: &StageRef, project: &Snapshot) -> Result<(), ExecutorError> {
+        match self {
+            RunExecutor::Local(e) => e.prepare_stage(stage, project),
+            RunExecutor::Kubernetes(e) => e.prepare_stage(stage, project),
         }
     }
 

@@ -217,8 +217,8 @@ impl RunHost {
         {
             return Err(HostError::NeedsTracking { stage: stage.name.clone() });
         }
-        if self.inner.config.pods.is_some() {
-            crate::cli::stage_launches(&dag)?;
+        if let Some(pods) = &self.inner.config.pods {
+            crate::cli::stage_launches(&dag, &pods.clusters)?;
         }
         let plan = plan(&dag, self.inner.mlflow.as_ref()).await?;
         let run_id = new_run_id();
@@ -330,7 +330,7 @@ impl RunHost {
             let executor = KubernetesExecutor::connect(KubernetesConfig {
                 run_id: record.run_id.clone(),
                 clusters: pods.clusters.clone(),
-                stages: crate::cli::stage_launches(&dag)?,
+                stages: crate::cli::stage_launches(&dag, &pods.clusters)?,
                 nats_url: pods.nats_url.clone(),
                 idle_timeout: pods.idle_timeout,
                 leases: Some(Leases(self.inner.queue.leases())),

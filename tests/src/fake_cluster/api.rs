@@ -35,7 +35,10 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
         .route(
             "/api/v1",
             get(|| async {
-                axum::Json(resource_list("v1", &[Kind::Namespace, Kind::Node, Kind::Pod, Kind::Secret, Kind::Event]))
+                axum::Json(resource_list(
+                    "v1",
+                    &[Kind::Namespace, Kind::Node, Kind::Pod, Kind::Secret, Kind::ConfigMap, Kind::Event],
+                ))
             }),
         )
         .route("/apis/batch/v1", get(|| async { axum::Json(resource_list("batch/v1", &[Kind::Job])) }))
@@ -58,7 +61,7 @@ pub fn router(cluster: Arc<Cluster>) -> Router {
                     }),
             );
     }
-    for kind in [Kind::Pod, Kind::Secret, Kind::Event, Kind::Job] {
+    for kind in [Kind::Pod, Kind::Secret, Kind::ConfigMap, Kind::Event, Kind::Job] {
         let prefix =
             if kind.group().is_empty() { "/api/v1".to_string() } else { format!("/apis/{}", kind.api_version()) };
         let plural = kind.plural();

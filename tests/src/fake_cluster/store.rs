@@ -18,6 +18,7 @@ pub enum Kind {
     Node,
     Pod,
     Secret,
+    ConfigMap,
     Event,
     Job,
 }
@@ -30,6 +31,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Pod => "Pod",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
             Kind::Event => "Event",
             Kind::Job => "Job",
         }
@@ -50,6 +52,7 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Pod => "pods",
             Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
             Kind::Event => "events",
             Kind::Job => "jobs",
         }

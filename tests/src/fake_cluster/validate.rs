@@ -80,6 +80,7 @@ fn decoded(kind: Kind, object: &Value) -> Result<Value, Refusal> {
         Kind::Node => decode::<Node>(object).map(|(_, v)| v),
         Kind::Namespace => decode::<Namespace>(object).map(|(_, v)| v),
         Kind::Secret => decode::<Secret>(object).map(|(_, v)| v),
+        Kind::ConfigMap => decode::<k8s_openapi::api::core::v1::ConfigMap>(object).map(|(_, v)| v),
         Kind::Event => decode::<Event>(object).map(|(_, v)| v),
     };
     result.map_err(Refusal::bad_request)

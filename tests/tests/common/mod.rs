@@ -265,6 +265,11 @@ impl Background {
         Some(rest.split(':').next()?.to_string())
     }
 
+    /// Its exit status, when it has exited.
+    pub fn try_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Waits for it to exit; panics with its output after `deadline`.
     pub fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
         let start = Instant::now();

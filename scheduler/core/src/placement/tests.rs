@@ -139,7 +139,7 @@ fn workers_pending_past_burst_after_send_the_rest_to_the_next_cluster() {
 fn workers_pending_past_burst_after_wait_where_they_are_when_no_cluster_has_room() {
     let clusters = [cluster("onprem", 10), cluster("eks", 2)];
     let mut a = need("a", 6);
-    a.placed = vec![placed("onprem", 0, &[0 * SECOND; 4]), placed("eks", 2, &[])];
+    a.placed = vec![placed("onprem", 0, &[Duration::ZERO; 4]), placed("eks", 2, &[])];
     // eks is at max_workers: onprem's stale Pending workers are not removed to be asked for
     // again (on onprem, closed, or nowhere); they keep their place in its queue.
     let placement = place(&clusters, std::slice::from_ref(&a), 60 * SECOND, DEFAULT_BURST_AFTER);

@@ -41,6 +41,11 @@ impl ClusterError {
         }
     }
 
+    /// A 409: the object exists already (or changed meanwhile).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, ClusterError::Api(kube::Error::Api(status)) if status.code == 409)
+    }
+
     /// A 404: the object is gone already.
     pub fn is_not_found(&self) -> bool {
         matches!(self, ClusterError::Api(kube::Error::Api(status)) if status.code == 404)

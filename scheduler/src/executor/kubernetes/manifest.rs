@@ -51,6 +51,9 @@ pub struct WorkerJob<'a> {
     pub default_nats_url: &'a str,
     /// Workers exit after this long without a shard.
     pub idle_timeout: Duration,
+    /// The image holds the project's environment (built from its `python_env`): workers run
+    /// the entry point with the image's Python (`CONCURRENT_ENV_MANAGER=local`).
+    pub env_in_image: bool,
 }
 
 impl WorkerJob<'_> {
@@ -158,6 +161,9 @@ impl WorkerJob<'_> {
             None => env.push(
                 json!({"name": "NATS_URL", "value": cluster.nats_url.as_deref().unwrap_or(self.default_nats_url)}),
             ),
+        }
+        if self.env_in_image {
+            env.push(json!({"name": "CONCURRENT_ENV_MANAGER", "value": "local"}));
         }
         if let Some(uri) = &cluster.mlflow_tracking_uri {
             env.push(json!({"name": "CONCURRENT_MLFLOW_TRACKING_URI", "value": uri}));

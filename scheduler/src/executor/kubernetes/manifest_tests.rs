@@ -24,6 +24,7 @@ fn bare_cluster() -> ClusterConfig {
         nats_url_secret: None,
         mlflow_tracking_uri: None,
         mlflow_token_secret: None,
+        images: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn full_cluster() -> ClusterConfig {
         nats_url_secret: Some(SecretKey { name: "nats".into(), key: "url".into() }),
         mlflow_tracking_uri: Some("http://mlflow.example".into()),
         mlflow_token_secret: Some(SecretKey { name: "mlflow".into(), key: "token".into() }),
+        images: None,
         ..bare_cluster()
     }
 }
@@ -73,6 +75,7 @@ fn every_job() -> Vec<serde_json::Value> {
                     sequence: 12,
                     default_nats_url: "nats://10.0.0.1:4222",
                     idle_timeout: Duration::from_secs(5),
+                    env_in_image: stage == "a_",
                 };
                 job.manifest().expect("the manifest decodes as a Job");
                 jobs.push(job.value());

@@ -7,6 +7,7 @@
 //! not answer is reported by name and given no workers.
 
 mod api;
+pub mod builds;
 mod leases;
 pub mod manifest;
 #[cfg(test)]
@@ -29,16 +30,27 @@ use manifest::{MANAGED_BY, RUN_LABEL, WorkerJob, stage_label};
 use view::{ClusterView, Shed, shed};
 use watch::Watched;
 
-use super::{Executor, ExecutorError, Observation, StageRef};
+use super::{Executor, ExecutorError, Observation, StageFailure, StageRef};
 use crate::clusters::{ClusterConfig, ClustersFile};
 use crate::dag::Resources;
 use crate::placement::Cluster;
+use concurrent_mlflow::project::snapshot::Snapshot;
 
 /// What a stage's workers run: the image of its code and what they ask of a node.
 #[derive(Debug, Clone)]
 pub struct StageLaunch {
-    pub image: String,
+    pub image: LaunchImage,
     pub resources: Resources,
+}
+
+/// Where a stage's image comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchImage {
+    /// The stage's `image`, or its MLproject's `docker_env` image.
+    Given(String),
+    /// Built from the project (its `python_env`) when the stage starts, unless the registry
+    /// has it already.
+    Built { project_dir: std::path::PathBuf, env: concurrent_mlflow::project::ProjectEnv },
 }
 
 /// How a run's workers are made.
@@ -76,6 +88,10 @@ pub struct KubernetesExecutor {
     run_id: String,
     slots: Vec<ClusterSlot>,
     stages: BTreeMap<String, StageLaunch>,
+    /// Images being had for stages with [`LaunchImage::Built`], by stage.
+    builds: BTreeMap<String, builds::SharedBuild>,
+    /// Stages whose failed build was reported.
+    reported: BTreeSet<String>,
     nats_url: String,
     idle_timeout: Duration,
 }
@@ -120,8 +136,21 @@ impl KubernetesExecutor {
             run_id: config.run_id,
             slots,
             stages: config.stages,
+            builds: BTreeMap::new(),
+            reported: BTreeSet::new(),
             nats_url: config.nats_url,
             idle_timeout: config.idle_timeout,
+        }
+    }
+
+    /// The image `stage`'s workers run, once there is one.
+    fn image_of(&self, stage: &str) -> Option<String> {
+        match &self.stages.get(stage)?.image {
+            LaunchImage::Given(image) => Some(image.clone()),
+            LaunchImage::Built { .. } => match &*self.builds.get(stage)?.lock().unwrap_or_else(|p| p.into_inner()) {
+                builds::BuildState::Ready(image) => Some(image.clone()),
+                _ => None,
+            },
         }
     }
 
@@ -248,11 +277,14 @@ impl Executor for KubernetesExecutor {
         let jobs_api: Api<Job> = Api::namespaced(client, &slot.config.namespace);
         if workers > now {
             let Some(launch) = self.stages.get(&stage.stage) else { return Ok(()) };
+            // A stage whose image is still being had gets its workers once it is there.
+            let Some(image) = self.image_of(&stage.stage) else { return Ok(()) };
             let job = WorkerJob {
                 run_id: &stage.run_id,
                 stage: &stage.stage,
                 cluster: &slot.config,
-                image: &launch.image,
+                image: &image,
+                env_in_image: matches!(launch.image, LaunchImage::Built { .. }),
                 resources: &launch.resources,
                 workers: workers - now,
                 sequence: slot.made,
@@ -317,9 +349,58 @@ impl Executor for KubernetesExecutor {
         Ok(())
     }
 
+    fn prepare_stage(&mut self, stage: &StageRef, project: &Snapshot) -> Result<(), ExecutorError> {
+        let Some(LaunchImage::Built { project_dir, env }) = self.stages.get(&stage.stage).map(|l| &l.image) else {
+            return Ok(());
+        };
+        if self.builds.contains_key(&stage.stage) {
+            return Ok(());
+        }
+        let state: builds::SharedBuild = Arc::new(Mutex::new(builds::BuildState::Pending));
+        self.builds.insert(stage.stage.clone(), state.clone());
+        // The first cluster that answers and says where to push builds.
+        let site = self.slots.iter().find_map(|slot| {
+            let images = slot.config.images.clone()?;
+            let client = slot.client.clone()?;
+            Some(builds::BuildSite {
+                client,
+                pace: slot.pace.clone(),
+                namespace: slot.config.namespace.clone(),
+                images,
+            })
+        });
+        let Some(site) = site else {
+            let reason = "no cluster that says where to push built images (`images.registry`) can be reached".into();
+            *state.lock().unwrap_or_else(|p| p.into_inner()) = builds::BuildState::Failed { reason, log: None };
+            return Ok(());
+        };
+        let python_env = crate::images::load_python_env(project_dir, env)?;
+        let settings = crate::images::ImageSettings {
+            registry: site.images.registry.clone(),
+            repository: site.images.repository.clone(),
+            base_image: site.images.base_image.clone(),
+            ..crate::images::ImageSettings::default()
+        };
+        let plan = crate::images::plan_build(&project.hash, python_env.as_ref(), &settings);
+        tracing::info!(stage = %stage.stage, image = %plan.image, "the stage's image is looked up, and built if absent");
+        tokio::spawn(builds::ensure(site, plan, project.bytes.clone(), state));
+        Ok(())
+    }
+
     fn observe(&mut self, now: Duration) -> Observation {
         let at = Instant::now();
         let mut observation = Observation::default();
+        for (stage, state) in &self.builds {
+            if let builds::BuildState::Failed { reason, log } = &*state.lock().unwrap_or_else(|p| p.into_inner())
+                && self.reported.insert(stage.clone())
+            {
+                observation.failed_stages.push(StageFailure {
+                    stage: StageRef { run_id: self.run_id.clone(), stage: stage.clone() },
+                    reason: reason.clone(),
+                    log: log.clone(),
+                });
+            }
+        }
         for slot in &mut self.slots {
             let view = slot.watched.view.lock().expect("view");
             match (&view.unreachable, &slot.lost) {
