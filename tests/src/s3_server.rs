@@ -76,16 +76,18 @@ impl S3Server {
         Ok(())
     }
 
-    /// Writes `body` at `key` of `bucket` (`key` made of URL-safe characters and `/`).
+    /// Writes `body` at `key` of `bucket` (any characters but a valid percent-escape: moto
+    /// decodes object paths twice).
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) -> anyhow::Result<()> {
-        let response = self.http.put(format!("{}/{bucket}/{key}", self.endpoint)).body(body.to_vec()).send()?;
+        let url = format!("{}/{bucket}/{}", self.endpoint, encode_key(key));
+        let response = self.http.put(url).body(body.to_vec()).send()?;
         anyhow::ensure!(response.status().is_success(), "putting {bucket}/{key}: {}", response.status());
         Ok(())
     }
 
     /// The body at `key` of `bucket`.
     pub fn get(&self, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
-        let response = self.http.get(format!("{}/{bucket}/{key}", self.endpoint)).send()?;
+        let response = self.http.get(format!("{}/{bucket}/{}", self.endpoint, encode_key(key))).send()?;
         anyhow::ensure!(response.status().is_success(), "getting {bucket}/{key}: {}", response.status());
         Ok(response.bytes()?.to_vec())
     }
@@ -118,6 +120,16 @@ impl Drop for S3Server {
         let _ = Command::new("sh").args(["-c", &format!("kill -KILL -{pgid} 2>/dev/null")]).status();
         let _ = self.child.wait();
     }
+}
+
+/// `key` as a URL path: every byte but RFC 3986's unreserved ones and `/` percent-encoded.
+fn encode_key(key: &str) -> String {
+    key.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 /// The texts of every `<name>…</name>` element in `xml`.
