@@ -94,12 +94,15 @@ impl Drop for FakeClusterProcess {
     }
 }
 
-/// Writes a kubeconfig for a cluster that does not answer (a loopback port nothing listens on).
+/// Writes a kubeconfig for a cluster that does not answer: loopback port 1, which nothing
+/// listens on. (A free port picked and released here could be handed to the next server a
+/// test starts, which would then answer for the "unreachable" cluster.)
 pub fn unreachable_kubeconfig(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.local_addr()?.port()
-    };
+    let port = 1;
+    anyhow::ensure!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something listens on 127.0.0.1:{port}; the unreachable cluster would answer"
+    );
     let path = dir.join(format!("{name}.kubeconfig"));
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     std::fs::write(&path, crate::fake_cluster::kubeconfig(name, addr, "default"))?;

@@ -28,6 +28,22 @@ fn cluster(name: &str, dir: &Path, flags: &[&str]) -> FakeClusterProcess {
     FakeClusterProcess::start(name, &all).unwrap()
 }
 
+/// The arguments of `concurrent run DAG --clusters FILE` with workers quick to exit.
+fn run_args<'a>(dag: &'a Path, clusters: &'a Path) -> [&'a str; 8] {
+    let (dag, clusters) = (dag.to_str().unwrap(), clusters.to_str().unwrap());
+    ["run", dag, "--clusters", clusters, "--state-dir", "state", "--idle-timeout", "1s"]
+}
+
+/// Runs `dag` on the clusters of `clusters` to its end.
+fn run_on_clusters(dag: &Path, clusters: &Path, nats: &str, mlflow: &str, dir: &Path) -> std::process::Output {
+    concurrent(&run_args(dag, clusters), &[("NATS_URL", nats), ("MLFLOW_TRACKING_URI", mlflow)], dir, DEADLINE)
+}
+
+/// Starts running `dag` on the clusters of `clusters`, its output in `run.stdout`/`run.stderr`.
+fn spawn_on_clusters(dag: &Path, clusters: &Path, nats: &str, mlflow: &str, dir: &Path) -> common::Background {
+    spawn_concurrent(&run_args(dag, clusters), &[("NATS_URL", nats), ("MLFLOW_TRACKING_URI", mlflow)], dir, "run")
+}
+
 /// A clusters file entry.
 fn entry(cluster: &str, kubeconfig: &Path, extra: &str) -> String {
     format!(
@@ -110,21 +126,7 @@ fn the_example_runs_on_one_cluster_and_leaves_nothing_behind() {
             "    partition: {by: object, shard_size: 5}\n    parallelism: 3\n    resources: {cpu: 500m, memory: 256Mi}\n",
         ),
     );
-    let output = concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        DEADLINE,
-    );
+    let output = run_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     let run_id = run_id_of(&stderr);
@@ -190,21 +192,7 @@ fn a_cluster_at_max_workers_sends_the_rest_to_the_next() {
     let clusters = write(dir.path(), "clusters.yaml", &file);
     let experiment = unique("k8s-spill");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 4));
-    let output = concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        DEADLINE,
-    );
+    let output = run_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let rest = MlflowRest::new(&mlflow.uri);
     let runs = shard_runs(&rest, &experiment, "copy");
@@ -243,21 +231,7 @@ fn pods_pending_past_burst_after_send_the_work_to_the_next_cluster() {
     let clusters = write(dir.path(), "clusters.yaml", &file);
     let experiment = unique("k8s-burst");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
-    let output = concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        DEADLINE,
-    );
+    let output = run_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let rest = MlflowRest::new(&mlflow.uri);
     let runs = shard_runs(&rest, &experiment, "copy");
@@ -282,21 +256,7 @@ fn a_pod_killed_mid_shard_gives_its_shard_back_at_once() {
     let experiment = unique("k8s-kill");
     let dag = slow_dag(&experiment, &project, 2).replace("retries: 0", "retries: 2");
     let dag = write(dir.path(), "dag.yaml", &dag);
-    let mut run = spawn_concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        "run",
-    );
+    let mut run = spawn_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     let rest = MlflowRest::new(&mlflow.uri);
     // A shard run in progress names its worker: the Pod to kill.
     let mut victim = None;
@@ -345,21 +305,7 @@ fn a_cluster_that_does_not_answer_is_named_and_the_other_does_the_work() {
     let clusters = write(dir.path(), "clusters.yaml", &file);
     let experiment = unique("k8s-down");
     let dag = write(dir.path(), "dag.yaml", &slow_dag(&experiment, &project, 2));
-    let output = concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        DEADLINE,
-    );
+    let output = run_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("warning: cluster down cannot be used"), "{stderr}");
@@ -538,21 +484,7 @@ fn a_cluster_lost_mid_stage_leaves_its_work_to_the_other_and_nothing_is_lost() {
     let experiment = unique("k8s-lost-cluster");
     let dag = slow_dag(&experiment, &project, 4).replace("retries: 0", "retries: 2");
     let dag = write(dir.path(), "dag.yaml", &dag);
-    let mut run = spawn_concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        "run",
-    );
+    let mut run = spawn_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     let rest = MlflowRest::new(&mlflow.uri);
     wait_until("a shard running on a", DEADLINE, || {
         let Some(id) = rest.experiment_id(&experiment) else { return false };
@@ -609,21 +541,7 @@ fn capacity_returning_to_the_first_cluster_takes_new_workers_first() {
     let dag =
         slow_dag(&experiment, &project, 2).replace("    retries: 0\n", "    retries: 0\n    resources: {cpu: 500m}\n");
     let dag = write(dir.path(), "dag.yaml", &dag);
-    let mut run = spawn_concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        "run",
-    );
+    let mut run = spawn_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     let rest = MlflowRest::new(&mlflow.uri);
     wait_until("a shard finished on b", DEADLINE, || {
         let Some(id) = rest.experiment_id(&experiment) else { return false };
@@ -717,21 +635,7 @@ fn a_python_env_stage_without_an_image_runs_in_the_image_the_registry_has_for_it
     let experiment = unique("k8s-built-image");
     let dag = slow_dag(&experiment, &project, 2).replace("    image: busybox\n", "");
     let dag = write(dir.path(), "dag.yaml", &dag);
-    let mut run = spawn_concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        "run",
-    );
+    let mut run = spawn_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     let images = watch_pod_images(&a, &mut run);
     let status = run.wait(DEADLINE);
     assert!(status.success(), "{}", run.describe());
@@ -762,21 +666,7 @@ fn a_failed_build_fails_the_stage_before_any_worker_with_its_log_on_the_stage_ru
     let experiment = unique("k8s-failed-build");
     let dag = slow_dag(&experiment, &project, 2).replace("    image: busybox\n", "");
     let dag = write(dir.path(), "dag.yaml", &dag);
-    let mut run = spawn_concurrent(
-        &[
-            "run",
-            dag.to_str().unwrap(),
-            "--clusters",
-            clusters.to_str().unwrap(),
-            "--state-dir",
-            "state",
-            "--idle-timeout",
-            "1s",
-        ],
-        &[("NATS_URL", &nats.url), ("MLFLOW_TRACKING_URI", &mlflow.uri)],
-        dir.path(),
-        "run",
-    );
+    let mut run = spawn_on_clusters(&dag, &clusters, &nats.url, &mlflow.uri, dir.path());
     let images = watch_pod_images(&a, &mut run);
     let status = run.wait(DEADLINE);
     assert_eq!(status.code(), Some(1), "{}", run.describe());
