@@ -92,6 +92,9 @@ pub struct KubernetesExecutor {
     builds: BTreeMap<String, builds::SharedBuild>,
     /// Stages whose failed build was reported.
     reported: BTreeSet<String>,
+    /// The tasks looking up or waiting for those images; the run's end stops them (a build
+    /// Job itself is left to its TTL: another run may wait for the same image).
+    build_tasks: Vec<tokio::task::JoinHandle<()>>,
     nats_url: String,
     idle_timeout: Duration,
 }
@@ -138,6 +141,7 @@ impl KubernetesExecutor {
             stages: config.stages,
             builds: BTreeMap::new(),
             reported: BTreeSet::new(),
+            build_tasks: Vec::new(),
             nats_url: config.nats_url,
             idle_timeout: config.idle_timeout,
         }
@@ -383,7 +387,7 @@ impl Executor for KubernetesExecutor {
         };
         let plan = crate::images::plan_build(&project.hash, python_env.as_ref(), &settings);
         tracing::info!(stage = %stage.stage, image = %plan.image, "the stage's image is looked up, and built if absent");
-        tokio::spawn(builds::ensure(site, plan, project.bytes.clone(), state));
+        self.build_tasks.push(tokio::spawn(builds::ensure(site, plan, project.bytes.clone(), state)));
         Ok(())
     }
 
@@ -444,15 +448,16 @@ impl Executor for KubernetesExecutor {
                 task.abort();
             }
         }
+        for task in self.build_tasks.drain(..) {
+            task.abort();
+        }
     }
 }
 
 impl Drop for KubernetesExecutor {
     fn drop(&mut self) {
-        for slot in &self.slots {
-            for task in &slot.tasks {
-                task.abort();
-            }
+        for task in self.slots.iter().flat_map(|slot| &slot.tasks).chain(&self.build_tasks) {
+            task.abort();
         }
     }
 }
