@@ -131,15 +131,9 @@ async fn ensure_image(site: &BuildSite, plan: &BuildPlan, snapshot: &[u8]) -> Re
                     .unwrap_or_default()
                     .into_iter()
                     .find(|c| matches!(c.type_.as_str(), "Failed" | "FailureTarget") && c.status == "True");
-                if let Some(failed) = failed.or_else(|| {
-                    (status.failed.unwrap_or(0) > 0).then(|| k8s_openapi::api::batch::v1::JobCondition {
-                        type_: "Failed".into(),
-                        status: "True".into(),
-                        message: Some("its Pod failed".into()),
-                        ..Default::default()
-                    })
-                }) {
-                    let why = failed.message.or(failed.reason).unwrap_or_else(|| "the Job failed".into());
+                // backoffLimit is 0: one failed Pod fails the build, before the condition shows.
+                if failed.is_some() || status.failed.unwrap_or(0) > 0 {
+                    let why = failed.and_then(|c| c.message.or(c.reason)).unwrap_or_else(|| "its Pod failed".into());
                     let log = build_log(site, &name).await;
                     return Err(BuildError::Failed { image, why, log });
                 }
