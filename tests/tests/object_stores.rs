@@ -14,14 +14,36 @@ use concurrent_tests::s3_server::S3Server;
 
 const DEADLINE: Duration = Duration::from_secs(600);
 
+/// A real S3 server with buckets `inputs` and `mlflow`, an MLflow server whose artifact root is
+/// `s3://mlflow/artifacts` (not proxied), and a NATS server.
+struct S3Stack {
+    s3: S3Server,
+    mlflow: MlflowServer,
+    nats: NatsServer,
+}
+
+impl S3Stack {
+    fn start() -> S3Stack {
+        let s3 = S3Server::start().unwrap();
+        s3.create_bucket("inputs").unwrap();
+        s3.create_bucket("mlflow").unwrap();
+        let mlflow = MlflowServer::start_with_artifact_root("s3://mlflow/artifacts", &s3.env()).unwrap();
+        S3Stack { s3, mlflow, nats: NatsServer::start().unwrap() }
+    }
+
+    /// The environment of a `concurrent run` against all three.
+    fn run_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = self.s3.env();
+        env.push(("NATS_URL", self.nats.url.clone()));
+        env.push(("MLFLOW_TRACKING_URI", self.mlflow.uri.clone()));
+        env
+    }
+}
+
 #[test]
 fn the_example_dag_reads_s3_and_keeps_its_artifacts_in_s3() {
-    let s3 = S3Server::start().unwrap();
-    s3.create_bucket("inputs").unwrap();
-    s3.create_bucket("mlflow").unwrap();
-    let env = s3.env();
-    let mlflow = MlflowServer::start_with_artifact_root("s3://mlflow/artifacts", &env).unwrap();
-    let nats = NatsServer::start().unwrap();
+    let stack = S3Stack::start();
+    let (s3, mlflow) = (&stack.s3, &stack.mlflow);
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
     make_images(&raw, 12);
@@ -41,9 +63,8 @@ fn the_example_dag_reads_s3_and_keeps_its_artifacts_in_s3() {
         ),
     )
     .unwrap();
-    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_env.push(("NATS_URL", &nats.url));
-    run_env.push(("MLFLOW_TRACKING_URI", &mlflow.uri));
+    let run_env = stack.run_env();
+    let run_env: Vec<(&str, &str)> = run_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let output = concurrent(
         &["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"],
         &run_env,
@@ -145,12 +166,8 @@ fn a_bucket_that_does_not_exist_is_refused_before_anything_is_created() {
 /// name comes out as it went in, exactly once.
 #[test]
 fn s3_keys_with_any_characters_pass_through_two_stages_unchanged() {
-    let s3 = S3Server::start().unwrap();
-    s3.create_bucket("inputs").unwrap();
-    s3.create_bucket("mlflow").unwrap();
-    let env = s3.env();
-    let mlflow = MlflowServer::start_with_artifact_root("s3://mlflow/artifacts", &env).unwrap();
-    let nats = NatsServer::start().unwrap();
+    let stack = S3Stack::start();
+    let (s3, mlflow) = (&stack.s3, &stack.mlflow);
     let dir = tempfile::tempdir().unwrap();
     let names = [
         "Größe/überall ünïcödé.txt",
@@ -184,9 +201,8 @@ fn s3_keys_with_any_characters_pass_through_two_stages_unchanged() {
         ),
     )
     .unwrap();
-    let mut run_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run_env.push(("NATS_URL", &nats.url));
-    run_env.push(("MLFLOW_TRACKING_URI", &mlflow.uri));
+    let run_env = stack.run_env();
+    let run_env: Vec<(&str, &str)> = run_env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let output = concurrent(
         &["run", dag.to_str().unwrap(), "--workers", "2", "--state-dir", "state"],
         &run_env,
