@@ -1,31 +1,35 @@
 //! Every process an attempt starts, found and killed when the attempt ends, including those
-//! that leave its process group, start a new session or double-fork.
+//! that leave its process group, start a new session, double-fork or clear their environment.
 //!
-//! Two ways, tried in order:
-//! - **cgroup v2.** Where this process's cgroup (in the cgroup2 hierarchy, read from
-//!   `/proc/self/mountinfo` and `/proc/self/cgroup`) lets it create a child cgroup, each attempt
-//!   gets one; the entry point's shell moves itself into it before running the command (so
-//!   everything it starts is born inside), and the attempt's end writes `cgroup.kill`, which
-//!   kills every process in it at once, then removes it.
-//! - **Subreaper and mark.** The worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so an
-//!   orphaned descendant is re-parented to it rather than to init and can be reaped; at the
-//!   attempt's end every live process started with the attempt's environment [`Mark`] is
-//!   killed (a few rounds, for processes forked meanwhile).
+//! The first of three ways that applies:
+//! - **Subreaper.** The worker is a child subreaper (`PR_SET_CHILD_SUBREAPER`), so an orphaned
+//!   descendant is re-parented to it rather than to init: every process an attempt leaves is
+//!   below the worker. At the attempt's end, when the worker has no child left (one `waitid`),
+//!   nothing is left anywhere and nothing is read; otherwise every live process below it (by
+//!   the parent links in `/proc`) is killed, a few rounds for processes forked meanwhile.
+//! - **cgroup v2**, for a process that cannot be a subreaper: where its cgroup (in the cgroup2
+//!   hierarchy, read from `/proc/self/mountinfo` and `/proc/self/cgroup`) lets it create a
+//!   child cgroup, each attempt gets one; a POSIX shell moves itself into it before it becomes
+//!   the command's shell (so everything it starts is born inside), and the attempt's end writes
+//!   `cgroup.kill`, which kills every process in it at once, then removes it.
+//! - **Mark**, always as well: every live process started with the attempt's environment
+//!   [`Mark`] is killed.
 //!
-//! The mark is used in both cases (a process that entered another cgroup is still found).
 //! The processes killed are reaped by pid when they are this process's children (adopted
 //! orphans); the entry point's own shell is left to whoever waits for it. An adopted orphan
 //! that exited by itself is reaped by [`reap_exited_children`], which a worker calls between
 //! attempts, when no child of its own is running.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
-use crate::scan::{Mark, marked_processes};
+use crate::scan::{Mark, descendants_of, marked_processes};
 use crate::signal::kill_process;
 
 /// Rounds of "find marked processes, kill them" at an attempt's end.
@@ -46,9 +50,14 @@ pub struct Containment {
 }
 
 impl Containment {
-    /// A fresh cgroup `name` under this process's own cgroup v2 when it can be created there;
-    /// otherwise containment by the subreaper and the mark only.
+    /// How an attempt of this process is held. A child subreaper finds every process its
+    /// attempt leaves through the parent links, so it needs nothing more (and no shell to enter
+    /// a cgroup before each command). Otherwise a fresh cgroup `name` under this process's own
+    /// cgroup v2 when it can be created there, else the mark alone.
     pub fn for_attempt(name: &str) -> Containment {
+        if is_subreaper() {
+            return Containment { cgroup: None };
+        }
         let cgroup = own_cgroup_dir().and_then(|parent| {
             let dir = parent.join(name);
             // A leftover of a killed worker with the same name: empty it and start again.
@@ -59,7 +68,7 @@ impl Containment {
             match std::fs::create_dir(&dir) {
                 Ok(()) => Some(dir),
                 Err(error) => {
-                    tracing::debug!(dir = %dir.display(), %error, "no cgroup for the attempt; using the subreaper");
+                    tracing::debug!(dir = %dir.display(), %error, "no cgroup for the attempt; using the mark");
                     None
                 }
             }
@@ -67,9 +76,13 @@ impl Containment {
         Containment { cgroup }
     }
 
-    /// `cgroup` or `subreaper`, for logs and docs.
+    /// `subreaper`, `cgroup` or `mark`, for logs and docs.
     pub fn kind(&self) -> &'static str {
-        if self.cgroup.is_some() { "cgroup" } else { "subreaper" }
+        match (&self.cgroup, is_subreaper()) {
+            (Some(_), _) => "cgroup",
+            (None, true) => "subreaper",
+            (None, false) => "mark",
+        }
     }
 
     /// The attempt's cgroup directory, if any.
@@ -78,60 +91,75 @@ impl Containment {
     }
 
     /// The program and arguments that run `command` with [`entry_point_shell`]` -c` inside the
-    /// containment: with a cgroup, the shell first moves itself into it (its children are born
-    /// there).
+    /// containment: with a cgroup, a POSIX `sh` (lighter to start than bash) first moves
+    /// itself into it, then becomes the command's shell (its children are born there).
     pub fn command_line(&self, command: &str) -> (String, Vec<String>) {
         let shell = entry_point_shell();
-        let args = match &self.cgroup {
-            Some(dir) => vec![
-                "-c".to_string(),
-                ENTER_CGROUP.to_string(),
-                "concurrent-attempt".to_string(),
-                dir.join("cgroup.procs").to_string_lossy().into_owned(),
-                command.to_string(),
-                shell.to_string(),
-            ],
-            None => vec!["-c".to_string(), command.to_string()],
-        };
-        (shell.to_string(), args)
+        match &self.cgroup {
+            Some(dir) => {
+                let procs = dir.join("cgroup.procs").to_string_lossy().into_owned();
+                let args = ["-c", ENTER_CGROUP, "concurrent-attempt", &procs, command, shell];
+                (cgroup_entry_shell().to_string(), args.map(str::to_string).to_vec())
+            }
+            None => (shell.to_string(), vec!["-c".to_string(), command.to_string()]),
+        }
     }
 
-    /// Kills every process of the attempt: its cgroup, and every live process started with
-    /// `mark`; waits (briefly) until they are gone and reaps those that were this process's
-    /// children, except `leader` (the entry point's shell, waited for by its owner). Returns
-    /// how many processes were found by the mark.
+    /// Kills every process of the attempt: its cgroup, every live process below this one when
+    /// it is a child subreaper, and every live process started with `mark`; waits (briefly)
+    /// until they are gone and reaps those that were this process's children, except `leader`
+    /// (the entry point's shell, waited for by its owner). Returns how many processes were
+    /// found beside the cgroup's. Meant for a process that runs one attempt at a time (a
+    /// worker): every other process below it would be taken as the attempt's.
     pub fn kill_all(&self, mark: &Mark, leader: Option<u32>) -> usize {
         let mut killed: Vec<u32> = Vec::new();
         if let Some(dir) = &self.cgroup {
             killed.extend(cgroup_procs(dir));
             kill_cgroup(dir);
         }
-        let mut found = 0;
+        if killed.is_empty() && has_no_descendants() {
+            // The usual end of an attempt: its shell was reaped and nothing it started is
+            // left anywhere, so there is nothing to look for in `/proc`.
+            return 0;
+        }
+        let below_me = is_subreaper();
         let me = std::process::id();
+        let left = || {
+            let mut pids = marked_processes(mark);
+            if below_me {
+                pids.extend(descendants_of(me));
+            }
+            pids.retain(|pid| *pid != me && Some(*pid) != leader);
+            pids.sort_unstable();
+            pids.dedup();
+            pids
+        };
+        // A process killed in one round may still show in the next: each is counted once.
+        let mut found = std::collections::BTreeSet::new();
         for _ in 0..KILL_ROUNDS {
-            let marked: Vec<u32> = marked_processes(mark).into_iter().filter(|pid| *pid != me).collect();
-            if marked.is_empty() {
+            let pids = left();
+            if pids.is_empty() {
                 break;
             }
-            found += marked.len();
-            for &pid in &marked {
+            for &pid in &pids {
                 if let Err(error) = kill_process(pid, Signal::SIGKILL) {
                     tracing::warn!(pid, %error, "could not kill a process the entry point left");
                 }
             }
-            killed.extend(marked);
+            found.extend(pids.iter().copied());
+            killed.extend(pids);
         }
         killed.sort_unstable();
         killed.dedup();
         killed.retain(|pid| Some(*pid) != leader);
         let deadline = Instant::now() + GONE_WITHIN;
-        while Instant::now() < deadline && (self.populated() || !marked_processes(mark).is_empty()) {
+        while Instant::now() < deadline && (self.populated() || !left().is_empty()) {
             std::thread::sleep(Duration::from_millis(5));
         }
         for pid in killed {
             reap(pid);
         }
-        found
+        found.len()
     }
 
     /// Whether the cgroup still holds a live process.
@@ -155,6 +183,19 @@ impl Drop for Containment {
     }
 }
 
+/// Whether this process is a child subreaper (see [`become_subreaper`]).
+fn is_subreaper() -> bool {
+    nix::sys::prctl::get_child_subreaper().unwrap_or(false)
+}
+
+/// Whether no process below this one can be alive: this process is a child subreaper (an
+/// orphan anywhere below it is re-parented to it, never to init) and has no child at all,
+/// running or exited (one `waitid` that reaps nothing).
+pub fn has_no_descendants() -> bool {
+    let no_child = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    is_subreaper() && waitid(Id::All, no_child) == Err(Errno::ECHILD)
+}
+
 /// Run by the shell's `-c` with `$1` = the cgroup's `cgroup.procs`, `$2` = the command and `$3`
 /// = the shell: the shell moves itself into the cgroup, then becomes the command's shell (same
 /// pid and group).
@@ -163,11 +204,27 @@ const ENTER_CGROUP: &str =
 
 /// The shell that runs entry point commands: `bash` when it is on `PATH` (MLflow runs commands
 /// with `bash -c`), else `sh`, so an image with only a POSIX shell (busybox, Alpine) still runs
-/// them.
+/// them. Looked up once per process and named by its full path, so that starting it does not
+/// try every directory of `PATH` again on every attempt.
 pub fn entry_point_shell() -> &'static str {
-    let has_bash = std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_executable(&dir.join("bash"))));
-    if has_bash { "bash" } else { "sh" }
+    static SHELL: OnceLock<String> = OnceLock::new();
+    SHELL.get_or_init(|| on_path("bash").or_else(|| on_path("sh")).unwrap_or_else(|| "sh".to_string()))
+}
+
+/// The shell that moves an attempt into its cgroup before the command's shell replaces it:
+/// `sh` when it is on `PATH`, else the entry point's shell.
+fn cgroup_entry_shell() -> &'static str {
+    static SHELL: OnceLock<String> = OnceLock::new();
+    SHELL.get_or_init(|| on_path("sh").unwrap_or_else(|| entry_point_shell().to_string()))
+}
+
+/// The full path of `program` in the first directory of `PATH` that holds it as an executable.
+fn on_path(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .filter(|candidate| candidate.is_absolute() && is_executable(candidate))
+        .find_map(|found| found.to_str().map(str::to_string))
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -270,8 +327,21 @@ mod tests {
     #[test]
     fn without_a_cgroup_the_command_runs_as_is() {
         let containment = Containment { cgroup: None };
-        assert_eq!(containment.command_line("echo hi"), ("bash".into(), vec!["-c".into(), "echo hi".into()]));
-        assert_eq!(containment.kind(), "subreaper");
+        let (program, args) = containment.command_line("echo hi");
+        assert!(program.starts_with('/') && program.ends_with("/bash"), "bash by its full path: {program}");
+        assert_eq!(args, ["-c", "echo hi"]);
+        assert_eq!(containment.kind(), "mark", "this test process is not a subreaper");
+    }
+
+    #[test]
+    fn with_a_cgroup_a_posix_shell_enters_it_then_becomes_the_command_s_shell() {
+        let containment = Containment { cgroup: Some(PathBuf::from("/sys/fs/cgroup/w/a1")) };
+        let (program, args) = containment.command_line("echo hi");
+        assert!(program.ends_with("/sh"), "{program}");
+        assert_eq!(args[0], "-c");
+        assert_eq!(&args[2..5], ["concurrent-attempt", "/sys/fs/cgroup/w/a1/cgroup.procs", "echo hi"]);
+        assert!(args[5].ends_with("/bash"), "then the entry point's shell: {}", args[5]);
+        std::mem::forget(containment);
     }
 
     /// Starts `script` with `bash -c` as `containment` runs it, with `env` set; waits for the

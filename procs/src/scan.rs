@@ -30,24 +30,58 @@ pub fn group_runs_mark(pgid: u32, mark: &Mark) -> bool {
     live_processes().any(|(pid, group)| group == pgid && started_with(pid, mark))
 }
 
-/// Every live process with its group.
-fn live_processes() -> impl Iterator<Item = (u32, u32)> {
+/// The live processes below `root` (its children, theirs, and so on), found through the
+/// parent links in `/proc`. For a child subreaper that has reaped its attempt's shell this is
+/// every process the attempt left, whatever its group, session or environment.
+pub fn descendants_of(root: u32) -> Vec<u32> {
+    let mut children: std::collections::HashMap<u32, Vec<(u32, bool)>> = std::collections::HashMap::new();
+    for pid in all_pids() {
+        if let Some(stat) = read_stat(pid) {
+            children.entry(stat.ppid).or_default().push((pid, stat.live));
+        }
+    }
+    let mut found = Vec::new();
+    let mut next = vec![root];
+    while let Some(parent) = next.pop() {
+        for &(pid, live) in children.get(&parent).map(Vec::as_slice).unwrap_or_default() {
+            if live {
+                found.push(pid);
+            }
+            next.push(pid);
+        }
+    }
+    found
+}
+
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    /// Neither a zombie nor dead.
+    live: bool,
+    ppid: u32,
+    pgrp: u32,
+}
+
+fn read_stat(pid: u32) -> Option<Stat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `(comm)`: state, ppid, pgrp, …
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    Some(Stat { live: state != "Z" && state != "X", ppid, pgrp })
+}
+
+fn all_pids() -> impl Iterator<Item = u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| live_group_of(pid).map(|group| (pid, group)))
 }
 
-/// The process group of `pid`, unless it is gone or a zombie.
-fn live_group_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After `(comm)`: state, ppid, pgrp, …
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    let state = fields.next()?;
-    let pgrp = fields.nth(1)?.parse().ok()?;
-    (state != "Z" && state != "X").then_some(pgrp)
+/// Every live process with its group.
+fn live_processes() -> impl Iterator<Item = (u32, u32)> {
+    all_pids().filter_map(|pid| read_stat(pid).filter(|stat| stat.live).map(|stat| (pid, stat.pgrp)))
 }
 
 /// Whether `pid`'s initial environment holds `mark`.

@@ -39,6 +39,11 @@ impl Lease {
     }
 }
 
+/// The text of a released lease. Never empty: overwriting a lease in place keeps the file's
+/// block, where emptying it frees the block on every attempt (a synchronous discard on some
+/// filesystems).
+pub const RELEASED: &str = "released\n";
+
 /// The lease file of worker `worker`: beside its slot `<work-dir>/<run>/<stage>/<worker>`.
 pub fn lease_path(work_dir: &Path, run_id: &str, stage: &str, worker: &str) -> PathBuf {
     work_dir.join(run_id).join(stage).join(format!("{worker}.lease"))
@@ -60,9 +65,14 @@ mod tests {
 
     #[test]
     fn released_or_damaged_leases_read_as_none() {
-        for text in
-            ["", "ack $JS.ACK.x\n", "ack $JS.ACK.x\npgid nope\n", "ack inbox.1\npgid 10\n", "ack $JS.ACK.x\npgid 1\n"]
-        {
+        for text in [
+            "",
+            RELEASED,
+            "ack $JS.ACK.x\n",
+            "ack $JS.ACK.x\npgid nope\n",
+            "ack inbox.1\npgid 10\n",
+            "ack $JS.ACK.x\npgid 1\n",
+        ] {
             assert_eq!(Lease::parse(text), None, "{text:?}");
         }
     }

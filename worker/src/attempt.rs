@@ -28,7 +28,7 @@ use concurrent_proto::timing;
 
 use crate::outputs::{self, OutputError};
 use crate::path_params::{self, PathParamError};
-use crate::queue::{self, QueueError, StageQueue};
+use crate::queue::{self, Pulled, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
 
@@ -209,25 +209,33 @@ async fn until_stopped<T>(cancel: &CancellationToken, work: impl std::future::Fu
 }
 
 /// Processes one pulled message. Returns an error only when the result could not be
-/// published (the message is then left unacked, so JetStream redelivers it).
-pub async fn process(stage: &Stage, queue: &StageQueue, message: jetstream::Message) -> Result<(), QueueError> {
+/// published (the message is then left unacked, so JetStream redelivers it). Unless the
+/// worker is stopping or `drain` was asked for by then, the next shard is pulled while this
+/// one's result is published (the entry point is done by then, so the next shard waits only
+/// as long as a report takes), and is returned to be worked on next.
+pub async fn process(
+    stage: &Stage,
+    queue: &StageQueue,
+    message: jetstream::Message,
+    drain: &CancellationToken,
+) -> Result<Option<Pulled>, QueueError> {
     let shard: ShardMsg = match concurrent_proto::decode(&message.payload) {
         Ok(shard) => shard,
         Err(error) => {
             tracing::warn!(subject = %message.subject, %error, "terminating a shard message that does not decode");
             queue::terminate(&message).await;
-            return Ok(());
+            return Ok(None);
         }
     };
     if shard.run_id != stage.spec.run_id || shard.stage != stage.spec.stage {
         tracing::warn!(run = %shard.run_id, stage = %shard.stage, "terminating a shard of another stage");
         queue::terminate(&message).await;
-        return Ok(());
+        return Ok(None);
     }
     let attempt = queue::attempt(&message).unwrap_or(1);
     let span =
         tracing::info_span!("shard_attempt", run = %shard.run_id, stage = %shard.stage, shard = shard.shard, attempt);
-    process_shard(stage, queue, &message, &shard, attempt).instrument(span).await
+    process_shard(stage, queue, &message, &shard, attempt, drain).instrument(span).await
 }
 
 async fn process_shard(
@@ -236,7 +244,8 @@ async fn process_shard(
     message: &jetstream::Message,
     shard: &ShardMsg,
     attempt: u32,
-) -> Result<(), QueueError> {
+    drain: &CancellationToken,
+) -> Result<Option<Pulled>, QueueError> {
     tracing::info!(inputs = shard.inputs.len(), "shard pulled");
     // No entry point runs between attempts: whatever adopted orphan exited since is reaped.
     concurrent_procs::containment::reap_exited_children();
@@ -289,7 +298,26 @@ async fn process_shard(
         }
         Ok::<(), QueueError>(())
     };
-    with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), report).await?;
+    let report = with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), report);
+    // The next shard is asked for while this one reports, unless the worker is stopping.
+    let prefetch = !stage.cancel.is_cancelled() && !drain.is_cancelled();
+    let next = async { if prefetch { Some(queue.pull(queue::PULL_SLICE).await) } else { None } };
+    let (reported, next) = tokio::join!(report, next);
+    let next = match next {
+        Some(Ok(pulled)) => Some(pulled),
+        Some(Err(error)) => {
+            tracing::debug!(error = %reason_with_causes(&error), "pulling the next shard during the report failed");
+            None
+        }
+        None => None,
+    };
+    if let Err(error) = reported {
+        // The worker gives up; a shard it already took goes back at once.
+        if let Some(Pulled::Message(taken)) = &next {
+            queue::hand_back(taken, stage.spec.max_attempts).await;
+        }
+        return Err(error);
+    }
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
     if !succeeded && stage.keep_failed {
         let kept = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
@@ -298,7 +326,7 @@ async fn process_shard(
             tracing::warn!(%error, dir = %kept.root.display(), "could not keep the failed attempt's directory");
         }
     }
-    Ok(())
+    Ok(next)
 }
 
 /// The attempt being run: its shard, its number, its files, and its lease.

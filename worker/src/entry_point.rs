@@ -118,6 +118,7 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
     let log_error = |source| EntryPointError::Log { path: invocation.log.to_path_buf(), source };
     let log = std::fs::OpenOptions::new().create(true).append(true).open(invocation.log).map_err(log_error)?;
     let (reader, writer) = std::io::pipe().map_err(EntryPointError::Pipe)?;
+    let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader.into()).map_err(EntryPointError::Pipe)?;
     let writer_err = writer.try_clone().map_err(EntryPointError::Pipe)?;
     let containment = Containment::for_attempt(&next_cgroup_name());
     let (program, args) = containment.command_line(invocation.command);
@@ -195,21 +196,22 @@ fn from_status(status: ExitStatus) -> Exit {
     }
 }
 
-/// Copies the entry point's output from the pipe into the capped log, on a thread of its own.
+/// Copies the entry point's output from the pipe into the capped log, as a task of the
+/// worker's runtime (no thread started per attempt).
 struct OutputPump {
     log: Arc<Mutex<Option<CappedLog<std::fs::File>>>>,
-    done: tokio::sync::oneshot::Receiver<()>,
+    copying: tokio::task::JoinHandle<()>,
 }
 
 impl OutputPump {
-    fn start(mut reader: std::io::PipeReader, file: std::fs::File, limit: u64) -> OutputPump {
+    fn start(mut reader: tokio::net::unix::pipe::Receiver, file: std::fs::File, limit: u64) -> OutputPump {
+        use tokio::io::AsyncReadExt as _;
         let log = Arc::new(Mutex::new(Some(CappedLog::new(file, limit))));
-        let (tx, done) = tokio::sync::oneshot::channel();
         let shared = Arc::clone(&log);
-        std::thread::spawn(move || {
+        let copying = tokio::spawn(async move {
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
-                let read = match std::io::Read::read(&mut reader, &mut buffer) {
+                let read = match reader.read(&mut buffer).await {
                     Ok(0) => break,
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -221,15 +223,15 @@ impl OutputPump {
                     tracing::warn!(%error, "could not write the entry point's log");
                 }
             }
-            let _ = tx.send(());
         });
-        OutputPump { log, done }
+        OutputPump { log, copying }
     }
 
     /// Waits up to `drain` for the pipe to close, then writes the log's tail.
-    async fn finish(self, drain: Duration) -> std::io::Result<()> {
-        if tokio::time::timeout(drain, self.done).await.is_err() {
+    async fn finish(mut self, drain: Duration) -> std::io::Result<()> {
+        if tokio::time::timeout(drain, &mut self.copying).await.is_err() {
             tracing::warn!("a process of the entry point still holds its output open; the log ends here");
+            self.copying.abort();
         }
         let taken = self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         match taken {
@@ -310,14 +312,14 @@ impl Drop for RunningAttempt {
         self.running.kill_all();
         RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
         if let Some(path) = &self.lease {
-            write_lease(path, "");
+            write_lease(path, concurrent_proto::lease::RELEASED);
         }
     }
 }
 
 /// Writes the lease in place (the file is created once per worker, then overwritten).
 fn write_lease(path: &Path, text: &str) {
-    if let Err(error) = std::fs::write(path, text) {
+    if let Err(error) = crate::in_place::overwrite(path, text.as_bytes()) {
         tracing::warn!(path = %path.display(), %error, "could not write the worker's lease");
     }
 }

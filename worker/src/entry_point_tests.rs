@@ -159,7 +159,11 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     assert_eq!(lines[0], "ack $JS.ACK.S.c.1.5.5.1.0");
     assert_eq!(lines[1], format!("pgid {}", lines[3]), "the lease names the command's group");
     assert_eq!(lines[2], "input /w/in");
-    assert_eq!(std::fs::read_to_string(&lease).unwrap(), "", "released once the command is over");
+    assert_eq!(
+        std::fs::read_to_string(&lease).unwrap(),
+        concurrent_proto::lease::RELEASED,
+        "released once the command is over"
+    );
 }
 
 /// Waits (with a deadline that only catches a hang) until no live process carries `mark`.

@@ -65,6 +65,7 @@ pub mod env;
 pub mod environment;
 pub mod heartbeat;
 pub mod idle;
+pub mod in_place;
 pub mod kv_lease;
 pub mod layout;
 pub mod link;
@@ -218,53 +219,65 @@ async fn serve(
     let mut idle = IdleClock::start(idle_timeout);
     let mut backoff = RetryPolicy::within(Duration::MAX, Duration::from_millis(100), Duration::from_secs(5)).backoff();
     let mut shards = 0u64;
+    // A shard taken while the last one reported.
+    let mut taken: Option<Pulled> = None;
     loop {
-        if cancel.is_cancelled() {
-            tracing::info!(shards, "stopping on signal");
-            return Ok(());
-        }
-        if drain.is_cancelled() {
-            tracing::info!(shards, "asked to give up its slot: exiting between shards");
-            return Ok(());
-        }
-        if !link.is_up() {
-            tracing::info!("waiting for NATS to come back; the idle clock is paused");
-            tokio::select! {
-                back = tokio::time::timeout(MAX_NATS_OUTAGE, link.up()) => match back {
-                    Ok(()) => tracing::info!("NATS is back; pulling again"),
-                    Err(_) => {
-                        tracing::error!(waited = ?MAX_NATS_OUTAGE, "NATS stayed unreachable: exiting");
-                        let url = link.url().to_string();
-                        let unreachable = link::Unreachable { url, waited: MAX_NATS_OUTAGE, source: None };
-                        return Err(QueueError::from(unreachable).into());
+        let pulled = match taken.take() {
+            // A shard already taken is always worked on: a stop cuts it short and reports it
+            // (handed back, or failed on its last attempt), as for any shard in hand.
+            Some(pulled @ (Pulled::Message(_) | Pulled::ConsumerGone)) => Ok(pulled),
+            Some(Pulled::Nothing) | None => {
+                if cancel.is_cancelled() {
+                    tracing::info!(shards, "stopping on signal");
+                    return Ok(());
+                }
+                if drain.is_cancelled() {
+                    tracing::info!(shards, "asked to give up its slot: exiting between shards");
+                    return Ok(());
+                }
+                if !link.is_up() {
+                    tracing::info!("waiting for NATS to come back; the idle clock is paused");
+                    tokio::select! {
+                        back = tokio::time::timeout(MAX_NATS_OUTAGE, link.up()) => match back {
+                            Ok(()) => tracing::info!("NATS is back; pulling again"),
+                            Err(_) => {
+                                tracing::error!(waited = ?MAX_NATS_OUTAGE, "NATS stayed unreachable: exiting");
+                                let url = link.url().to_string();
+                                let unreachable = link::Unreachable { url, waited: MAX_NATS_OUTAGE, source: None };
+                                return Err(QueueError::from(unreachable).into());
+                            }
+                        },
+                        () = cancel.cancelled() => continue,
                     }
-                },
-                () = cancel.cancelled() => continue,
+                    idle.restart();
+                }
+                let remaining = idle.remaining();
+                if remaining < queue::MIN_PULL {
+                    tracing::info!(shards, ?idle_timeout, "no shard within the idle timeout: exiting");
+                    return Ok(());
+                }
+                let seen = link.changes();
+                // A drain never interrupts a pull: a shard the server delivered to an abandoned
+                // pull would wait out `ack_wait` and use up one of its attempts. Pulls are short
+                // instead, so a drain is seen within one of them, and a shard they bring is
+                // worked on first.
+                tokio::select! {
+                    pulled = queue.pull(remaining.min(queue::PULL_SLICE)) => pulled,
+                    () = link.changed_since(seen) => {
+                        // The pull request may have died with the connection (or the server).
+                        tracing::info!("the NATS connection changed during a pull; pulling again");
+                        continue;
+                    }
+                    () = cancel.cancelled() => continue,
+                }
             }
-            idle.restart();
-        }
-        let remaining = idle.remaining();
-        if remaining < queue::MIN_PULL {
-            tracing::info!(shards, ?idle_timeout, "no shard within the idle timeout: exiting");
-            return Ok(());
-        }
-        let seen = link.changes();
-        // A drain never interrupts a pull: a shard the server delivered to an abandoned pull
-        // would wait out `ack_wait` and use up one of its attempts. Pulls are short instead, so
-        // a drain is seen within one of them, and a shard they bring is worked on first.
-        let pulled = tokio::select! {
-            pulled = queue.pull(remaining.min(queue::PULL_SLICE)) => pulled,
-            () = link.changed_since(seen) => {
-                // The pull request may have died with the connection (or the server).
-                tracing::info!("the NATS connection changed during a pull; pulling again");
-                continue;
-            }
-            () = cancel.cancelled() => continue,
         };
         match pulled {
             Ok(Pulled::Message(message)) => {
                 backoff.reset();
-                attempt::process(stage, queue, *message).await?;
+                // The next shard is taken while this one reports, unless the worker is
+                // stopping or giving up its slot.
+                taken = attempt::process(stage, queue, *message, drain).await?;
                 shards += 1;
                 idle.restart();
             }

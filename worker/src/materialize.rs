@@ -111,7 +111,7 @@ pub async fn materialize(
         source: e.into(),
     })?;
     // A small file: written in place rather than through the blocking pool.
-    std::fs::write(manifest, json).map_err(|source| MaterializeError::Io {
+    crate::in_place::overwrite(manifest, &json).map_err(|source| MaterializeError::Io {
         what: "writing",
         path: manifest.to_path_buf(),
         source,

@@ -229,6 +229,20 @@ pub async fn settle(message: &jetstream::Message, disposition: Disposition) -> R
     })
 }
 
+/// Gives a shard this worker took but will not run back to JetStream at once (a nak without
+/// delay), so another worker takes it without waiting for `ack_wait`. A delivery was used:
+/// on its last one (`max_attempts`) nothing is sent, since JetStream would not deliver it
+/// again (the scheduler then finds the shard lost).
+pub async fn hand_back(message: &jetstream::Message, max_attempts: u32) {
+    if attempt(message).unwrap_or(1) >= max_attempts {
+        tracing::warn!("a shard taken during the last report was on its last delivery and is left to the scheduler");
+        return;
+    }
+    if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+        tracing::warn!(%error, "could not hand a taken shard back; it comes back after its ack wait");
+    }
+}
+
 /// Terminates a message that cannot be processed (does not decode, wrong version).
 pub async fn terminate(message: &jetstream::Message) {
     if let Err(error) = message.ack_with(AckKind::Term).await {

