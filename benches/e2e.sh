@@ -10,8 +10,10 @@
 #             {by: object, shard_size: 1}), `concurrent run --workers 2`, against
 #             `seq 2000 | xargs -P 2 -I{} bash -c true` (the worker also runs `bash -c`).
 #             Tracking none, then tracking on (500 [50] shards) with an MLflow server started
-#             here. NATS_URL (and MLFLOW_TRACKING_URI) point at servers this script started
-#             before the clock starts, so their start-up is not in the times.
+#             here (one worker, sqlite, proxied artifacts): its CPU per shard, and the requests
+#             per shard by endpoint, counted from its access log (the DAG and stage runs' own
+#             few requests included). NATS_URL (and MLFLOW_TRACKING_URI) point at servers this
+#             script started before the clock starts, so their start-up is not in the times.
 #             overhead per shard = (wall(concurrent) - wall(xargs)) x 2 lanes / shards: the
 #             extra time one worker lane spends per shard over a bare `bash -c true` spawn.
 #   scale     1,000,000 [100,000] generated objects through the scheduler library
@@ -54,7 +56,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 usage() {
-  sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -239,6 +241,28 @@ stats() { python -c 'import statistics, sys; v = [float(x) for x in sys.argv[1:]
 median() { python -c 'import statistics, sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
 met() { if python -c "import sys; sys.exit(0 if ($1) else 1)"; then echo yes; else echo "**no**"; fi; }
 
+# mlflow_requests LOG OFFSET SHARDS: the MLflow server's requests logged in LOG after byte
+# OFFSET (uvicorn's access log), by endpoint, per shard.
+mlflow_requests() {
+  python - "$@" <<'PY'
+import collections, re, sys
+log, offset, shards = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(log, "rb") as f:
+    f.seek(offset)
+    text = f.read().decode("utf-8", "replace")
+counts = collections.Counter()
+for method, path in re.findall(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]* HTTP/[0-9.]+"', text):
+    if path.startswith("/api/2.0/mlflow-artifacts/"):
+        counts[f"{method} artifacts"] += 1
+    elif path.startswith("/api/2.0/mlflow/"):
+        counts[f"{method} {path.removeprefix('/api/2.0/mlflow/')}"] += 1
+ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+per = ", ".join(f"{k} {v / shards:.2f}" for k, v in ranked if 2 * v >= shards)
+rest = ", ".join(f"{k} {v}" for k, v in ranked if 2 * v < shards)
+print(f"{sum(counts.values()) / shards:.2f} requests/shard: {per}" + (f"; in all: {rest}" if rest else ""))
+PY
+}
+
 start_nats
 
 # ---------------------------------------------------------------- per-shard overhead
@@ -259,15 +283,21 @@ stages:
     retries: 0
 EOF
   echo "e2e: overhead: $shards shards of \`true\`, tracking $tracking" >&2
-  local nats0 mlflow0=0 nats1 mlflow1=0
+  local nats0 mlflow0=0 nats1 mlflow1=0 log0=0
   nats0="$(group_cpu "$NATS_GROUP")"
-  [[ "$tracking" == mlflow ]] && mlflow0="$(group_cpu "$MLFLOW_GROUP")"
+  if [[ "$tracking" == mlflow ]]; then
+    mlflow0="$(group_cpu "$MLFLOW_GROUP")"
+    log0="$(stat -c %s "$WORK/mlflow/server.log")"
+  fi
   TRACKING="$tracking" concurrent_run "$dir/run.log" "$dir/dag.yaml" --workers 2 --state-dir "$dir/state"
   nats1="$(group_cpu "$NATS_GROUP")"
   [[ "$tracking" == mlflow ]] && mlflow1="$(group_cpu "$MLFLOW_GROUP")"
   local services
   services="nats-server CPU $(calc "($nats1 - $nats0) / $shards * 1000" .2f) ms/shard"
-  [[ "$tracking" == mlflow ]] && services+=", MLflow server CPU $(calc "($mlflow1 - $mlflow0) / $shards * 1000" .1f) ms/shard"
+  if [[ "$tracking" == mlflow ]]; then
+    services+=", MLflow server CPU $(calc "($mlflow1 - $mlflow0) / $shards * 1000" .1f) ms/shard"
+    services+=", MLflow $(mlflow_requests "$WORK/mlflow/server.log" "$log0" "$shards")"
+  fi
   local ours="$WALL" t0 t1
   t0="$(now)"
   seq "$shards" | xargs -P 2 -I{} bash -c true

@@ -1,6 +1,7 @@
 //! Test kit: real `nats-server` and MLflow tracking servers on loopback, started on free ports
 //! by the tests themselves and stopped afterwards, plus paths to the workspace's binaries.
 
+pub mod counting_proxy;
 pub mod fake_cluster;
 pub mod fake_cluster_process;
 pub mod mlflow_server;

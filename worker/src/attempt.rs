@@ -372,10 +372,10 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     Outcome { end, mlflow_run_id: run.map(|r| r.run_id), outputs, stats }
 }
 
-/// Creates the shard run and logs its parameters. A run that exists when this gives up (a
-/// stop signal, or its parameters refused) is ended at once, KILLED or FAILED: no attempt
-/// leaves a run RUNNING. A stop that comes while the run is being created waits briefly for
-/// it, since the server may already have made it.
+/// Creates the shard run, its tags included, in one request (its params are logged when it
+/// ends, with its metrics). A stop that comes while the run is being created waits briefly
+/// for it, since the server may already have made it, and ends it KILLED: no attempt leaves a
+/// run RUNNING.
 async fn start_run(
     stage: &Stage,
     tracking: &Tracking,
@@ -383,29 +383,16 @@ async fn start_run(
     current: &Current<'_>,
     params: &BTreeMap<String, String>,
 ) -> Result<ShardRun, Cut> {
-    let none = AttemptStats::default();
-    let create = shard_run::create(&tracking.client, target, current.shard, current.attempt, &stage.who);
+    let create = shard_run::create(&tracking.client, target, current.shard, current.attempt, &stage.who, params);
     tokio::pin!(create);
-    let run = tokio::select! {
+    tokio::select! {
         biased;
-        created = &mut create => created.map_err(|e| Cut::from(AttemptError::StartRun(e)))?,
+        created = &mut create => created.map_err(|e| Cut::from(AttemptError::StartRun(e))),
         () = stage.cancel.cancelled() => {
             if let Ok(Ok(run)) = tokio::time::timeout(STOPPING_BUDGET, create).await {
+                let none = AttemptStats::default();
                 end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed).await;
             }
-            return Err(Cut::Stopped);
-        }
-    };
-    let logged = shard_run::log_params(&tracking.client, &run, params);
-    match until_stopped(&stage.cancel, logged).await {
-        Some(Ok(())) => Ok(run),
-        Some(Err(e)) => {
-            let cut = Cut::from(AttemptError::StartRun(e));
-            end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Failed).await;
-            Err(cut)
-        }
-        None => {
-            end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed).await;
             Err(Cut::Stopped)
         }
     }

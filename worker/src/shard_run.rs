@@ -1,5 +1,11 @@
-//! The MLflow side of an attempt: the shard run (child of the stage run) with its tags and
-//! params, then its artifacts (`outputs/…`, `logs/entry_point.log`), metrics and end status.
+//! The MLflow side of an attempt: the shard run (child of the stage run) created with its tags,
+//! then its artifacts (`outputs/…`, `logs/entry_point.log`), and at its end its params, metrics
+//! and end status.
+//!
+//! A successful attempt costs the tracking server the least it can: `runs/create` (tags
+//! included), one artifact upload per output and one for the log (none through the server when
+//! the run's artifact root is `file://` or an object store), one `runs/log-batch` (params,
+//! metrics and tags together) and one `runs/update`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +33,8 @@ pub struct ShardRun {
     pub run_id: String,
     /// Root of the run's artifacts.
     pub artifact_uri: String,
+    /// The params logged when the run ends, with its metrics (one request for both).
+    pub params: Vec<Param>,
 }
 
 /// The tags of a shard run (DESIGN §4). Pure.
@@ -51,31 +59,21 @@ pub fn shard_run_tags(
     .collect()
 }
 
-/// Creates the shard run (no parameters yet: see [`log_params`]).
+/// Creates the shard run with its tags, in one request; `params` ("as passed", defaults
+/// applied) are kept for [`finish`], which logs them with the metrics.
 pub async fn create(
     client: &MlflowClient,
     target: &TrackingTarget,
     shard: &ShardMsg,
     attempt: u32,
     who: &WorkerIdentity,
+    params: &BTreeMap<String, String>,
 ) -> Result<ShardRun, MlflowError> {
     let name = shard_run_name(&shard.stage, shard.shard, attempt);
     let tags = shard_run_tags(target, shard, attempt, who);
     let info = client.create_run(&target.experiment_id, &name, &tags).await?;
-    Ok(ShardRun { run_id: info.run_id, artifact_uri: info.artifact_uri })
-}
-
-/// Logs the shard run's parameters ("as passed", defaults applied).
-pub async fn log_params(
-    client: &MlflowClient,
-    run: &ShardRun,
-    params: &BTreeMap<String, String>,
-) -> Result<(), MlflowError> {
-    let params: Vec<Param> = params.iter().map(|(k, v)| Param::new(k, v)).collect();
-    if !params.is_empty() {
-        client.log_batch(&run.run_id, &[], &params, &[]).await?;
-    }
-    Ok(())
+    let params = params.iter().map(|(k, v)| Param::new(k, v)).collect();
+    Ok(ShardRun { run_id: info.run_id, artifact_uri: info.artifact_uri, params })
 }
 
 /// Uploads the outputs under `outputs/`, a few at a time; returns where each now is.
@@ -116,7 +114,15 @@ pub fn failure_tags(end: &AttemptEnd) -> Vec<Tag> {
     tags
 }
 
-/// Uploads the log (if there is one), logs the metrics and ends the run with `status`.
+/// Tag of a shard run whose params MLflow refused when it ended: MLflow's answer.
+pub const PARAMS_REFUSED_TAG: &str = "concurrent.params_refused";
+
+/// Uploads the log (if there is one), logs the params, metrics and `tags` in one `log-batch`
+/// and ends the run with `status`.
+///
+/// MLflow keeps a param's first value: when the entry point logged one of these params itself
+/// with another value, the batch is refused; it is sent again without the params (the entry
+/// point's values stand) and with [`PARAMS_REFUSED_TAG`], so the run still ends.
 pub async fn finish(
     client: &MlflowClient,
     run: &ShardRun,
@@ -134,7 +140,19 @@ pub async fn finish(
         Metric::now("bytes_in", stats.bytes_in as f64),
         Metric::now("bytes_out", stats.bytes_out as f64),
     ];
-    client.log_batch(&run.run_id, &metrics, &[], tags).await?;
+    match client.log_batch(&run.run_id, &metrics, &run.params, tags).await {
+        Ok(()) => {}
+        Err(refused) if !run.params.is_empty() && refused.is_invalid_parameter() => {
+            tracing::warn!(run = %run.run_id, error = %refused, "MLflow refused the shard run's params; ending it without them");
+            let mut tags = tags.to_vec();
+            tags.push(Tag::new(
+                PARAMS_REFUSED_TAG,
+                refused.to_string().chars().take(FAILURE_TAG_CHARS).collect::<String>(),
+            ));
+            client.log_batch(&run.run_id, &metrics, &[], &tags).await?;
+        }
+        Err(error) => return Err(error),
+    }
     client.update_run(&run.run_id, status).await?;
     Ok(())
 }

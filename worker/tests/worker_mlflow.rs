@@ -72,3 +72,44 @@ async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow
     assert_eq!(std::fs::read_to_string(&fetched)?, "done\n");
     Ok(())
 }
+
+/// MLflow keeps a param's first value. The shard run's params are logged as it ends; when the
+/// entry point logged one of them itself with another value, its value stands, the run still
+/// ends FINISHED with its metrics, and a tag says why the params were not logged.
+#[tokio::test]
+async fn a_param_the_entry_point_logged_itself_keeps_its_value_and_the_run_still_ends() -> anyhow::Result<()> {
+    let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
+    let client = MlflowClient::new(&server.uri)?;
+    let experiment_id = client.get_or_create_experiment("worker-test-params").await?;
+    let stage_run = client.create_run(&experiment_id, "copy", &[]).await?;
+    let setup = StageSetup {
+        command: "python3 -c 'import json, os, urllib.request as r; \
+                  q = r.Request(os.environ[\"MLFLOW_TRACKING_URI\"] + \"/api/2.0/mlflow/runs/log-parameter\", \
+                  json.dumps(dict(run_id=os.environ[\"MLFLOW_RUN_ID\"], key=\"size\", value=\"256\")).encode()); \
+                  q.add_header(\"Content-Type\", \"application/json\"); r.urlopen(q)'",
+        parameters: &[("size", Some("128"))],
+        tracking: Some(TrackingTarget {
+            uri: server.uri.clone(),
+            experiment_id: experiment_id.clone(),
+            stage_run_id: stage_run.run_id.clone(),
+        }),
+        ..Default::default()
+    };
+    let harness = Harness::start(setup).await?;
+    let inputs = harness.inputs(0, &[("a.txt", "hello")])?;
+    harness.publish_shard(0, 1, inputs).await?;
+    let command = harness.worker();
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_end(command, Duration::from_secs(120))).await??;
+    assert!(status.success(), "{stderr}");
+
+    let results = harness.results().await?;
+    assert_eq!(results.len(), 1, "{stderr}");
+    assert_eq!(results[0].status, ShardStatus::Succeeded, "{stderr}");
+    let run = client.get_run(results[0].mlflow_run_id.as_deref().expect("a shard run")).await?;
+    assert_eq!(run.info.status, RunStatus::Finished);
+    assert_eq!(run.data.params.get("size").map(String::as_str), Some("256"), "the entry point's value stands");
+    let refused = run.data.tags.get("concurrent.params_refused").map(String::as_str).unwrap_or_default();
+    assert!(refused.contains("INVALID_PARAMETER_VALUE"), "{:?}", run.data.tags);
+    assert_eq!(run.data.metrics.get("objects_in"), Some(&1.0));
+    Ok(())
+}

@@ -185,6 +185,12 @@ impl MlflowError {
         self.error_code() == Some("RESOURCE_DOES_NOT_EXIST") || self.status() == Some(404)
     }
 
+    /// Whether MLflow refused the request's values (`INVALID_PARAMETER_VALUE`), such as a param
+    /// logged again with another value.
+    pub fn is_invalid_parameter(&self) -> bool {
+        self.error_code() == Some("INVALID_PARAMETER_VALUE")
+    }
+
     pub(crate) fn invalid_uri(uri: &str, problem: impl Into<String>) -> MlflowError {
         MlflowError::InvalidUri { uri: uri.to_owned(), problem: problem.into() }
     }

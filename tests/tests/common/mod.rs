@@ -137,6 +137,14 @@ impl MlflowRest {
         reply["experiment"]["experiment_id"].as_str().map(str::to_string)
     }
 
+    /// Creates experiment `name` whose runs keep their artifacts under `artifact_location`;
+    /// returns its id.
+    pub fn create_experiment(&self, name: &str, artifact_location: &str) -> String {
+        let reply = self
+            .post("/api/2.0/mlflow/experiments/create", json!({"name": name, "artifact_location": artifact_location}));
+        reply["experiment_id"].as_str().unwrap_or_else(|| panic!("experiments/create: {reply}")).to_string()
+    }
+
     /// The tags of an experiment, by key.
     pub fn experiment_tags(&self, experiment_id: &str) -> std::collections::BTreeMap<String, String> {
         let reply = self.get("/api/2.0/mlflow/experiments/get", &[("experiment_id", experiment_id)]);
