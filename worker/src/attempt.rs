@@ -344,6 +344,11 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     let started = Instant::now();
     let mut stats = AttemptStats { objects_in: shard.inputs.len() as u64, ..AttemptStats::default() };
     let parameters = command_parameters(&stage.spec, layout, |name| stage.entry_point.parameters.contains_key(name));
+    // The log is emptied first: a run ended before the body starts (a stop while it is being
+    // created) gets this attempt's log, not the previous one's.
+    if let Err(error) = empty_log(&layout.log) {
+        return cut_short(Cut::from(error), stats, started);
+    }
     // The shard run exists before the entry point starts: what cannot be recorded never runs.
     let run = match (&stage.tracking, &stage.spec.tracking) {
         (Some(tracking), Some(target)) => {
@@ -518,18 +523,22 @@ async fn run_body(
     }
 }
 
-/// The slot ready for an attempt: `in/` and `out/` empty, the log empty (a few metadata
-/// operations, done in place rather than through the blocking pool).
+/// The slot ready for an attempt: `in/` and `out/` empty (a few metadata operations, done in
+/// place rather than through the blocking pool).
 async fn prepare_dirs(layout: &AttemptLayout) -> Result<(), AttemptError> {
-    let failed = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| AttemptError::Prepare { path, source }
-    };
     for dir in [&layout.input_dir, &layout.output_dir] {
-        empty_or_create(dir).map_err(failed(dir))?;
+        empty_or_create(dir).map_err(|source| AttemptError::Prepare { path: dir.clone(), source })?;
     }
-    match std::fs::OpenOptions::new().write(true).truncate(true).open(&layout.log) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(&layout.log)(e)),
+    Ok(())
+}
+
+/// Empties the slot's log, if an earlier attempt left one (with tracking off it was moved to
+/// the logs dir, so there is usually none).
+fn empty_log(log: &Path) -> Result<(), AttemptError> {
+    match std::fs::OpenOptions::new().write(true).truncate(true).open(log) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(AttemptError::Prepare { path: log.to_path_buf(), source: e })
+        }
         _ => Ok(()),
     }
 }

@@ -2,7 +2,9 @@
 //! one shard at a time, puts its inputs in its emptied slot directory
 //! (`<work-dir>/<run>/<stage>/<worker>/in`), runs the stage's MLproject entry
 //! point (heartbeats, timeout, process group), keeps or uploads its outputs, records the
-//! attempt as an MLflow run, publishes a `ShardResult` and only then acks. It exits when the
+//! attempt as an MLflow run, publishes a `ShardResult` and only then acks; the next shard is
+//! pulled while that result is published (never while an entry point runs, so no shard waits
+//! behind a running one). It exits when the
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
 //!
 //! With tracking off (`StageSpec::tracking = None`) a shard's outputs go to

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::Message;
 use async_nats::jetstream::consumer::pull::Stream;
 use concurrent_mlflow::retry::{Backoff, RetryPolicy};
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 
 use crate::queue::{Queue, QueueError};
 
@@ -20,12 +20,16 @@ pub(super) struct ResultFeed {
     queue: Queue,
     run_id: String,
     stream: Option<Stream>,
+    /// The batch being gathered, and until when: kept here so that a call dropped while it
+    /// gathers (the driver's other events win its `select!`) loses nothing.
+    gathering: Vec<Message>,
+    gather_until: tokio::time::Instant,
 }
 
 impl ResultFeed {
     /// A feed that is not connected yet.
     pub fn new(queue: Queue, run_id: String) -> ResultFeed {
-        ResultFeed { queue, run_id, stream: None }
+        ResultFeed { queue, run_id, stream: None, gathering: Vec::new(), gather_until: tokio::time::Instant::now() }
     }
 
     /// Opens the durable consumer and its pull stream.
@@ -36,35 +40,47 @@ impl ResultFeed {
         Ok(())
     }
 
-    /// Waits for at least one result and returns it with those already waiting (at most `max`).
-    pub async fn next_batch(&mut self, max: usize) -> Vec<Message> {
+    /// Waits for at least one result, then gathers those that come within `gather` of it (at
+    /// most `max`), so that one flush of the store covers them all. Cancel-safe: what a dropped
+    /// call took is returned by the next.
+    pub async fn next_batch(&mut self, max: usize, gather: Duration) -> Vec<Message> {
         let mut backoff = reopening();
         loop {
             let Some(stream) = self.stream.as_mut() else {
+                if !self.gathering.is_empty() {
+                    return std::mem::take(&mut self.gathering);
+                }
                 tokio::time::sleep(backoff.next_delay()).await;
                 if let Err(error) = self.connect().await {
                     tracing::warn!(%error, "reopening the results stream");
                 }
                 continue;
             };
-            match stream.next().await {
-                Some(Ok(first)) => {
-                    let mut batch = vec![first];
-                    while batch.len() < max {
-                        match stream.next().now_or_never() {
-                            Some(Some(Ok(message))) => batch.push(message),
-                            Some(Some(Err(error))) => tracing::debug!(%error, "reading results"),
-                            _ => break,
-                        }
+            if self.gathering.is_empty() {
+                match stream.next().await {
+                    Some(Ok(first)) => {
+                        self.gathering.push(first);
+                        self.gather_until = tokio::time::Instant::now() + gather;
                     }
-                    return batch;
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "reading results; reopening the stream");
+                        self.stream = None;
+                        continue;
+                    }
+                    None => {
+                        self.stream = None;
+                        continue;
+                    }
                 }
-                Some(Err(error)) => {
-                    tracing::warn!(%error, "reading results; reopening the stream");
-                    self.stream = None;
-                }
-                None => self.stream = None,
             }
+            while self.gathering.len() < max {
+                match tokio::time::timeout_at(self.gather_until, stream.next()).await {
+                    Ok(Some(Ok(message))) => self.gathering.push(message),
+                    Ok(Some(Err(error))) => tracing::debug!(%error, "reading results"),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            return std::mem::take(&mut self.gathering);
         }
     }
 }

@@ -38,6 +38,10 @@ pub use stages::{PUBLISH_CHUNK, publish_shards};
 const TICK: Duration = Duration::from_millis(100);
 /// Results handled together before one store flush and their acks.
 const RESULT_BATCH: usize = 512;
+/// How long a batch of results gathers after its first one: short next to a stage's start
+/// (the next stage waits at most this long more), long enough that a store flush covers the
+/// results of many short shards.
+const RESULT_GATHER: Duration = Duration::from_millis(5);
 /// Time workers get to stop politely on cancel.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -110,7 +114,7 @@ impl<E: Executor> Driver<E> {
         let mut stopped = false;
         while !self.core.is_ended() {
             let effects = tokio::select! {
-                batch = results.next_batch(RESULT_BATCH) => self.apply_results(batch).await?,
+                batch = results.next_batch(RESULT_BATCH, RESULT_GATHER) => self.apply_results(batch).await?,
                 _ = tick.tick() => self.core.handle(Event::Tick { now: self.started.elapsed() }),
                 request = control.next() => match request {
                     Some(request) => {
