@@ -11,8 +11,8 @@
 //!   shards shrink toward the end of the stage and its last shards finish together;
 //! - once the costs are known, no shard is so small that its fixed cost exceeds
 //!   [`FIXED_SHARE`] of its time; when what is left cannot give every worker a shard that
-//!   large, the rest is cut at once into one near-equal shard per worker, so every worker
-//!   still gets work;
+//!   large, the rest is cut at once (when the queue has room for them) into one near-equal
+//!   shard per worker, so every worker still gets work;
 //! - a wave tops the shards cut and not yet decided up to [`QUEUED_PER_WORKER`] + 1 per
 //!   worker, so an idle worker finds a shard queued instead of waiting for the next cut.
 //!
@@ -133,6 +133,9 @@ impl Cutter {
             let left = self.uncut();
             if left <= workers.saturating_mul(smallest) {
                 let parts = workers.min(left);
+                if outstanding + parts > target {
+                    break;
+                }
                 for part in 0..parts {
                     self.push(left / parts + u64::from(part < left % parts));
                 }
