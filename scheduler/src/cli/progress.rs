@@ -41,6 +41,11 @@ impl Progress {
                         bar.set_prefix(stage.clone());
                         bars.insert(stage, (bar, 0));
                     }
+                    RunEvent::ShardsCut { stage, shards } => {
+                        if let Some((bar, _)) = bars.get(&stage) {
+                            bar.set_length(u64::from(shards));
+                        }
+                    }
                     RunEvent::ShardDecided { stage, succeeded, .. } => {
                         if let Some((bar, failed)) = bars.get_mut(&stage) {
                             bar.inc(1);

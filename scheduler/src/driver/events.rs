@@ -5,8 +5,11 @@ use crate::run_state::{RunOutcome, StageStatus};
 /// Progress of a run, as it happens.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
-    /// A stage published its shards.
+    /// A stage published its shards (for a stage sized adaptively: listed its objects, with the
+    /// shards cut so far).
     StageStarted { stage: String, shards: u32, objects: u64 },
+    /// A stage sized adaptively cut more shards: it has `shards` now.
+    ShardsCut { stage: String, shards: u32 },
     /// A stage's input could not be listed or partitioned: it fails.
     StageFailedToStart { stage: String, reason: String },
     /// An attempt failed and the shard will be tried again (unless it is decided).
