@@ -16,23 +16,33 @@ const SLOW_SHARE: f64 = 0.05;
 const SLOWDOWN: u32 = 20;
 
 fn main() -> ExitCode {
-    let (mut objects, mut workers, mut fixed_ms, mut object_ms, mut seed) = (10_000u64, 2u32, 2000u64, 10u64, 1u64);
+    let (mut objects, mut workers, mut fixed_ms, mut object_ms, mut seed) = (10_000u64, 2u64, 2000u64, 10u64, 1u64);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().and_then(|v| v.parse::<u64>().ok());
-        let ok = match (flag.as_str(), value) {
-            ("--objects", Some(v)) => (objects = v) == (),
-            ("--workers", Some(v)) if v > 0 && v <= 1024 => (workers = v as u32) == (),
-            ("--fixed-ms", Some(v)) => (fixed_ms = v) == (),
-            ("--object-ms", Some(v)) => (object_ms = v) == (),
-            ("--seed", Some(v)) => (seed = v) == (),
-            _ => false,
+        let target = match flag.as_str() {
+            "--objects" => &mut objects,
+            "--workers" => &mut workers,
+            "--fixed-ms" => &mut fixed_ms,
+            "--object-ms" => &mut object_ms,
+            "--seed" => &mut seed,
+            _ => {
+                eprintln!("error: unknown argument {flag}\n{USAGE}");
+                return ExitCode::from(2);
+            }
         };
-        if !ok {
-            eprintln!("error: bad argument {flag}\n{USAGE}");
-            return ExitCode::from(2);
+        match value {
+            Some(value) => *target = value,
+            None => {
+                eprintln!("error: {flag} needs a whole number\n{USAGE}");
+                return ExitCode::from(2);
+            }
         }
     }
+    let Some(workers) = u32::try_from(workers).ok().filter(|w| (1..=1024).contains(w)) else {
+        eprintln!("error: --workers must be 1 to 1024\n{USAGE}");
+        return ExitCode::from(2);
+    };
     let object = Duration::from_millis(object_ms);
     let uniform = vec![object; objects as usize];
     let mut state = seed.max(1);

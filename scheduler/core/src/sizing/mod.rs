@@ -32,6 +32,8 @@ pub use model::CostModel;
 pub const FIXED_SHARE: f64 = 0.10;
 /// `k` of guided self-scheduling: a shard takes `remaining / (k × workers)` objects.
 pub const GUIDED_FACTOR: f64 = 1.5;
+/// How much of a running shard's expected time is taken to be left, its start being unknown.
+const RUNNING_LEFT: f64 = 0.5;
 /// Shards kept cut ahead of each worker besides the one it runs.
 pub const QUEUED_PER_WORKER: u32 = 1;
 
@@ -97,8 +99,8 @@ impl Cutter {
         self.objects - self.cut
     }
 
-    /// Cuts the next shards, given the sizes of the shards already cut and not decided yet;
-    /// returns their sizes (empty when nothing needs cutting now). The new shards follow the
+    /// Cuts the next shards, given the sizes of the shards already cut and not decided yet, in
+    /// shard order (the oldest, taken to be running, first); returns their sizes (empty when nothing needs cutting now). The new shards follow the
     /// cuts so far.
     pub fn wave(&mut self, undecided: &[u32]) -> Vec<u32> {
         let workers = u64::from(self.workers);
@@ -126,8 +128,10 @@ impl Cutter {
         };
         let smallest = model.smallest_efficient(FIXED_SHARE);
         let mut free_at = vec![0.0; self.workers as usize];
-        for &size in undecided {
-            *earliest(&mut free_at) += model.predict_s(u64::from(size));
+        for (index, &size) in undecided.iter().enumerate() {
+            // The oldest undecided shards are the ones running, RUNNING_LEFT of the way through.
+            let share = if index < self.workers as usize { RUNNING_LEFT } else { 1.0 };
+            *earliest(&mut free_at) += share * model.predict_s(u64::from(size));
         }
         while self.uncut() > 0 && outstanding < target {
             let left = self.uncut();

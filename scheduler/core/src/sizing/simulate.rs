@@ -89,11 +89,10 @@ pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
         if let Some(cutter) = cutter.as_mut() {
             cutter.observe(ShardCost { objects: span.end - span.start, duration: shard_time(&span) });
         }
-        let undecided: Vec<u32> = queue
-            .iter()
-            .chain(busy.iter().flatten().map(|(_, span)| span))
-            .map(|span| (span.end - span.start) as u32)
-            .collect();
+        let mut undecided: Vec<&std::ops::Range<u64>> =
+            queue.iter().chain(busy.iter().flatten().map(|(_, span)| span)).collect();
+        undecided.sort_by_key(|span| span.start);
+        let undecided: Vec<u32> = undecided.iter().map(|span| (span.end - span.start) as u32).collect();
         waves += cut_more(&mut cutter, &undecided, &mut queue, &mut cuts);
     }
     SimulatedRun { makespan: now, cuts, waves }
