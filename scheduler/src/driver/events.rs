@@ -58,3 +58,13 @@ pub struct RunSummary {
     /// The DAG run in MLflow and its experiment.
     pub mlflow: Option<(String, String)>,
 }
+
+/// A started stage's objects and shards: `300 objects in 4 shards`, or, for a stage sized
+/// adaptively (objects but no shard cut yet), `300 objects, shards sized adaptively`.
+pub fn objects_and_shards(shards: u32, objects: u64) -> String {
+    if shards == 0 && objects > 0 {
+        format!("{objects} objects, shards sized adaptively")
+    } else {
+        format!("{objects} objects in {shards} shards")
+    }
+}

@@ -32,7 +32,7 @@ use crate::run_state::{RunOutcome, Transition};
 use crate::run_tree::RunTree;
 use crate::store::{RunTracking, StageRecord, Store, StoreError};
 
-pub use events::{RunEvent, RunSummary, StageSummary};
+pub use events::{RunEvent, RunSummary, StageSummary, objects_and_shards};
 pub use stages::{PUBLISH_CHUNK, publish_shards};
 
 /// How often the core hears of the clock and the executor when nothing else happens.

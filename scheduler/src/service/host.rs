@@ -681,7 +681,7 @@ fn overrides(request: &SubmitRequest) -> Result<Overrides, HostError> {
 fn describe(event: &RunEvent) -> (&'static str, Option<String>, Option<u32>, String) {
     match event {
         RunEvent::StageStarted { stage, shards, objects } => {
-            ("stage_started", Some(stage.clone()), None, format!("{objects} objects in {shards} shards"))
+            ("stage_started", Some(stage.clone()), None, crate::driver::objects_and_shards(*shards, *objects))
         }
         RunEvent::ShardsCut { stage, shards } => {
             ("shards_cut", Some(stage.clone()), None, format!("{shards} shards cut so far"))
