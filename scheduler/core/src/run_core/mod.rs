@@ -129,6 +129,8 @@ pub struct RunCore {
     published: BTreeMap<String, u32>,
     /// The cutters of the adaptively sized stages.
     cutters: BTreeMap<String, Cutter>,
+    /// Most workers the executor's clusters hold together, as last seen.
+    capacity: Option<u32>,
     timing: Timing,
     lost: lost::LostShardWatch,
     next_lost_check: Duration,
@@ -148,6 +150,7 @@ impl RunCore {
             stages: stages.into_iter().map(|s| (s.name.clone(), s)).collect(),
             published: BTreeMap::new(),
             cutters: BTreeMap::new(),
+            capacity: None,
             timing,
             lost: lost::LostShardWatch::default(),
             next_lost_check: Duration::ZERO,
@@ -230,9 +233,8 @@ impl RunCore {
 
     /// A stage sized adaptively starts (or resumes) cutting: its first wave.
     fn stage_listed(&mut self, stage: String, objects: u64, cuts: Vec<u32>, learned: Vec<ShardCost>) -> Vec<Effect> {
-        let parallelism = self.stages.get(&stage).map_or(1, |s| s.parallelism);
         let shards = cuts.len() as u32;
-        let Some(cutter) = Cutter::resume(objects, parallelism, cuts, learned) else {
+        let Some(cutter) = Cutter::resume(objects, self.stage_workers(&stage), cuts, learned) else {
             return stage_effects(self.state.stage_aborted(&stage));
         };
         let uncut = cutter.uncut();
@@ -244,9 +246,17 @@ impl RunCore {
         effects
     }
 
+    /// Workers a stage can have: its parallelism, within what the clusters hold once seen.
+    fn stage_workers(&self, stage: &str) -> u32 {
+        let parallelism = self.stages.get(stage).map_or(1, |s| s.parallelism);
+        self.capacity.filter(|c| *c > 0).map_or(parallelism, |capacity| parallelism.min(capacity))
+    }
+
     /// The next wave of an adaptively sized stage, if it needs one now.
     fn cut_wave(&mut self, stage: &str) -> Vec<Effect> {
+        let workers = self.stage_workers(stage);
         let Some(cutter) = self.cutters.get_mut(stage) else { return Vec::new() };
+        cutter.set_workers(workers);
         if self.state.status(stage) != Some(StageStatus::Running) {
             return Vec::new();
         }
@@ -295,6 +305,7 @@ impl RunCore {
         placed: &BTreeMap<String, Vec<Placed>>,
         abandoned: Vec<String>,
     ) -> Vec<Effect> {
+        self.capacity = Some(clusters.iter().map(|c| c.max_workers).fold(0, u32::saturating_add));
         let mut effects: Vec<Effect> =
             abandoned.into_iter().map(|ack_subject| Effect::HandBack { ack_subject }).collect();
         let demands = self.demands();

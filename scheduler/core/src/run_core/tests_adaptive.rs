@@ -202,3 +202,17 @@ fn an_empty_stage_sized_adaptively_succeeds_at_once() {
     assert!(world.recorded.cuts.is_empty());
     assert_eq!(world.ended, Some(RunOutcome::Succeeded));
 }
+
+#[test]
+fn waves_are_sized_for_the_workers_the_clusters_hold_when_fewer_than_the_parallelism() {
+    let mut core = RunCore::new(vec![stage("a", &[], 8)], Timing::default());
+    let local = vec![Cluster { name: "local".into(), max_workers: 2, other_workers: 0, free_nodes: None }];
+    core.handle(Event::Workers { now: Duration::ZERO, clusters: local, placed: BTreeMap::new(), abandoned: vec![] });
+    core.handle(Event::Begin);
+    let effects = core.handle(Event::StageListed { stage: "a".into(), objects: 1000, cuts: vec![], learned: vec![] });
+    assert_eq!(
+        effects,
+        [Effect::CutShards { stage: "a".into(), first: 0, sizes: vec![1, 2] }],
+        "a probe per worker the cluster holds, not per unit of parallelism"
+    );
+}

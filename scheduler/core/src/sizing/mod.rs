@@ -73,6 +73,12 @@ impl Cutter {
         Some(Cutter { objects, workers: workers.max(1), cuts, cut, samples })
     }
 
+    /// Sizes the next waves for `workers` workers (the executor may hold fewer than the
+    /// stage's parallelism).
+    pub fn set_workers(&mut self, workers: u32) {
+        self.workers = workers.max(1);
+    }
+
     /// Learns from a shard that succeeded.
     pub fn observe(&mut self, cost: ShardCost) {
         self.samples.push(cost);
