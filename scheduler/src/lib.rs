@@ -20,4 +20,4 @@ pub mod service;
 pub mod services;
 pub mod store;
 
-pub use concurrent_core::{autoscale, fair_share, placement, run_core, run_state};
+pub use concurrent_core::{autoscale, fair_share, placement, run_core, run_state, sizing};

@@ -17,9 +17,37 @@ use crate::run_tree::FIRST_SKIPPED_SHOWN;
 pub struct PlannedStage {
     /// Objects selected by `include`.
     pub objects: u64,
-    pub shards: Vec<Vec<InputObject>>,
+    pub sharding: Sharding,
     /// Symbolic links under a local input that were not followed.
     pub skipped_links: Vec<SkippedLink>,
+}
+
+/// How a stage's objects go into shards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sharding {
+    /// Cut up front by the stage's partition rule.
+    Fixed(Vec<Vec<InputObject>>),
+    /// The objects in the order shards are cut from them, as results come in.
+    Adaptive(Vec<InputObject>),
+}
+
+impl PlannedStage {
+    /// The shard count, when it is known before the stage runs.
+    pub fn shard_count(&self) -> Option<usize> {
+        match &self.sharding {
+            Sharding::Fixed(shards) => Some(shards.len()),
+            Sharding::Adaptive(_) => None,
+        }
+    }
+
+    /// How the plan tells a stage's objects and shards: `25 objects -> 3 shards`, or `10000
+    /// objects, shards sized adaptively`.
+    pub fn describe(&self) -> String {
+        match self.shard_count() {
+            Some(shards) => format!("{} objects -> {shards} shards", self.objects),
+            None => format!("{} objects, shards sized adaptively", self.objects),
+        }
+    }
 }
 
 /// The shards of every stage whose input is known before the run starts.
@@ -64,7 +92,8 @@ pub async fn plan_stages(
         let objects = match inputs::source_of(dag, stage) {
             StageInput::Upstream(_) => continue,
             StageInput::Nothing => {
-                let nothing = PlannedStage { objects: 0, shards: vec![Vec::new()], skipped_links: Vec::new() };
+                let nothing =
+                    PlannedStage { objects: 0, sharding: Sharding::Fixed(vec![Vec::new()]), skipped_links: Vec::new() };
                 plan.insert(stage.name.clone(), nothing);
                 continue;
             }
@@ -106,7 +135,8 @@ fn listing_error(error: InputError) -> PlanErrorKind {
     }
 }
 
-/// Applies `include` and the partitioning of a stage to its input objects.
+/// Applies `include` and the partitioning of a stage to its input objects; a stage sized
+/// adaptively keeps them sorted, to be cut as it runs.
 pub fn shard_objects(
     objects: Vec<InputObject>,
     include: &[String],
@@ -115,8 +145,12 @@ pub fn shard_objects(
 ) -> Result<PlannedStage, PartitionError> {
     let selected = partition::select(objects, include)?;
     let count = selected.len() as u64;
-    let shards = partition::partition(selected, how, parallelism)?;
-    Ok(PlannedStage { objects: count, shards, skipped_links: Vec::new() })
+    let sharding = if partition::sized_adaptively(how) {
+        Sharding::Adaptive(partition::sort(selected))
+    } else {
+        Sharding::Fixed(partition::partition(selected, how, parallelism)?)
+    };
+    Ok(PlannedStage { objects: count, sharding, skipped_links: Vec::new() })
 }
 
 #[cfg(test)]

@@ -122,6 +122,11 @@ pub struct StageRecord {
     pub mlflow_run_id: Option<String>,
     pub started_ms: Option<i64>,
     pub ended_ms: Option<i64>,
+    /// For a stage sized adaptively, the sizes of the shards cut so far in shard order (shard
+    /// `i` holds the objects after those of shards `0..i` in path order); written before the
+    /// shards are published. `None` for a stage cut up front.
+    #[serde(default)]
+    pub cuts: Option<Vec<u32>>,
 }
 
 impl StageRecord {
@@ -137,7 +142,20 @@ impl StageRecord {
             mlflow_run_id: None,
             started_ms: Some(now),
             ended_ms: None,
+            cuts: None,
         }
+    }
+
+    /// A stage sized adaptively starting now, no shard cut yet.
+    pub fn adaptive(objects_in: u64) -> StageRecord {
+        StageRecord { cuts: Some(Vec::new()), ..StageRecord::new(StageStatus::Running, 0, objects_in) }
+    }
+
+    /// Whether resuming the stage needs its input listed again: shards recorded but not
+    /// published, or objects not cut yet.
+    pub fn needs_listing(&self) -> bool {
+        let cut = |cuts: &Vec<u32>| cuts.iter().map(|&n| u64::from(n)).sum::<u64>();
+        self.published < self.shards_total || self.cuts.as_ref().is_some_and(|cuts| cut(cuts) < self.objects_in)
     }
 
     /// Seconds from start to end (or to now while it runs).
@@ -325,6 +343,7 @@ mod tests {
             mlflow_run_id: Some("m1".into()),
             started_ms: Some(1),
             ended_ms: None,
+            cuts: Some(vec![1, 2, 4]),
         }
     }
 

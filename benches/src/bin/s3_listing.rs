@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use concurrent_scheduler::dag::Partition;
 use concurrent_scheduler::driver::publish_shards;
 use concurrent_scheduler::inputs::list_uri;
-use concurrent_scheduler::plan::shard_objects;
+use concurrent_scheduler::plan::{Sharding, shard_objects};
 use concurrent_scheduler::queue::Queue;
 use concurrent_scheduler::run_state::StageStatus;
 use concurrent_scheduler::store::{StageRecord, Store};
@@ -80,13 +80,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let how = Partition::Object { shard_size: Some(args.shard_size), shards: None };
     let planned = shard_objects(listed.objects, &[], &how, 10)?;
-    let shards = planned.shards.len() as u32;
+    let Sharding::Fixed(planned_shards) = planned.sharding else { bail!("a fixed shard_size cuts shards up front") };
+    let shards = planned_shards.len() as u32;
     let record = StageRecord::new(StageStatus::Running, shards, planned.objects);
     store.put_stage(&run_id, STAGE, &record)?;
     store.flush().await?;
     queue.create_shard_consumer(&run_id, STAGE, 3).await?;
     let publish_start = Instant::now();
-    publish_shards(&queue, &store, &run_id, STAGE, planned.shards, record).await?;
+    publish_shards(&queue, &store, &run_id, STAGE, planned_shards, record).await?;
     let publish_s = publish_start.elapsed().as_secs_f64();
     report("objects", listed_count);
     report("shards", shards);

@@ -3,7 +3,8 @@
 //! and effects out ([`run_core`]: stages started and ended, results applied, redelivered and
 //! duplicate results, shards lost with their workers, cancel, how many workers go where),
 //! how many workers each stage gets ([`autoscale`]) and on which cluster ([`placement`]), and
-//! how worker slots are shared between runs ([`fair_share`]). [`simulation`] replays traces of
+//! how worker slots are shared between runs ([`fair_share`]), and how stages without a fixed
+//! shard size are cut in waves ([`sizing`]). [`simulation`] replays traces of
 //! clusters whose capacity changes through the run core on a simulated clock and measures
 //! placement against baseline policies.
 //!
@@ -17,3 +18,4 @@ pub mod placement;
 pub mod run_core;
 pub mod run_state;
 pub mod simulation;
+pub mod sizing;

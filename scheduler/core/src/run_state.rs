@@ -85,6 +85,15 @@ struct StageProgress {
     outputs: u64,
     /// Whether no output from a non-empty input fails the stage.
     fail_on_empty: bool,
+    /// Objects of a stage cut in waves that are in no shard yet: it is not done before they are.
+    uncut: u64,
+}
+
+impl StageProgress {
+    /// Every object is in a shard and every shard is decided.
+    fn is_done(&self) -> bool {
+        self.pending == 0 && self.uncut == 0
+    }
 }
 
 /// The state of one DAG run's stages and shards.
@@ -109,6 +118,7 @@ impl RunState {
                     objects_in: 0,
                     outputs: 0,
                     fail_on_empty: false,
+                    uncut: 0,
                 };
                 (name.to_string(), progress)
             })
@@ -131,21 +141,37 @@ impl RunState {
     /// Records that a started stage published `shards` shards holding `objects` input objects.
     /// A stage restored with its shards keeps their outcomes.
     pub fn stage_published(&mut self, stage: &str, shards: u32, objects: u64) -> Vec<Transition> {
+        self.stage_listed(stage, shards, objects, 0)
+    }
+
+    /// Records that a started stage cut in waves holds `objects` input objects, of which `uncut`
+    /// are in no shard yet, and has `shards` shards so far; more come with
+    /// [`RunState::shards_cut`]. The stage is done only once every object is in a decided shard.
+    pub fn stage_listed(&mut self, stage: &str, shards: u32, objects: u64, uncut: u64) -> Vec<Transition> {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
         if progress.status != StageStatus::Running {
             return Vec::new();
         }
         progress.objects_in = objects;
+        progress.uncut = uncut;
         if progress.shards.len() != shards as usize {
             progress.shards = vec![ShardOutcome::Pending; shards as usize];
             progress.pending = shards;
             progress.failed = 0;
             progress.outputs = 0;
         }
-        if progress.pending == 0 {
+        if progress.is_done() {
             return self.end_stage(stage);
         }
         Vec::new()
+    }
+
+    /// Adds `shards` pending shards holding `objects` of the stage's uncut objects.
+    pub fn shards_cut(&mut self, stage: &str, shards: u32, objects: u64) {
+        let Some(progress) = self.stages.get_mut(stage) else { return };
+        progress.shards.extend(std::iter::repeat_n(ShardOutcome::Pending, shards as usize));
+        progress.pending += shards;
+        progress.uncut = progress.uncut.saturating_sub(objects);
     }
 
     /// After restoring: ends running stages with no shard left, starts or skips what follows.
@@ -153,7 +179,7 @@ impl RunState {
         let done: Vec<String> = self
             .stages
             .iter()
-            .filter(|(_, p)| p.status == StageStatus::Running && p.pending == 0)
+            .filter(|(_, p)| p.status == StageStatus::Running && p.is_done())
             .map(|(name, _)| name.clone())
             .collect();
         let mut effects = Vec::new();
@@ -191,6 +217,7 @@ impl RunState {
         let Some(progress) = self.stages.get_mut(stage) else { return Vec::new() };
         progress.shards.clear();
         progress.pending = 0;
+        progress.uncut = 0;
         progress.failed = 1;
         self.end_stage(stage)
     }
@@ -219,13 +246,22 @@ impl RunState {
         if outcome == ShardOutcome::Failed {
             progress.failed += 1;
         }
-        let effects = if progress.pending == 0 { self.end_stage(stage) } else { Vec::new() };
+        let effects = if progress.is_done() { self.end_stage(stage) } else { Vec::new() };
         (Verdict::Decided(outcome), effects)
     }
 
-    /// Shards of a stage not decided yet.
+    /// Shards of a stage not decided yet, and at most one per object not cut yet.
     pub fn backlog(&self, stage: &str) -> u32 {
-        self.stages.get(stage).filter(|p| p.status == StageStatus::Running).map_or(0, |p| p.pending)
+        let uncut = |p: &StageProgress| u32::try_from(p.uncut).unwrap_or(u32::MAX);
+        self.stages
+            .get(stage)
+            .filter(|p| p.status == StageStatus::Running)
+            .map_or(0, |p| p.pending.saturating_add(uncut(p)))
+    }
+
+    /// Objects of a stage cut in waves that are in no shard yet.
+    pub fn uncut(&self, stage: &str) -> u64 {
+        self.stages.get(stage).map_or(0, |p| p.uncut)
     }
 
     /// Status of a stage.
@@ -576,6 +612,32 @@ mod tests {
         run.stage_published("b", 1, 0);
         let (_, effects) = run.apply_result("b", 0, ok(0));
         assert_eq!(effects[0], Transition::EndStage { stage: "b".into(), status: StageStatus::Succeeded });
+    }
+
+    #[test]
+    fn a_stage_cut_in_waves_ends_only_once_every_object_is_cut_and_decided() {
+        let mut run = chain();
+        run.start();
+        assert!(run.stage_listed("a", 0, 10, 10).is_empty(), "objects left to cut: not done");
+        run.shards_cut("a", 2, 3);
+        assert_eq!((run.backlog("a"), run.uncut("a")), (2 + 7, 7));
+        assert!(run.apply_result("a", 0, ok(1)).1.is_empty());
+        assert!(run.apply_result("a", 1, ok(1)).1.is_empty(), "every shard decided, 7 objects uncut");
+        run.shards_cut("a", 1, 7);
+        let (verdict, effects) = run.apply_result("a", 2, ok(1));
+        assert_eq!(verdict, Verdict::Decided(ShardOutcome::Succeeded));
+        assert_eq!(effects[0], Transition::EndStage { stage: "a".into(), status: StageStatus::Succeeded });
+        assert_eq!(run.shards("a").len(), 3);
+    }
+
+    #[test]
+    fn a_restored_stage_cut_in_waves_waits_for_its_uncut_objects() {
+        let mut run = chain();
+        run.restore_stage("a", StageStatus::Running, vec![ShardOutcome::Succeeded], 5, 1);
+        assert!(run.stage_listed("a", 1, 5, 4).is_empty());
+        assert!(run.resume().is_empty(), "decided shards but uncut objects: the stage goes on");
+        assert_eq!(run.apply_result("a", 0, ok(1)).0, Verdict::Duplicate);
+        assert!(run.stage_listed("b", 0, 0, 0).is_empty(), "a waiting stage is not listed");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 use tokio::task::JoinHandle;
 
 use crate::dag::Dag;
-use crate::driver::RunEvent;
+use crate::driver::{RunEvent, objects_and_shards};
 use crate::run_state::StageStatus;
 
 /// The task that draws progress from run events.
@@ -34,12 +34,17 @@ impl Progress {
                 match event {
                     RunEvent::StageStarted { stage, shards, objects } => {
                         if !terminal {
-                            say!("{stage}: started, {objects} objects in {shards} shards");
+                            say!("{stage}: started, {}", objects_and_shards(shards, objects));
                         }
                         let bar = multi.add(ProgressBar::new(u64::from(shards)));
                         bar.set_style(style.clone());
                         bar.set_prefix(stage.clone());
                         bars.insert(stage, (bar, 0));
+                    }
+                    RunEvent::ShardsCut { stage, shards } => {
+                        if let Some((bar, _)) = bars.get(&stage) {
+                            bar.set_length(u64::from(shards));
+                        }
                     }
                     RunEvent::ShardDecided { stage, succeeded, .. } => {
                         if let Some((bar, failed)) = bars.get_mut(&stage) {

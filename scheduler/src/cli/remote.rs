@@ -106,6 +106,7 @@ fn as_run_event(change: &super::api_client::Change) -> Option<RunEvent> {
             shards: stage_view["shards_total"].as_u64().unwrap_or(0) as u32,
             objects: stage_view["objects_in"].as_u64().unwrap_or(0),
         },
+        "shards_cut" => RunEvent::ShardsCut { stage, shards: stage_view["shards_total"].as_u64().unwrap_or(0) as u32 },
         "stage_failed_to_start" => RunEvent::StageFailedToStart { stage, reason: change.message.clone() },
         "attempt_failed" => {
             RunEvent::AttemptFailed { stage, shard: change.shard?, attempt: 0, reason: change.message.clone() }

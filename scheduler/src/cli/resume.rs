@@ -142,7 +142,7 @@ async fn connect(record: RunRecord, dag: Dag, store: Store, services: &Services)
         .stages
         .keys()
         .filter(|stage| match store.stage(&record.run_id, stage) {
-            Ok(Some(stage)) => stage.published < stage.shards_total,
+            Ok(Some(stage)) => stage.needs_listing(),
             Ok(None) => true,
             Err(_) => true,
         })

@@ -1,5 +1,5 @@
 //! `concurrent validate FILE`: the errors, or the plan (stages in order, shard counts when the
-//! input can be listed now).
+//! input can be listed now, or that shards are sized adaptively).
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use concurrent_mlflow::tracking::MlflowClient;
 use super::{DagArgs, EXIT_INVALID, EXIT_OK};
 use crate::dag::{Dag, STDIN, load_dag};
 use crate::inputs::{StageInput, source_of};
+use crate::partition::sized_adaptively;
 use crate::plan::plan;
 
 /// Validates a DAG and prints its plan; returns the exit code.
@@ -31,8 +32,11 @@ pub async fn validate(args: DagArgs) -> u8 {
             StageInput::Upstream(upstream) => format!("after {}", upstream.join(", ")),
         };
         let shards = match planned.as_ref().and_then(|p| p.get(&stage.name)) {
-            Some(planned) => format!("{} objects -> {} shards", planned.objects, planned.shards.len()),
-            None if matches!(source_of(&dag, stage), StageInput::Upstream(_)) => "shards from upstream outputs".into(),
+            Some(planned) => planned.describe(),
+            None if matches!(source_of(&dag, stage), StageInput::Upstream(_)) => {
+                let adaptive = if sized_adaptively(&stage.partition) { ", sized adaptively" } else { "" };
+                format!("shards from upstream outputs{adaptive}")
+            }
             None => "input not listed (needs MLFLOW_TRACKING_URI)".into(),
         };
         out!(

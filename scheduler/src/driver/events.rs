@@ -5,8 +5,11 @@ use crate::run_state::{RunOutcome, StageStatus};
 /// Progress of a run, as it happens.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEvent {
-    /// A stage published its shards.
+    /// A stage published its shards (for a stage sized adaptively: listed its objects, with the
+    /// shards cut so far).
     StageStarted { stage: String, shards: u32, objects: u64 },
+    /// A stage sized adaptively cut more shards: it has `shards` now.
+    ShardsCut { stage: String, shards: u32 },
     /// A stage's input could not be listed or partitioned: it fails.
     StageFailedToStart { stage: String, reason: String },
     /// An attempt failed and the shard will be tried again (unless it is decided).
@@ -54,4 +57,14 @@ pub struct RunSummary {
     pub wall_s: f64,
     /// The DAG run in MLflow and its experiment.
     pub mlflow: Option<(String, String)>,
+}
+
+/// A started stage's objects and shards: `300 objects in 4 shards`, or, for a stage sized
+/// adaptively (objects but no shard cut yet), `300 objects, shards sized adaptively`.
+pub fn objects_and_shards(shards: u32, objects: u64) -> String {
+    if shards == 0 && objects > 0 {
+        format!("{objects} objects, shards sized adaptively")
+    } else {
+        format!("{objects} objects in {shards} shards")
+    }
 }

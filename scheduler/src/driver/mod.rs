@@ -1,7 +1,8 @@
 //! The driver of one DAG run: the adapter around the sans-IO [`RunCore`]. It turns what happens
 //! (shard results read durably from JetStream, what the executor sees, the clock, cancel and
 //! stop) into the core's events, and carries out the effects it returns: stages started and
-//! ended in sled, MLflow and JetStream, results recorded, workers asked for, dead workers'
+//! ended in sled, MLflow and JetStream, shards of adaptively sized stages recorded and
+//! published wave by wave, results recorded, workers asked for, dead workers'
 //! shards handed back, idle stages probed. A driver can also pick up a run a previous scheduler
 //! left unfinished ([`Driver::resume`]).
 
@@ -31,7 +32,7 @@ use crate::run_state::{RunOutcome, Transition};
 use crate::run_tree::RunTree;
 use crate::store::{RunTracking, StageRecord, Store, StoreError};
 
-pub use events::{RunEvent, RunSummary, StageSummary};
+pub use events::{RunEvent, RunSummary, StageSummary, objects_and_shards};
 pub use stages::{PUBLISH_CHUNK, publish_shards};
 
 /// How often the core hears of the clock and the executor when nothing else happens.
@@ -88,6 +89,8 @@ pub struct Driver<E: Executor> {
     core: RunCore,
     /// Records of the stages started so far, as in sled.
     records: BTreeMap<String, StageRecord>,
+    /// The objects of the running stages sized adaptively, in the order their shards are cut.
+    listings: BTreeMap<String, Vec<concurrent_proto::InputObject>>,
     started: Instant,
     outcome: Option<RunOutcome>,
     resuming: bool,
@@ -97,7 +100,15 @@ impl<E: Executor> Driver<E> {
     /// A driver for a new run that has been recorded in the store (and in MLflow, if tracked).
     pub fn new(setup: RunSetup<E>) -> Driver<E> {
         let core = core_of(&setup.dag, setup.executor.burst_after());
-        Driver { setup, core, records: BTreeMap::new(), started: Instant::now(), outcome: None, resuming: false }
+        Driver {
+            setup,
+            core,
+            records: BTreeMap::new(),
+            listings: BTreeMap::new(),
+            started: Instant::now(),
+            outcome: None,
+            resuming: false,
+        }
     }
 
     /// Drives the run to its end (or until it is cancelled or stopped).
@@ -149,7 +160,12 @@ impl<E: Executor> Driver<E> {
             let more = match effect {
                 Effect::Stage(Transition::StartStage(stage)) => self.start_stage(&stage).await?,
                 Effect::Stage(Transition::EndStage { stage, status }) => {
+                    self.listings.remove(&stage);
                     self.end_stage(&stage, status).await?;
+                    Vec::new()
+                }
+                Effect::CutShards { stage, first, sizes } => {
+                    self.cut_shards(&stage, first, sizes).await?;
                     Vec::new()
                 }
                 Effect::Stage(Transition::SkipStage(stage)) => {

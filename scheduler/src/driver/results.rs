@@ -62,6 +62,7 @@ impl<E: Executor> Driver<E> {
             shard: result.shard,
             attempt: result.attempt,
             result: attempt_result(&result),
+            duration: std::time::Duration::try_from_secs_f64(result.duration_s).unwrap_or_default(),
             redelivered: record.attempts.contains(&result.attempt),
         };
         let mut rest = Vec::new();

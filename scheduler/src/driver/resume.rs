@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use super::{Driver, DriverError, RunSetup};
 use crate::executor::Executor;
-use crate::plan::PlannedStage;
+use crate::plan::{PlannedStage, Sharding};
 use crate::run_core::{Effect, Event};
 use crate::run_state::ShardOutcome;
+use crate::store::StageRecord;
 
 impl<E: Executor> Driver<E> {
     /// A driver that continues the run recorded in `setup.store`.
@@ -32,7 +33,15 @@ impl<E: Executor> Driver<E> {
             core.restore_stage(stage, record.status, outcomes, record.objects_in, outputs);
             records.insert(stage.clone(), record);
         }
-        Ok(Driver { setup, core, records, started: Instant::now(), outcome: None, resuming: true })
+        Ok(Driver {
+            setup,
+            core,
+            records,
+            listings: BTreeMap::new(),
+            started: Instant::now(),
+            outcome: None,
+            resuming: true,
+        })
     }
 
     /// Finishes publishing the running stages, then what the restored state calls for.
@@ -41,11 +50,11 @@ impl<E: Executor> Driver<E> {
         let running: Vec<String> = self.core.state().running_stages().map(str::to_string).collect();
         for stage in running {
             let record = self.records[&stage].clone();
-            let planned = if record.published < record.shards_total {
+            let planned = if record.needs_listing() {
                 match self.stage_shards(&stage) {
-                    Ok(planned) if planned.shards.len() as u32 == record.shards_total => planned,
+                    Ok(planned) if same_shards(&planned, &record) => planned,
                     Ok(planned) => {
-                        let (before, now) = (record.shards_total, planned.shards.len());
+                        let (before, now) = (record.objects_in, planned.objects);
                         tracing::error!(stage, before, now, "the stage's input changed while it was being published");
                         effects.extend(self.core.handle(Event::StageAborted { stage: stage.clone() }));
                         continue;
@@ -57,12 +66,24 @@ impl<E: Executor> Driver<E> {
                     }
                 }
             } else {
-                PlannedStage { objects: record.objects_in, shards: Vec::new(), skipped_links: Vec::new() }
+                let sharding =
+                    if record.cuts.is_some() { Sharding::Adaptive(Vec::new()) } else { Sharding::Fixed(Vec::new()) };
+                PlannedStage { objects: record.objects_in, sharding, skipped_links: Vec::new() }
             };
             tracing::info!(stage, published = record.published, total = record.shards_total, "resuming stage");
             effects.extend(self.publish_stage(&stage, planned).await?);
         }
         effects.extend(self.core.handle(Event::Resumed));
         Ok(effects)
+    }
+}
+
+/// Whether a stage listed again gives the shards it was recorded with: as many fixed shards, or
+/// as many objects to cut adaptively.
+fn same_shards(planned: &PlannedStage, record: &StageRecord) -> bool {
+    match (&planned.sharding, &record.cuts) {
+        (Sharding::Fixed(shards), None) => shards.len() as u32 == record.shards_total,
+        (Sharding::Adaptive(objects), Some(_)) => objects.len() as u64 == record.objects_in,
+        _ => false,
     }
 }

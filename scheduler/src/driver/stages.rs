@@ -1,5 +1,7 @@
-//! Starting, publishing, ending and skipping stages. Starting is split in steps that each
-//! leave a record in sled, so a restarted scheduler carries on where the last one stopped.
+//! Starting, publishing, ending and skipping stages, and cutting the shards of stages sized
+//! adaptively in waves. Starting is split in steps that each leave a record in sled, and a
+//! wave's cuts are recorded before its shards are published, so a restarted scheduler carries
+//! on where the last one stopped.
 
 use concurrent_mlflow::artifacts::file_uri;
 use concurrent_mlflow::project::snapshot;
@@ -9,11 +11,12 @@ use concurrent_proto::{InputObject, ShardMsg, StageSpec, TrackingTarget, WIRE_VE
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
 use crate::inputs::{self, StageInput};
-use crate::plan::{self, PlannedStage};
+use crate::plan::{self, PlannedStage, Sharding};
 use crate::queue::Queue;
 use crate::run_core::{Effect, Event};
 use crate::run_state::StageStatus;
 use crate::run_tree::now_ms;
+use crate::sizing::{ShardCost, spans};
 use crate::store::{StageRecord, Store};
 
 impl<E: Executor> Driver<E> {
@@ -29,14 +32,19 @@ impl<E: Executor> Driver<E> {
                 return Ok(self.core.handle(Event::StageAborted { stage: stage.to_string() }));
             }
         };
-        let record = StageRecord::new(StageStatus::Running, planned.shards.len() as u32, planned.objects);
+        let record = match &planned.sharding {
+            Sharding::Fixed(shards) => StageRecord::new(StageStatus::Running, shards.len() as u32, planned.objects),
+            Sharding::Adaptive(_) => StageRecord::adaptive(planned.objects),
+        };
         self.put_stage(stage, record)?;
         self.setup.store.flush().await?;
         self.publish_stage(stage, planned).await
     }
 
     /// Makes sure the stage has its MLflow run, its project, its KV description and its
-    /// consumer, publishes the shards not published yet, and hands the count to the state.
+    /// consumer, publishes the shards not published yet, and hands the count to the state (or,
+    /// for a stage sized adaptively, its listing and cuts so far to the core, which cuts the
+    /// next wave).
     pub(super) async fn publish_stage(
         &mut self,
         stage: &str,
@@ -88,7 +96,7 @@ impl<E: Executor> Driver<E> {
             output_root,
             timeout_s: definition.timeout.map(|t| t.as_secs().max(1)),
             max_attempts: definition.retries + 1,
-            shards,
+            shards: if record.cuts.is_some() { 0 } else { shards },
             log_limit: definition.log_limit,
             env_manager: definition.env_manager.map(|m| m.as_str().to_owned()),
             parameter_order: definition.parameter_order.clone(),
@@ -96,12 +104,74 @@ impl<E: Executor> Driver<E> {
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;
 
-        let record =
-            publish_shards(&self.setup.queue, &self.setup.store, &run_id, stage, planned.shards, record).await?;
-        self.records.insert(stage.to_string(), record.clone());
-        self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects: record.objects_in });
-        tracing::info!(stage, shards, objects = record.objects_in, "stage published");
-        Ok(self.core.handle(Event::StagePublished { stage: stage.to_string(), shards, objects: record.objects_in }))
+        let objects = record.objects_in;
+        let listing = match planned.sharding {
+            Sharding::Fixed(planned) => {
+                let record =
+                    publish_shards(&self.setup.queue, &self.setup.store, &run_id, stage, planned, record).await?;
+                self.records.insert(stage.to_string(), record);
+                self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects });
+                tracing::info!(stage, shards, objects, "stage published");
+                return Ok(self.core.handle(Event::StagePublished { stage: stage.to_string(), shards, objects }));
+            }
+            Sharding::Adaptive(listing) => listing,
+        };
+        let cuts = record.cuts.clone().unwrap_or_default();
+        self.listings.insert(stage.to_string(), listing);
+        let recorded = self.shards_of(stage, &cuts, record.published);
+        let record = publish_from(&self.setup.queue, &self.setup.store, &run_id, stage, recorded, record).await?;
+        self.records.insert(stage.to_string(), record);
+        let learned = self.learned_costs(stage, &cuts)?;
+        self.emit(RunEvent::StageStarted { stage: stage.to_string(), shards, objects });
+        tracing::info!(stage, shards, objects, "stage listed; its shards are sized adaptively");
+        Ok(self.core.handle(Event::StageListed { stage: stage.to_string(), objects, cuts, learned }))
+    }
+
+    /// Records a wave of new shards of a stage sized adaptively, then publishes them.
+    pub(super) async fn cut_shards(&mut self, stage: &str, first: u32, sizes: Vec<u32>) -> Result<(), DriverError> {
+        let mut record = self.records.get(stage).cloned().unwrap_or_else(|| StageRecord::adaptive(0));
+        let cuts = record.cuts.get_or_insert_with(Vec::new);
+        debug_assert_eq!(cuts.len(), first as usize, "the core cuts after the recorded shards");
+        cuts.extend(&sizes);
+        record.shards_total = cuts.len() as u32;
+        let cuts = cuts.clone();
+        self.put_stage(stage, record.clone())?;
+        self.setup.store.flush().await?;
+        let shards = self.shards_of(stage, &cuts, record.published);
+        let run_id = self.setup.run_id.clone();
+        let record = publish_from(&self.setup.queue, &self.setup.store, &run_id, stage, shards, record).await?;
+        self.records.insert(stage.to_string(), record);
+        tracing::debug!(stage, first, shards = sizes.len(), ?sizes, "shards cut");
+        self.emit(RunEvent::ShardsCut { stage: stage.to_string(), shards: cuts.len() as u32 });
+        Ok(())
+    }
+
+    /// The objects of a stage sized adaptively's shards `from..` of `cuts`, with their indexes.
+    fn shards_of(&self, stage: &str, cuts: &[u32], from: u32) -> Vec<(u32, Vec<InputObject>)> {
+        let Some(listing) = self.listings.get(stage) else { return Vec::new() };
+        spans(cuts)
+            .enumerate()
+            .skip(from as usize)
+            .map(|(index, span)| {
+                let objects = listing.get(span.start as usize..span.end as usize).unwrap_or_default();
+                (index as u32, objects.to_vec())
+            })
+            .collect()
+    }
+
+    /// What the shards of a stage sized adaptively that succeeded before a restart cost.
+    fn learned_costs(&self, stage: &str, cuts: &[u32]) -> Result<Vec<ShardCost>, DriverError> {
+        let mut learned = Vec::new();
+        for (index, shard) in self.setup.store.shards(&self.setup.run_id, stage)? {
+            let (Some(&objects), Some(result)) = (cuts.get(index as usize), shard.decided_by.as_ref()) else {
+                continue;
+            };
+            if shard.outcome == crate::run_state::ShardOutcome::Succeeded {
+                let duration = std::time::Duration::from_secs_f64(result.duration_s.max(0.0));
+                learned.push(ShardCost { objects: u64::from(objects), duration });
+            }
+        }
+        Ok(learned)
     }
 
     /// The shards of a stage: planned at submission, or cut from its upstream stages' outputs.
@@ -192,10 +262,26 @@ pub async fn publish_shards(
     run_id: &str,
     stage: &str,
     shards: Vec<Vec<InputObject>>,
+    record: StageRecord,
+) -> Result<StageRecord, DriverError> {
+    let shards = shards.into_iter().enumerate().map(|(index, inputs)| (index as u32, inputs)).collect();
+    publish_from(queue, store, run_id, stage, shards, record).await
+}
+
+/// [`publish_shards`] for shards given with their indexes (a wave of a stage sized adaptively),
+/// those below `record.published` skipped. Their messages carry a shard count of 0 when the
+/// stage is sized adaptively: its count is not known before its last shard is cut.
+async fn publish_from(
+    queue: &Queue,
+    store: &Store,
+    run_id: &str,
+    stage: &str,
+    shards: Vec<(u32, Vec<InputObject>)>,
     mut record: StageRecord,
 ) -> Result<StageRecord, DriverError> {
-    let total = record.shards_total;
-    let mut messages = shards.into_iter().enumerate().skip(record.published as usize).peekable();
+    let total = if record.cuts.is_some() { 0 } else { record.shards_total };
+    let from = record.published;
+    let mut messages = shards.into_iter().filter(|(index, _)| *index >= from).peekable();
     while messages.peek().is_some() {
         let chunk: Vec<ShardMsg> = messages
             .by_ref()
@@ -204,7 +290,7 @@ pub async fn publish_shards(
                 v: WIRE_VERSION,
                 run_id: run_id.to_string(),
                 stage: stage.to_string(),
-                shard: index as u32,
+                shard: index,
                 shards: total,
                 inputs,
             })

@@ -1,5 +1,7 @@
 //! Cutting a stage's input objects into shards: [`select`] keeps the objects the stage's
-//! `include` globs match, [`partition`] groups them by the stage's `partition` rule.
+//! `include` globs match, [`partition`] groups them by the stage's `partition` rule. A stage
+//! partitioned `by: object` with neither `shard_size` nor `shards` is [`sized_adaptively`]:
+//! its objects are sorted by path ([`sort`]) and cut later, in waves.
 //!
 //! Both are pure functions over `Vec<InputObject>`; they move objects, never clone their
 //! strings, and do `O(n log n)` work.
@@ -8,7 +10,15 @@ mod select;
 mod split;
 
 pub use select::{Include, select};
-pub use split::partition;
+pub use split::{partition, sort};
+
+use crate::dag::Partition;
+
+/// Whether a stage's shards are sized as its results come in rather than cut up front: `by:
+/// object` with neither `shard_size` nor `shards`.
+pub fn sized_adaptively(how: &Partition) -> bool {
+    matches!(how, Partition::Object { shard_size: None, shards: None })
+}
 
 /// Why objects could not be selected or partitioned.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,11 @@ pub fn partition(
     }
 }
 
+/// Objects sorted by path (then URI): the order shards are cut in.
+pub fn sort(objects: Vec<InputObject>) -> Vec<InputObject> {
+    sort_by_path(objects)
+}
+
 fn check_sizes(shard_size: Option<u32>, shards: Option<u32>) -> Result<(), PartitionError> {
     match (shard_size, shards) {
         (Some(_), Some(_)) => Err(PartitionError::BothSizes),

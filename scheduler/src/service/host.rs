@@ -106,9 +106,12 @@ pub struct RunChange {
 pub struct PlannedStage {
     pub name: String,
     pub after: Vec<String>,
-    /// Objects and shards, when the stage's input could be listed now.
+    /// Objects and shards, when the stage's input could be listed now (no shard count for a
+    /// stage sized adaptively).
     pub objects: Option<u64>,
     pub shards: Option<u32>,
+    /// Shards are sized as the stage runs (`by: object` with neither `shard_size` nor `shards`).
+    pub sized_adaptively: bool,
 }
 
 /// An entry point log.
@@ -202,7 +205,8 @@ impl RunHost {
                     name: stage.name.clone(),
                     after: stage.after.clone(),
                     objects: listed.map(|p| p.objects),
-                    shards: listed.map(|p| p.shards.len() as u32),
+                    shards: listed.and_then(|p| p.shard_count()).map(|n| n as u32),
+                    sized_adaptively: crate::partition::sized_adaptively(&stage.partition),
                 }
             })
             .collect())
@@ -677,7 +681,10 @@ fn overrides(request: &SubmitRequest) -> Result<Overrides, HostError> {
 fn describe(event: &RunEvent) -> (&'static str, Option<String>, Option<u32>, String) {
     match event {
         RunEvent::StageStarted { stage, shards, objects } => {
-            ("stage_started", Some(stage.clone()), None, format!("{objects} objects in {shards} shards"))
+            ("stage_started", Some(stage.clone()), None, crate::driver::objects_and_shards(*shards, *objects))
+        }
+        RunEvent::ShardsCut { stage, shards } => {
+            ("shards_cut", Some(stage.clone()), None, format!("{shards} shards cut so far"))
         }
         RunEvent::StageFailedToStart { stage, reason } => {
             ("stage_failed_to_start", Some(stage.clone()), None, reason.clone())

@@ -170,6 +170,12 @@ impl RunView {
                     view.recount();
                 }
             }
+            RunEvent::ShardsCut { stage, shards } => {
+                if let Some(view) = self.stage_mut(stage) {
+                    view.shards_total = *shards;
+                    view.recount();
+                }
+            }
             RunEvent::StageFailedToStart { stage, .. } => self.set_stage_status(stage, StageStatus::Failed),
             RunEvent::AttemptFailed { .. } => {}
             RunEvent::ShardDecided { stage, succeeded, .. } => {

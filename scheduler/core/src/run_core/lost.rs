@@ -71,6 +71,7 @@ impl RunCore {
                 let (verdict, transitions) = self.state.apply_result(&stage, shard, LOST);
                 if verdict == Verdict::Decided(ShardOutcome::Failed) {
                     effects.push(Effect::Lost { stage: stage.clone(), shard });
+                    effects.extend(self.cut_wave(&stage));
                     effects.extend(stage_effects(transitions));
                 }
             }

@@ -1,6 +1,7 @@
 //! One run's decisions, as a state machine fed [`Event`]s that returns [`Effect`]s: stages
-//! started, published and ended; results applied, redelivered or duplicate; shards whose every
-//! attempt was lost with its worker; workers wanted per stage and cluster; cancel and stop.
+//! started, published and ended; shards of adaptively sized stages cut in waves as results
+//! come in; results applied, redelivered or duplicate; shards whose every attempt was lost with
+//! its worker; workers wanted per stage and cluster; cancel and stop.
 //!
 //! The adapter (the scheduler's driver) turns what happens outside into events (a result read
 //! from JetStream, what the executor sees, a tick of the clock, a cancel request), and carries
@@ -11,6 +12,8 @@
 mod lost;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_adaptive;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +21,7 @@ use std::time::Duration;
 use crate::autoscale::{StageDemand, WorkerTarget, worker_targets};
 use crate::placement::{Amount, Cluster, DEFAULT_BURST_AFTER, Placed};
 use crate::run_state::{AttemptResult, RunState, ShardOutcome, StageStatus, Transition, Verdict};
+use crate::sizing::{Cutter, ShardCost};
 
 pub use lost::LOST;
 
@@ -66,11 +70,15 @@ pub enum Event {
     Resumed,
     /// A started stage has published all its shards.
     StagePublished { stage: String, shards: u32, objects: u64 },
+    /// A started stage sized adaptively has listed its `objects` and is ready for shards: cut
+    /// them in waves. After a restart, `cuts` are the sizes of the shards cut before it (all
+    /// published) and `learned` what those that succeeded cost.
+    StageListed { stage: String, objects: u64, cuts: Vec<u32>, learned: Vec<ShardCost> },
     /// A started stage could not list or partition its input.
     StageAborted { stage: String },
-    /// A shard attempt's result. `redelivered`: the store already holds this attempt (JetStream
-    /// handed the result again after a restart).
-    Result { stage: String, shard: u32, attempt: u32, result: AttemptResult, redelivered: bool },
+    /// A shard attempt's result, and how long the attempt took. `redelivered`: the store
+    /// already holds this attempt (JetStream handed the result again after a restart).
+    Result { stage: String, shard: u32, attempt: u32, result: AttemptResult, duration: Duration, redelivered: bool },
     /// What the executor sees at `now`: its clusters, where each stage's workers are, and the
     /// ack subjects of shards whose workers died holding them.
     Workers { now: Duration, clusters: Vec<Cluster>, placed: BTreeMap<String, Vec<Placed>>, abandoned: Vec<String> },
@@ -90,6 +98,9 @@ pub enum Event {
 pub enum Effect {
     /// Start, end or skip a stage, or end the run.
     Stage(Transition),
+    /// New shards of an adaptively sized stage: shard `first` on, each of `sizes` objects,
+    /// following its shards so far in listing order. Record them, then publish them.
+    CutShards { stage: String, first: u32, sizes: Vec<u32> },
     /// Record a result's attempt and what it meant (the deciding result, a duplicate's count),
     /// and tell watchers.
     Record { stage: String, shard: u32, attempt: u32, verdict: Verdict },
@@ -114,8 +125,12 @@ pub enum Effect {
 pub struct RunCore {
     state: RunState,
     stages: BTreeMap<String, StageConfig>,
-    /// Stages whose shards are all published.
+    /// Stages whose shards are all published, or whose first wave is cut.
     published: BTreeMap<String, u32>,
+    /// The cutters of the adaptively sized stages.
+    cutters: BTreeMap<String, Cutter>,
+    /// Most workers the executor's clusters hold together, as last seen.
+    capacity: Option<u32>,
     timing: Timing,
     lost: lost::LostShardWatch,
     next_lost_check: Duration,
@@ -134,6 +149,8 @@ impl RunCore {
             state,
             stages: stages.into_iter().map(|s| (s.name.clone(), s)).collect(),
             published: BTreeMap::new(),
+            cutters: BTreeMap::new(),
+            capacity: None,
             timing,
             lost: lost::LostShardWatch::default(),
             next_lost_check: Duration::ZERO,
@@ -181,13 +198,22 @@ impl RunCore {
                 self.published.insert(stage.clone(), shards);
                 stage_effects(self.state.stage_published(&stage, shards, objects))
             }
+            Event::StageListed { stage, objects, cuts, learned } => self.stage_listed(stage, objects, cuts, learned),
             Event::StageAborted { stage } => stage_effects(self.state.stage_aborted(&stage)),
-            Event::Result { stage, shard, attempt, result, redelivered } => {
+            Event::Result { stage, shard, attempt, result, duration, redelivered } => {
                 if redelivered {
                     return Vec::new();
                 }
                 let (verdict, transitions) = self.state.apply_result(&stage, shard, result);
-                let mut effects = vec![Effect::Record { stage, shard, attempt, verdict }];
+                let mut effects = vec![Effect::Record { stage: stage.clone(), shard, attempt, verdict }];
+                if let Verdict::Decided(outcome) = verdict {
+                    if let (ShardOutcome::Succeeded, Some(cutter)) = (outcome, self.cutters.get_mut(&stage))
+                        && let Some(&objects) = cutter.cuts().get(shard as usize)
+                    {
+                        cutter.observe(ShardCost { objects: u64::from(objects), duration });
+                    }
+                    effects.extend(self.cut_wave(&stage));
+                }
                 effects.extend(stage_effects(transitions));
                 effects
             }
@@ -203,6 +229,53 @@ impl RunCore {
                 vec![Effect::Stop]
             }
         }
+    }
+
+    /// A stage sized adaptively starts (or resumes) cutting: its first wave.
+    fn stage_listed(&mut self, stage: String, objects: u64, cuts: Vec<u32>, learned: Vec<ShardCost>) -> Vec<Effect> {
+        let shards = cuts.len() as u32;
+        let Some(cutter) = Cutter::resume(objects, self.stage_workers(&stage), cuts, learned) else {
+            return stage_effects(self.state.stage_aborted(&stage));
+        };
+        let uncut = cutter.uncut();
+        self.cutters.insert(stage.clone(), cutter);
+        self.published.insert(stage.clone(), shards);
+        let transitions = self.state.stage_listed(&stage, shards, objects, uncut);
+        let mut effects = self.cut_wave(&stage);
+        effects.extend(stage_effects(transitions));
+        effects
+    }
+
+    /// Workers a stage can have: its parallelism, within what the clusters hold once seen.
+    fn stage_workers(&self, stage: &str) -> u32 {
+        let parallelism = self.stages.get(stage).map_or(1, |s| s.parallelism);
+        self.capacity.filter(|c| *c > 0).map_or(parallelism, |capacity| parallelism.min(capacity))
+    }
+
+    /// The next wave of an adaptively sized stage, if it needs one now.
+    fn cut_wave(&mut self, stage: &str) -> Vec<Effect> {
+        let workers = self.stage_workers(stage);
+        let Some(cutter) = self.cutters.get_mut(stage) else { return Vec::new() };
+        cutter.set_workers(workers);
+        if self.state.status(stage) != Some(StageStatus::Running) {
+            return Vec::new();
+        }
+        let undecided: Vec<u32> = self
+            .state
+            .shards(stage)
+            .iter()
+            .zip(cutter.cuts())
+            .filter(|(outcome, _)| **outcome == ShardOutcome::Pending)
+            .map(|(_, &size)| size)
+            .collect();
+        let first = cutter.cuts().len() as u32;
+        let sizes = cutter.wave(&undecided);
+        if sizes.is_empty() {
+            return Vec::new();
+        }
+        let objects = sizes.iter().map(|&n| u64::from(n)).sum();
+        self.state.shards_cut(stage, sizes.len() as u32, objects);
+        vec![Effect::CutShards { stage: stage.to_string(), first, sizes }]
     }
 
     /// What each running stage whose shards are out asks for.
@@ -232,6 +305,7 @@ impl RunCore {
         placed: &BTreeMap<String, Vec<Placed>>,
         abandoned: Vec<String>,
     ) -> Vec<Effect> {
+        self.capacity = Some(clusters.iter().map(|c| c.max_workers).fold(0, u32::saturating_add));
         let mut effects: Vec<Effect> =
             abandoned.into_iter().map(|ack_subject| Effect::HandBack { ack_subject }).collect();
         let demands = self.demands();

@@ -25,7 +25,7 @@ fn success() -> AttemptResult {
 }
 
 fn result(stage: &str, shard: u32, attempt: u32, result: AttemptResult) -> Event {
-    Event::Result { stage: stage.into(), shard, attempt, result, redelivered: false }
+    Event::Result { stage: stage.into(), shard, attempt, result, duration: S, redelivered: false }
 }
 
 fn start(name: &str) -> Effect {
@@ -69,6 +69,7 @@ fn a_redelivered_result_changes_nothing_and_a_late_one_is_a_duplicate() {
         shard: 0,
         attempt: 1,
         result: AttemptResult::Failed { last_attempt: false, permanent: false },
+        duration: S,
         redelivered: true,
     };
     assert!(core.handle(again).is_empty());
@@ -297,7 +298,7 @@ impl World {
                         .collect();
                     self.core.handle(Event::Idle { results_idle: true, idle_stages })
                 }
-                Effect::Cancel { .. } | Effect::Stop => Vec::new(),
+                Effect::Cancel { .. } | Effect::Stop | Effect::CutShards { .. } => Vec::new(),
             };
             effects.extend(more);
         }

@@ -139,7 +139,8 @@ impl<'a> World<'a> {
                 }
                 self.measures.busy(self.pods[index].cluster, done_at - started);
                 let result = AttemptResult::Succeeded { outputs: 1 };
-                let event = Event::Result { stage: STAGE.into(), shard, attempt, result, redelivered: false };
+                let duration = done_at - started;
+                let event = Event::Result { stage: STAGE.into(), shard, attempt, result, duration, redelivered: false };
                 let effects = self.core.handle(event);
                 self.carry_out(effects);
                 self.pods[index].phase = self.next_phase(done_at);
@@ -303,7 +304,8 @@ impl<'a> World<'a> {
                         self.duplicate_results += 1;
                     }
                 }
-                Effect::Lost { .. } | Effect::Cancel { .. } | Effect::Stop => {}
+                // The traced stage has fixed shards: nothing is cut in waves.
+                Effect::Lost { .. } | Effect::Cancel { .. } | Effect::Stop | Effect::CutShards { .. } => {}
                 Effect::HandBack { ack_subject } => {
                     let (shard, attempt) = ack_subject.split_once('/').expect("an ack subject the world made");
                     let (shard, attempt): (u32, u32) =

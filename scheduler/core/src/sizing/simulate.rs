@@ -1,0 +1,114 @@
+//! A stage run on a simulated clock: workers take shards in order from a queue, a shard takes
+//! its fixed cost plus the cost of each of its objects, and an adaptive stage is cut in waves as
+//! results come in. Used by the tests and by the `sizing_sim` example that compares adaptive
+//! sizes with fixed ones.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{Cutter, ShardCost, spans};
+
+/// How a simulated stage is cut into shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sizing {
+    /// By a [`Cutter`], in waves.
+    Adaptive,
+    /// Shards of this many objects (`shard_size`).
+    Fixed(u64),
+    /// This many near-equal shards (`shards`, or the default `4 × parallelism`).
+    Count(u64),
+}
+
+/// A simulated stage: what each shard costs whatever its size, what each object costs, and its
+/// workers.
+#[derive(Debug, Clone)]
+pub struct SimulatedStage {
+    pub fixed: Duration,
+    /// The cost of each object, in listing order.
+    pub per_object: Vec<Duration>,
+    pub workers: u32,
+}
+
+/// How a simulated stage went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimulatedRun {
+    /// From the first shard's start to the last shard's end.
+    pub makespan: Duration,
+    /// The shards' sizes, in shard order.
+    pub cuts: Vec<u32>,
+    /// Times shards were cut: 1 for a stage cut all at once.
+    pub waves: usize,
+}
+
+/// Runs `stage` cut by `sizing` to its end.
+pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
+    let objects = stage.per_object.len() as u64;
+    let workers = stage.workers.max(1);
+    let mut prefix = Vec::with_capacity(stage.per_object.len() + 1);
+    prefix.push(Duration::ZERO);
+    for cost in &stage.per_object {
+        prefix.push(*prefix.last().expect("starts with zero") + *cost);
+    }
+    let shard_time =
+        |span: &std::ops::Range<u64>| stage.fixed + (prefix[span.end as usize] - prefix[span.start as usize]);
+
+    let mut cutter = match sizing {
+        Sizing::Adaptive => Some(Cutter::new(objects, workers)),
+        _ => None,
+    };
+    let mut cuts: Vec<u32> = match sizing {
+        Sizing::Adaptive => Vec::new(),
+        Sizing::Fixed(size) => fixed_sizes(objects, size),
+        Sizing::Count(count) => equal_sizes(objects, count),
+    };
+    let mut waves = usize::from(cutter.is_none());
+    let mut queue: VecDeque<std::ops::Range<u64>> = spans(&cuts).collect();
+    let mut busy: Vec<Option<(Duration, std::ops::Range<u64>)>> = vec![None; workers as usize];
+    let mut now = Duration::ZERO;
+    let cut_more = |cutter: &mut Option<Cutter>, undecided: &[u32], queue: &mut VecDeque<_>, cuts: &mut Vec<u32>| {
+        let Some(cutter) = cutter else { return 0 };
+        let before = cutter.cuts().len();
+        let sizes = cutter.wave(undecided);
+        if sizes.is_empty() {
+            return 0;
+        }
+        cuts.extend(&sizes);
+        queue.extend(spans(cutter.cuts()).skip(before));
+        1
+    };
+    waves += cut_more(&mut cutter, &[], &mut queue, &mut cuts);
+    loop {
+        for slot in busy.iter_mut().filter(|slot| slot.is_none()) {
+            let Some(span) = queue.pop_front() else { break };
+            *slot = Some((now + shard_time(&span), span));
+        }
+        let next = busy.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|(at, _)| (*at, i))).min();
+        let Some((at, index)) = next else { break };
+        now = at;
+        let (_, span) = busy[index].take().expect("the earliest busy worker");
+        if let Some(cutter) = cutter.as_mut() {
+            cutter.observe(ShardCost { objects: span.end - span.start, duration: shard_time(&span) });
+        }
+        let mut undecided: Vec<&std::ops::Range<u64>> =
+            queue.iter().chain(busy.iter().flatten().map(|(_, span)| span)).collect();
+        undecided.sort_by_key(|span| span.start);
+        let undecided: Vec<u32> = undecided.iter().map(|span| (span.end - span.start) as u32).collect();
+        waves += cut_more(&mut cutter, &undecided, &mut queue, &mut cuts);
+    }
+    SimulatedRun { makespan: now, cuts, waves }
+}
+
+/// Sizes of `shard_size` chunks.
+fn fixed_sizes(objects: u64, size: u64) -> Vec<u32> {
+    let size = size.max(1);
+    (0..objects.div_ceil(size)).map(|i| (objects - i * size).min(size) as u32).collect()
+}
+
+/// Sizes of `count` near-equal shards (at most one per object), larger first.
+fn equal_sizes(objects: u64, count: u64) -> Vec<u32> {
+    let count = count.clamp(1, objects.max(1));
+    if objects == 0 {
+        return Vec::new();
+    }
+    (0..count).map(|i| (objects / count + u64::from(i < objects % count)) as u32).collect()
+}
