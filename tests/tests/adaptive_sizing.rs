@@ -98,17 +98,7 @@ fn a_scheduler_killed_between_waves_resumes_from_its_recorded_cuts() {
     // The first probe's output is in: the next wave is cut when the probes' results are read.
     let first = dir.path().join("state/outputs").join(&run_id).join("copy/0");
     wait_until("the first shard's output", DEADLINE, || first.exists());
-    signal(run.pid(), "KILL");
-    run.wait(Duration::from_secs(10));
-    let state = dir.path().join("state");
-    wait_until("the killed scheduler's workers and nats-server to go", Duration::from_secs(30), || {
-        pids_matching(&state.display().to_string()).is_empty()
-    });
-
-    let mut resumed =
-        spawn_concurrent(&["resume", &run_id, "--workers", "2", "--state-dir", "state"], &[], dir.path(), "resume");
-    let status = resumed.wait(DEADLINE);
-    assert_eq!(status.code(), Some(0), "{}", resumed.describe());
+    kill_then_resume(&mut run, &run_id, &[], dir.path(), DEADLINE);
     let shards = shard_outputs(dir.path());
     assert_each_object_once(&shards, &inputs);
     assert_eq!(shards[&0].len(), 1, "the probe decided before the kill stays as it was");

@@ -143,17 +143,7 @@ fn a_killed_scheduler_resumes_without_running_a_succeeded_shard_again() {
     let run_id = run_id_of(&run);
     let rest = MlflowRest::new(&mlflow.uri);
     wait_for_a_finished_shard(&rest, &experiment);
-    signal(run.pid(), "KILL");
-    run.wait(Duration::from_secs(10));
-    let state = dir.path().join("state");
-    wait_until("the killed scheduler's workers and nats-server to go", Duration::from_secs(30), || {
-        pids_matching(&state.display().to_string()).is_empty()
-    });
-
-    let mut resumed =
-        spawn_concurrent(&["resume", &run_id, "--workers", "2", "--state-dir", "state"], &env, dir.path(), "resume");
-    let status = resumed.wait(DEADLINE);
-    assert_eq!(status.code(), Some(0), "{}", resumed.describe());
+    kill_then_resume(&mut run, &run_id, &env, dir.path(), DEADLINE);
 
     let runs = rest.runs(&rest.experiment_id(&experiment).unwrap());
     let dag_runs: Vec<&Value> = runs.iter().filter(|r| tag(r, "mlflow.parentRunId").is_none()).collect();

@@ -332,6 +332,22 @@ pub fn spawn_concurrent(args: &[&str], env: &[(&str, &str)], cwd: &Path, name: &
 }
 
 /// Waits until `done` holds, polling; panics naming `what` after `deadline`.
+/// SIGKILLs the scheduler `run` of `run_id` (state dir `state` under `dir`), waits until its
+/// workers and nats-server are gone, then runs `concurrent resume` there to its end, which must
+/// succeed within `deadline`.
+pub fn kill_then_resume(run: &mut Background, run_id: &str, env: &[(&str, &str)], dir: &Path, deadline: Duration) {
+    signal(run.pid(), "KILL");
+    run.wait(Duration::from_secs(10));
+    let state = dir.join("state");
+    wait_until("the killed scheduler's workers and nats-server to go", Duration::from_secs(30), || {
+        pids_matching(&state.display().to_string()).is_empty()
+    });
+    let mut resumed =
+        spawn_concurrent(&["resume", run_id, "--workers", "2", "--state-dir", "state"], env, dir, "resume");
+    let status = resumed.wait(deadline);
+    assert_eq!(status.code(), Some(0), "{}", resumed.describe());
+}
+
 pub fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {

@@ -9,7 +9,7 @@ use super::*;
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);
 
-fn stage(name: &str, after: &[&str], parallelism: u32) -> StageConfig {
+pub(super) fn stage(name: &str, after: &[&str], parallelism: u32) -> StageConfig {
     StageConfig {
         name: name.into(),
         after: after.iter().map(|s| s.to_string()).collect(),

@@ -4,21 +4,11 @@
 
 use std::collections::VecDeque;
 
+use super::tests::stage;
 use super::*;
 use crate::run_state::RunOutcome;
 
 const MS: Duration = Duration::from_millis(1);
-
-fn stage(name: &str, after: &[&str], parallelism: u32) -> StageConfig {
-    StageConfig {
-        name: name.into(),
-        after: after.iter().map(|s| s.to_string()).collect(),
-        parallelism,
-        fail_on_empty: false,
-        request: Amount::default(),
-        clusters: Vec::new(),
-    }
-}
 
 /// What a scheduler keeps in its store for the adaptive stage: the cuts in order, the shards
 /// published, and each decided shard's outcome and duration.
