@@ -108,8 +108,8 @@ impl Containment {
     /// Kills every process of the attempt: its cgroup, every live process below this one when
     /// it is a child subreaper, and every live process started with `mark`; waits (briefly)
     /// until they are gone and reaps those that were this process's children, except `leader`
-    /// (the entry point's shell, waited for by its owner). Returns how many processes were
-    /// found beside the cgroup's. Meant for a process that runs one attempt at a time (a
+    /// (the entry point's shell, waited for by its owner). Returns how many processes other
+    /// than `leader` were found beside the cgroup's. Meant for a process that runs one attempt at a time (a
     /// worker): every other process below it would be taken as the attempt's.
     pub fn kill_all(&self, mark: &Mark, leader: Option<u32>) -> usize {
         let mut killed: Vec<u32> = Vec::new();
@@ -129,7 +129,7 @@ impl Containment {
             if below_me {
                 pids.extend(descendants_of(me));
             }
-            pids.retain(|pid| *pid != me && Some(*pid) != leader);
+            pids.retain(|pid| *pid != me);
             pids.sort_unstable();
             pids.dedup();
             pids
@@ -146,7 +146,7 @@ impl Containment {
                     tracing::warn!(pid, %error, "could not kill a process the entry point left");
                 }
             }
-            found.extend(pids.iter().copied());
+            found.extend(pids.iter().copied().filter(|pid| Some(*pid) != leader));
             killed.extend(pids);
         }
         killed.sort_unstable();
