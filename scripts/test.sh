@@ -9,6 +9,8 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 bash scripts/setup.sh
+# A CI build is never rebuilt incrementally: its incremental caches would only take disk.
+if [[ -n ${CI:-} ]]; then export CARGO_INCREMENTAL=0; fi
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
 
