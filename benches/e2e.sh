@@ -2,7 +2,7 @@
 # End-to-end benchmarks: every case against its bare-process baseline, in one invocation,
 # printed as a markdown table and written to OUT (default target/bench/e2e.md).
 #
-#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service,pyenv,s3list]
+#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service,pyenv,s3list,stragglers]
 #
 # Cases (full counts; --quick counts in brackets, for CI: about 2-3 minutes on 2 cores once
 # the binaries are built):
@@ -44,6 +44,10 @@
 #             target/*/concurrent-s3-listing-bench (benches/src/bin/s3_listing.rs): list the
 #             `s3://` input with the scheduler's listing, partition (shard_size 100) and publish
 #             the shards into JetStream with sled records, as a stage start does.
+#   stragglers 40 [12] shards (one object each, 2 workers, tracking none) whose entry point sleeps
+#             1 s [0.3 s]; the last shard's first attempt sleeps 10 times as long. The stage's
+#             wall time with speculation (`speculate: 3`, the default) against the same stage
+#             with `speculate: false`, alternated, median of 3 [1] pairs.
 #
 # Binaries are built first (`cargo build --release` of the scheduler, worker and benches;
 # BENCH_PROFILE=debug uses the debug build that scripts/test.sh makes; build time is not
@@ -56,13 +60,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 usage() {
-  sed -n '2,52p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,57p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 QUICK=0
 OUT="$REPO/target/bench/e2e.md"
-CASES="overhead,scale,latency,images,service,pyenv,s3list"
+CASES="overhead,scale,latency,images,service,pyenv,s3list,stragglers"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -79,10 +83,12 @@ if ((QUICK)); then
   OVERHEAD_SHARDS=200 OVERHEAD_TRACKED_SHARDS=50 SCALE_OBJECTS=100000 LATENCY_REPEATS=3 IMAGES=500
   SERVICE_BIG=200 SERVICE_RUNS=20 SERVICE_CLIENTS=5 SERVICE_ACTIVE=4
   PYENV_REPEATS=1 S3_KEYS=2000
+  STRAGGLER_SHARDS=12 STRAGGLER_SLEEP=0.3 STRAGGLER_REPEATS=1
 else
   OVERHEAD_SHARDS=2000 OVERHEAD_TRACKED_SHARDS=500 SCALE_OBJECTS=1000000 LATENCY_REPEATS=5 IMAGES=10000
   SERVICE_BIG=2000 SERVICE_RUNS=100 SERVICE_CLIENTS=10 SERVICE_ACTIVE=10
   PYENV_REPEATS=3 S3_KEYS=100000
+  STRAGGLER_SHARDS=40 STRAGGLER_SLEEP=1 STRAGGLER_REPEATS=3
 fi
 
 # shellcheck source=scripts/env.sh
@@ -584,6 +590,51 @@ PY
   row "s3: list $S3_KEYS keys (moto), partition, publish $shards shards" \
     "$total s (listing $list_s s, publish $publish_s s; set-up put: $setup s)" "—" "—" "—" "< 10 s" "$(met "$total < 10")"
   kill -TERM -- "-$MOTO_GROUP" 2>/dev/null || true
+fi
+
+# ---------------------------------------------------------------- stragglers
+# straggler_dag DIR SPECULATE: the stage, with `speculate: SPECULATE`.
+straggler_dag() {
+  local dir="$1" speculate="$2"
+  cat >"$dir/dag-$speculate.yaml" <<EOF
+name: stragglers
+input: file://$dir/in
+stages:
+  sleep:
+    project: ./project
+    partition: {by: object, shard_size: 1}
+    parallelism: 2
+    speculate: $speculate
+EOF
+}
+
+if wants stragglers; then
+  dir="$WORK/stragglers"
+  mkdir -p "$dir/in" "$dir/project"
+  (cd "$dir/in" && seq -f 'f%05g' "$STRAGGLER_SHARDS" | xargs touch)
+  last=$((STRAGGLER_SHARDS - 1))
+  printf 'name: straggle\nentry_points:\n  main:\n    command: "bash straggle.sh"\n' >"$dir/project/MLproject"
+  cat >"$dir/project/straggle.sh" <<EOF
+if [ "\$CONCURRENT_SHARD" = $last ] && [ "\$CONCURRENT_ATTEMPT" = 1 ]; then
+  sleep $(calc "$STRAGGLER_SLEEP * 10" .2f)
+else
+  sleep $STRAGGLER_SLEEP
+fi
+EOF
+  straggler_dag "$dir" 3
+  straggler_dag "$dir" false
+  with=() without=()
+  for i in $(seq "$STRAGGLER_REPEATS"); do
+    echo "e2e: stragglers: $STRAGGLER_SHARDS shards of sleep $STRAGGLER_SLEEP s, pair $i" >&2
+    concurrent_run "$dir/run-on-$i.log" "$dir/dag-3.yaml" --workers 2 --state-dir "$dir/state-on-$i"
+    with+=("$WALL")
+    concurrent_run "$dir/run-off-$i.log" "$dir/dag-false.yaml" --workers 2 --state-dir "$dir/state-off-$i"
+    without+=("$WALL")
+  done
+  on="$(calc "$(median "${with[@]}")" .2f)" off="$(calc "$(median "${without[@]}")" .2f)"
+  row "stragglers: $STRAGGLER_SHARDS shards of sleep $STRAGGLER_SLEEP s, the last one's first attempt 10×, 2 workers" \
+    "speculation: $on s (${with[*]})" "\`speculate: false\`: $off s (${without[*]})" \
+    "$(calc "$on - $off" .2f) s" "$(calc "$on / $off" .2f)" "speculation faster" "$(met "$on < $off")"
 fi
 
 # ---------------------------------------------------------------- report

@@ -79,6 +79,7 @@ fn result(shard: u32, outputs: usize) -> ShardResult {
         objects_in: outputs as u64,
         bytes_in: 2_000_000,
         bytes_out: 400_000,
+        speculative: false,
     }
 }
 
@@ -90,6 +91,7 @@ fn messages(c: &mut Criterion) {
         shard: 42,
         shards: 10_000,
         inputs: listing(100),
+        speculative: false,
     };
     let bytes = encode(&shard);
     let mut group = c.benchmark_group("messages");

@@ -12,8 +12,8 @@ pub mod nats_auth;
 pub mod timing;
 
 pub use messages::{
-    DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardMsg, ShardResult, ShardStatus, StageSpec,
-    TrackingTarget, WIRE_VERSION, decode, encode,
+    AttemptRunning, DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardDecided, ShardMsg, ShardResult,
+    ShardStatus, StageSpec, TrackingTarget, WIRE_VERSION, decode, encode, speculative_attempt,
 };
 
 /// The gRPC service `concurrent.v1.Scheduler` and its messages, generated from

@@ -32,6 +32,18 @@ pub struct ShardMsg {
     /// Number of shards of the stage.
     pub shards: u32,
     pub inputs: Vec<InputObject>,
+    /// A speculative copy of a shard whose attempt runs long: its attempts are numbered after
+    /// the shard's own ([`speculative_attempt`]), and its failure never decides the shard.
+    /// Absent (false) in messages written before it existed.
+    #[serde(default)]
+    pub speculative: bool,
+}
+
+/// The attempt number of delivery `delivered` (1-based) of a shard message: the delivery
+/// itself, or for a speculative copy the shard's `max_attempts` plus it, so that no two
+/// attempts of a shard share a number (results are told apart by shard and attempt).
+pub fn speculative_attempt(speculative: bool, delivered: u32, max_attempts: u32) -> u32 {
+    if speculative { max_attempts.saturating_add(delivered) } else { delivered }
 }
 
 /// Where a stage's shard runs are tracked in MLflow.
@@ -83,6 +95,11 @@ pub struct StageSpec {
     /// written before it existed (then by name).
     #[serde(default)]
     pub parameter_order: Vec<String>,
+    /// The stage may get speculative copies of long attempts: its workers say when an attempt
+    /// has run [`crate::timing::RUNNING_NOTICE_AFTER`] and stop an attempt whose shard another
+    /// attempt decided. Absent (false) in descriptions written before it existed.
+    #[serde(default)]
+    pub speculate: bool,
 }
 
 /// The log cap of an attempt when the stage sets none: 64 MiB.
@@ -142,6 +159,39 @@ pub struct ShardResult {
     pub objects_in: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The attempt was of a speculative copy ([`ShardMsg::speculative`]). Absent (false) in
+    /// results written before it existed.
+    #[serde(default)]
+    pub speculative: bool,
+}
+
+/// A worker of a speculating stage says, on core NATS subject
+/// [`crate::names::running_subject`], that an attempt has been running for a while. Best
+/// effort: a notice nobody hears only means no copy of that attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRunning {
+    pub v: u32,
+    pub run_id: String,
+    pub stage: String,
+    pub shard: u32,
+    pub attempt: u32,
+    /// How long the attempt has run, in milliseconds (the receiver dates its start by its own
+    /// clock, so the two clocks need not agree).
+    pub elapsed_ms: u64,
+    /// The shard message's sequence in the shards stream: what a copy is made from.
+    pub stream_sequence: u64,
+}
+
+/// The scheduler says, on core NATS subject [`crate::names::decided_subject`], that a shard
+/// with a speculative copy is decided: every other attempt of it stops, its run KILLED.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardDecided {
+    pub v: u32,
+    pub run_id: String,
+    pub stage: String,
+    pub shard: u32,
+    /// The attempt whose result decided it.
+    pub attempt: u32,
 }
 
 /// A message could not be read.
@@ -190,6 +240,7 @@ mod tests {
                 size: Some(12),
                 upstream_run: None,
             }],
+            speculative: false,
         }
     }
 
@@ -218,8 +269,32 @@ mod tests {
             objects_in: 1,
             bytes_in: 12,
             bytes_out: 4,
+            speculative: true,
         };
         assert_eq!(decode::<ShardResult>(&encode(&result)).unwrap(), result);
+    }
+
+    #[test]
+    fn notices_round_trip() {
+        let running = AttemptRunning {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "s".into(),
+            shard: 3,
+            attempt: 1,
+            elapsed_ms: 1000,
+            stream_sequence: 42,
+        };
+        assert_eq!(decode::<AttemptRunning>(&encode(&running)).unwrap(), running);
+        let decided = ShardDecided { v: WIRE_VERSION, run_id: "r1".into(), stage: "s".into(), shard: 3, attempt: 4 };
+        assert_eq!(decode::<ShardDecided>(&encode(&decided)).unwrap(), decided);
+    }
+
+    #[test]
+    fn a_copy_numbers_its_attempts_after_the_shards_own() {
+        assert_eq!(speculative_attempt(false, 2, 3), 2);
+        assert_eq!(speculative_attempt(true, 1, 3), 4);
+        assert_eq!(speculative_attempt(true, 2, 3), 5);
     }
 
     /// A result as written before `permanent` existed: the same fields, without it.
@@ -263,6 +338,7 @@ mod tests {
         };
         let decoded: ShardResult = decode(&encode(&old)).unwrap();
         assert!(!decoded.permanent);
+        assert!(!decoded.speculative);
         assert_eq!(decoded.status, old.status);
     }
 
@@ -302,6 +378,7 @@ mod tests {
         let decoded: StageSpec = decode(&encode(&old)).unwrap();
         assert_eq!(decoded.log_limit, None);
         assert_eq!(decoded.log_limit(), DEFAULT_LOG_LIMIT);
+        assert!(!decoded.speculate);
     }
 
     #[test]

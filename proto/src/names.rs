@@ -46,6 +46,23 @@ pub fn control_subject(run_id: &str) -> String {
     format!("concurrent.control.{run_id}")
 }
 
+/// Core NATS subject on which a speculating stage's workers say an attempt runs long
+/// ([`crate::AttemptRunning`]).
+pub fn running_subject(run_id: &str, stage: &str) -> String {
+    format!("concurrent.running.{run_id}.{stage}")
+}
+
+/// Subject filter of every running notice of a run.
+pub fn run_running_filter(run_id: &str) -> String {
+    format!("concurrent.running.{run_id}.>")
+}
+
+/// Core NATS subject on which the scheduler says a shard with a speculative copy is decided
+/// ([`crate::ShardDecided`]); the stage's workers listen on it.
+pub fn decided_subject(run_id: &str, stage: &str) -> String {
+    format!("concurrent.decided.{run_id}.{stage}")
+}
+
 /// Durable pull consumer that hands a stage's shards to workers.
 pub fn shard_consumer(run_id: &str, stage: &str) -> String {
     format!("shards-{run_id}-{stage}")
@@ -66,6 +83,11 @@ pub fn shard_msg_id(run_id: &str, stage: &str, shard: u32) -> String {
     format!("{run_id}/{stage}/{shard}")
 }
 
+/// `Nats-Msg-Id` of a shard's speculative copy: one copy per shard.
+pub fn speculative_msg_id(run_id: &str, stage: &str, shard: u32) -> String {
+    format!("{run_id}/{stage}/{shard}/copy")
+}
+
 /// `Nats-Msg-Id` of a shard result: one per attempt.
 pub fn result_msg_id(run_id: &str, stage: &str, shard: u32, attempt: u32) -> String {
     format!("{run_id}/{stage}/{shard}/{attempt}")
@@ -82,5 +104,8 @@ mod tests {
         assert_eq!(shard_consumer("r1", "thumbs"), "shards-r1-thumbs");
         assert_eq!(stage_key("r1", "thumbs"), "r1.thumbs");
         assert_eq!(shard_msg_id("r1", "thumbs", 7), "r1/thumbs/7");
+        assert_eq!(speculative_msg_id("r1", "thumbs", 7), "r1/thumbs/7/copy");
+        assert_eq!(running_subject("r1", "thumbs"), "concurrent.running.r1.thumbs");
+        assert_eq!(decided_subject("r1", "thumbs"), "concurrent.decided.r1.thumbs");
     }
 }

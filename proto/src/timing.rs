@@ -31,6 +31,11 @@ pub const LEASE_MAX_AGE: Duration = Duration::from_secs(3600);
 /// attempt longer than [`LEASE_MAX_AGE`] keeps it.
 pub const LEASE_REFRESH_EVERY: Duration = Duration::from_secs(600);
 
+/// How long an attempt of a speculating stage runs before its worker says so
+/// ([`crate::AttemptRunning`]): no shorter attempt is ever copied, and attempts this short
+/// cost no notice.
+pub const RUNNING_NOTICE_AFTER: Duration = Duration::from_secs(1);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -121,6 +121,7 @@ mod tests {
                 objects_in: 0,
                 bytes_in: 0,
                 bytes_out: 0,
+                speculative: false,
             }),
         }
     }

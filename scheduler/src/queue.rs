@@ -13,7 +13,7 @@ use async_nats::jetstream::{
     stream::{self, RetentionPolicy, StorageType},
 };
 use async_nats::{HeaderMap, header::NATS_MESSAGE_ID};
-use concurrent_proto::{ShardMsg, StageSpec, encode, names};
+use concurrent_proto::{ShardDecided, ShardMsg, StageSpec, encode, names};
 use futures::future::try_join_all;
 
 /// Publish acks awaited together: JetStream's throughput without unbounded memory.
@@ -311,6 +311,72 @@ impl Queue {
         }
         try_join_all(pending).await.map_err(|e| QueueError::js("publishing shards", e))?;
         Ok(())
+    }
+
+    /// Notices of a run's attempts that run long ([`concurrent_proto::AttemptRunning`]).
+    pub async fn running_notices(&self, run_id: &str) -> Result<async_nats::Subscriber, QueueError> {
+        self.client
+            .subscribe(names::run_running_filter(run_id))
+            .await
+            .map_err(|e| QueueError::js("listening for running attempts", e))
+    }
+
+    /// Publishes a speculative copy of the shard message at `stream_sequence` (still in the
+    /// stream while an attempt of it runs) on its stage's subject; returns the copy's
+    /// sequence, or `None` when the message has left the stream (its shard was settled) or is
+    /// not a shard of `stage`.
+    pub async fn publish_copy(&self, stage: &str, shard: u32, stream_sequence: u64) -> Result<Option<u64>, QueueError> {
+        let original = match self.shards.get_raw_message(stream_sequence).await {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::debug!(%error, stage, shard, "the shard to copy has left the stream");
+                return Ok(None);
+            }
+        };
+        let mut copy = match concurrent_proto::decode::<ShardMsg>(&original.payload) {
+            Ok(message) if message.stage == stage && message.shard == shard && !message.speculative => message,
+            _ => return Ok(None),
+        };
+        copy.speculative = true;
+        let mut headers = HeaderMap::new();
+        headers.insert(NATS_MESSAGE_ID, names::speculative_msg_id(&copy.run_id, stage, shard).as_str());
+        let subject = names::shard_subject(&copy.run_id, stage);
+        let payload: bytes::Bytes = encode(&copy).into();
+        let published = retrying("publishing a speculative copy", || async {
+            let ack = self
+                .js
+                .publish_with_headers(subject.clone(), headers.clone(), payload.clone())
+                .await
+                .map_err(|e| QueueError::js("publishing a speculative copy", e))?;
+            ack.await.map_err(|e| QueueError::js("publishing a speculative copy", e))
+        })
+        .await?;
+        Ok(Some(published.sequence))
+    }
+
+    /// Removes a speculative copy from the stream if no worker has settled it yet. Best effort:
+    /// a copy that stays is run, and its result is a duplicate.
+    pub async fn remove_copy(&self, stream_sequence: u64) {
+        if let Err(error) = self.shards.delete_message(stream_sequence).await {
+            tracing::debug!(%error, stream_sequence, "removing a speculative copy");
+        }
+    }
+
+    /// Tells a stage's workers that `shard` was decided by `attempt`, so that its other
+    /// attempt stops. Best effort: an attempt that does not hear it runs on, and its result is
+    /// a duplicate.
+    pub async fn announce_decided(&self, run_id: &str, stage: &str, shard: u32, attempt: u32) {
+        let notice = ShardDecided {
+            v: concurrent_proto::WIRE_VERSION,
+            run_id: run_id.to_string(),
+            stage: stage.to_string(),
+            shard,
+            attempt,
+        };
+        if let Err(error) = self.client.publish(names::decided_subject(run_id, stage), encode(&notice).into()).await {
+            tracing::warn!(%error, stage, shard, "announcing a decided shard");
+        }
+        let _ = self.client.flush().await;
     }
 
     /// The durable consumer through which the scheduler reads a run's results.

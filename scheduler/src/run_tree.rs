@@ -1,9 +1,13 @@
 //! The run's tree in MLflow (DESIGN §4): the DAG run, one child run per stage, their tags,
 //! params and end-of-run metrics. Shard runs are created by the workers under the stage runs.
 
+use std::collections::BTreeMap;
+
 use concurrent_mlflow::artifacts::SkippedLink;
 use concurrent_mlflow::object_path::ObjectPath;
-use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag};
+use concurrent_mlflow::tracking::{
+    Metric, MlflowClient, MlflowError, Param, RunStatus, SPECULATIVE_TAG, Tag, superseded_reason,
+};
 
 use crate::dag::{Dag, ProjectRef, Stage, without_credentials};
 
@@ -115,14 +119,24 @@ impl RunTree {
         self.client.set_tag(run_id, &format!("{SKIPPED_LINKS_TAG}.first"), &first_names(links)).await
     }
 
-    /// Marks KILLED the child runs of `parent` still RUNNING (attempts of workers that died);
-    /// returns how many.
-    pub async fn kill_running_children(&self, parent: &str) -> Result<usize, MlflowError> {
+    /// Marks KILLED the child runs of `parent` still RUNNING: attempts of workers that died
+    /// (tagged `concurrent.lost`), and attempts of shards another attempt decided first
+    /// (`superseded`: shard and the deciding attempt; tagged [`SPECULATIVE_TAG`]); returns how
+    /// many.
+    pub async fn kill_running_children(
+        &self,
+        parent: &str,
+        superseded: &BTreeMap<u32, u32>,
+    ) -> Result<usize, MlflowError> {
         let parent_run = self.client.get_run(parent).await?;
         let filter = format!("tags.mlflow.parentRunId = '{parent}' and attributes.status = 'RUNNING'");
         let running = self.client.search_runs(std::slice::from_ref(&parent_run.info.experiment_id), &filter).await?;
         for run in &running {
-            self.client.set_tag(&run.info.run_id, "concurrent.lost", "true").await?;
+            let shard = run.data.tags.get("concurrent.shard").and_then(|s| s.parse::<u32>().ok());
+            match shard.and_then(|shard| superseded.get(&shard)) {
+                Some(&by) => self.client.set_tag(&run.info.run_id, SPECULATIVE_TAG, &superseded_reason(by)).await?,
+                None => self.client.set_tag(&run.info.run_id, "concurrent.lost", "true").await?,
+            }
             self.client.update_run(&run.info.run_id, RunStatus::Killed).await?;
         }
         Ok(running.len())

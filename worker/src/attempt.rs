@@ -31,6 +31,7 @@ use crate::path_params::{self, PathParamError};
 use crate::queue::{self, Pulled, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
+use crate::speculation::{Decisions, Watch};
 
 /// The worker's MLflow retries: long enough to ride out a tracking server restart or a few
 /// minutes of outage while heartbeats keep the shard (connect errors, timeouts, 429, 5xx).
@@ -101,6 +102,8 @@ pub struct Stage {
     pub cancel: CancellationToken,
     /// The lease in KV, for a worker in a Pod.
     pub kv_lease: Option<crate::kv_lease::KvLease>,
+    /// What the worker hears of decided shards, when the stage speculates.
+    pub decisions: Option<Decisions>,
 }
 
 impl Stage {
@@ -232,7 +235,8 @@ pub async fn process(
         queue::terminate(&message).await;
         return Ok(None);
     }
-    let attempt = queue::attempt(&message).unwrap_or(1);
+    let delivered = queue::attempt(&message).unwrap_or(1);
+    let attempt = concurrent_proto::speculative_attempt(shard.speculative, delivered, stage.spec.max_attempts);
     let span =
         tracing::info_span!("shard_attempt", run = %shard.run_id, stage = %shard.stage, shard = shard.shard, attempt);
     process_shard(stage, queue, &message, &shard, attempt, drain).instrument(span).await
@@ -246,7 +250,14 @@ async fn process_shard(
     attempt: u32,
     drain: &CancellationToken,
 ) -> Result<Option<Pulled>, QueueError> {
-    tracing::info!(inputs = shard.inputs.len(), "shard pulled");
+    tracing::info!(inputs = shard.inputs.len(), speculative = shard.speculative, "shard pulled");
+    if let Some(by) = stage.decisions.as_ref().and_then(|d| d.decided_by(shard.shard)).filter(|by| *by != attempt) {
+        tracing::info!(by, "the shard is already decided: settled without running it");
+        if let Err(error) = queue::settle(message, report::Disposition::Ack).await {
+            tracing::warn!(error = %reason_with_causes(&error), "settling a decided shard");
+        }
+        return Ok(None);
+    }
     // No entry point runs between attempts: whatever adopted orphan exited since is reaped.
     concurrent_procs::containment::reap_exited_children();
 
@@ -259,11 +270,16 @@ async fn process_shard(
         ack_subject,
         input_dir: &layout.input_dir,
     });
-    let current = Current { shard, attempt, layout: &layout, lease };
+    // Stops this attempt: the worker stopping, or another attempt deciding the shard.
+    let stop = stage.cancel.child_token();
+    let watch = stage.decisions.as_ref().map(|d| d.watch(shard.shard, attempt, stop.clone()));
+    let current = Current { shard, attempt, layout: &layout, lease, stop: &stop, watch: watch.as_ref() };
     if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
         kv_lease.hold(ack_subject).await;
     }
     let work = run_attempt(stage, &current);
+    let notice = (stage.spec.speculate && !shard.speculative).then(|| running_notice(shard, attempt, message));
+    let work = say_when_long(queue, notice, work);
     let beat = || async {
         queue::in_progress(message).await;
         if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
@@ -271,6 +287,7 @@ async fn process_shard(
         }
     };
     let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, beat, work).await;
+    drop(watch);
     if let Some(kv_lease) = &stage.kv_lease {
         kv_lease.release().await;
     }
@@ -280,6 +297,9 @@ async fn process_shard(
         AttemptEnd::Recorded(ShardStatus::Failed { reason }) => tracing::warn!(%reason, "attempt failed"),
         AttemptEnd::Permanent { reason } => tracing::warn!(%reason, "attempt failed permanently: not retried"),
         AttemptEnd::Stopped => tracing::warn!("attempt stopped by SIGTERM/SIGINT"),
+        AttemptEnd::Superseded { by } => {
+            tracing::info!(by, "another attempt decided the shard first: this one stopped")
+        }
         AttemptEnd::Unrecorded { reason } => tracing::error!(
             %reason,
             "MLflow could not be reached to record the attempt; it is not counted as a failure of the \
@@ -287,10 +307,14 @@ async fn process_shard(
         ),
     }
     let disposition = report::disposition(&outcome.end, attempt, stage.spec.max_attempts);
+    // A superseded attempt publishes nothing: the result that decided its shard is stored.
+    let superseded = matches!(outcome.end, AttemptEnd::Superseded { .. });
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
     // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
     let report = async {
-        queue.publish_result(&result, timing::RESULT_PUBLISH_BUDGET, &stage.cancel).await?;
+        if !superseded {
+            queue.publish_result(&result, timing::RESULT_PUBLISH_BUDGET, &stage.cancel).await?;
+        }
         if let Err(error) = queue::settle(message, disposition).await {
             // The result is out; the worst case is a redelivery and a duplicate result,
             // which the scheduler ignores.
@@ -329,13 +353,69 @@ async fn process_shard(
     Ok(next)
 }
 
-/// The attempt being run: its shard, its number, its files, and its lease.
+/// The attempt being run: its shard, its number, its files, its lease, and what stops it.
 #[derive(Clone, Copy)]
 struct Current<'a> {
     shard: &'a ShardMsg,
     attempt: u32,
     layout: &'a AttemptLayout,
     lease: Option<LeaseSlot<'a>>,
+    /// Cancelled when the worker stops or another attempt decides the shard.
+    stop: &'a CancellationToken,
+    /// Says whether another attempt decided the shard, when the stage speculates.
+    watch: Option<&'a Watch>,
+}
+
+impl Current<'_> {
+    /// The attempt that decided this attempt's shard, when another one did.
+    fn superseded_by(&self) -> Option<u32> {
+        self.watch.and_then(Watch::superseded_by)
+    }
+
+    /// How an attempt that was stopped ended: superseded when another attempt decided its
+    /// shard, else stopped by the worker's stop.
+    fn stopped_end(&self) -> AttemptEnd {
+        match self.superseded_by() {
+            Some(by) => AttemptEnd::Superseded { by },
+            None => AttemptEnd::Stopped,
+        }
+    }
+
+    /// The tags of a run ended KILLED: which attempt superseded it, if one did.
+    fn killed_tags(&self) -> Vec<concurrent_mlflow::tracking::Tag> {
+        self.superseded_by().map(shard_run::superseded_tags).unwrap_or_default()
+    }
+}
+
+/// The notice that an attempt runs long, for the scheduler's speculation.
+fn running_notice(shard: &ShardMsg, attempt: u32, message: &jetstream::Message) -> concurrent_proto::AttemptRunning {
+    concurrent_proto::AttemptRunning {
+        v: concurrent_proto::WIRE_VERSION,
+        run_id: shard.run_id.clone(),
+        stage: shard.stage.clone(),
+        shard: shard.shard,
+        attempt,
+        elapsed_ms: u64::try_from(timing::RUNNING_NOTICE_AFTER.as_millis()).unwrap_or(u64::MAX),
+        stream_sequence: message.info().map_or(0, |info| info.stream_sequence),
+    }
+}
+
+/// Runs `work`; once it has run [`timing::RUNNING_NOTICE_AFTER`], publishes `notice` (when
+/// there is one) and goes on. Attempts shorter than that cost nothing.
+async fn say_when_long<T>(
+    queue: &StageQueue,
+    notice: Option<concurrent_proto::AttemptRunning>,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let Some(notice) = notice else { return work.await };
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        output = &mut work => return output,
+        () = tokio::time::sleep(timing::RUNNING_NOTICE_AFTER) => {}
+    }
+    queue.announce_running(&notice).await;
+    work.await
 }
 
 /// Runs the attempt; never fails: every failure is an outcome with a reason.
@@ -347,7 +427,7 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     // The log is emptied first: a run ended before the body starts (a stop while it is being
     // created) gets this attempt's log, not the previous one's.
     if let Err(error) = empty_log(&layout.log) {
-        return cut_short(Cut::from(error), stats, started);
+        return cut_short(current, Cut::from(error), stats, started);
     }
     // The shard run exists before the entry point starts: what cannot be recorded never runs.
     let run = match (&stage.tracking, &stage.spec.tracking) {
@@ -355,7 +435,8 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
             let logged = stage.entry_point.check_parameters(&parameters, &[]).unwrap_or_else(|_| parameters.clone());
             match start_run(stage, tracking, target, current, &logged).await {
                 Ok(run) => Some(run),
-                Err(cut) => return cut_short(cut, stats, started),
+                Err(Cut::Stopped) => return cut_short(current, Cut::Stopped, stats, started),
+                Err(cut) => return cut_short(current, cut, stats, started),
             }
         }
         _ => None,
@@ -364,13 +445,14 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
     stats.duration_s = started.elapsed().as_secs_f64();
     let (mut end, outputs) = match body {
         Ok(outputs) => (AttemptEnd::Recorded(ShardStatus::Succeeded), outputs),
+        Err(Cut::Stopped) => (current.stopped_end(), Vec::new()),
         Err(cut) => (cut.into_end(), Vec::new()),
     };
     if let ShardStatus::Failed { reason } = end.status() {
         note_in_log(&layout.log, &reason);
     }
     match (&stage.tracking, &run) {
-        (Some(tracking), Some(run)) => end = end_run(stage, tracking, run, &layout.log, &stats, end).await,
+        (Some(tracking), Some(run)) => end = end_run(tracking, current, run, &stats, end).await,
         _ => keep_log_locally(&stage.spec, shard, attempt, &layout.log),
     }
     let outputs = if end.succeeded() { outputs } else { Vec::new() };
@@ -393,10 +475,11 @@ async fn start_run(
     tokio::select! {
         biased;
         created = &mut create => created.map_err(|e| Cut::from(AttemptError::StartRun(e))),
-        () = stage.cancel.cancelled() => {
+        () = current.stop.cancelled() => {
             if let Ok(Ok(run)) = tokio::time::timeout(STOPPING_BUDGET, create).await {
                 let none = AttemptStats::default();
-                end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed).await;
+                let tags = current.killed_tags();
+                end_quickly(tracking, &run, &current.layout.log, &none, RunStatus::Killed, &tags).await;
             }
             Err(Cut::Stopped)
         }
@@ -404,53 +487,65 @@ async fn start_run(
 }
 
 /// Ends the shard run as the attempt ended: FINISHED, FAILED, or KILLED when the worker is
-/// stopping; returns the attempt's end, changed when the run could not be ended.
+/// stopping or another attempt decided the shard (tagged [`shard_run::SPECULATIVE_TAG`]);
+/// returns the attempt's end, changed when the run could not be ended.
 async fn end_run(
-    stage: &Stage,
     tracking: &Tracking,
+    current: &Current<'_>,
     run: &ShardRun,
-    log: &Path,
     stats: &AttemptStats,
     end: AttemptEnd,
 ) -> AttemptEnd {
+    let log = &current.layout.log;
     let status = match &end {
         AttemptEnd::Recorded(ShardStatus::Succeeded) => RunStatus::Finished,
         AttemptEnd::Recorded(ShardStatus::Failed { .. }) | AttemptEnd::Permanent { .. } => RunStatus::Failed,
-        AttemptEnd::Stopped => {
-            end_quickly(tracking, run, log, stats, RunStatus::Killed).await;
-            return AttemptEnd::Stopped;
+        AttemptEnd::Stopped | AttemptEnd::Superseded { .. } => {
+            end_quickly(tracking, run, log, stats, RunStatus::Killed, &current.killed_tags()).await;
+            return end;
         }
         AttemptEnd::Unrecorded { .. } => {
             // MLflow was out for the client's whole retry budget; one short try to say so.
-            end_quickly(tracking, run, log, stats, RunStatus::Failed).await;
+            end_quickly(tracking, run, log, stats, RunStatus::Failed, &[]).await;
             return end;
         }
     };
     let tags = shard_run::failure_tags(&end);
     let finish = shard_run::finish(&tracking.client, run, log, stats, status, &tags);
-    match until_stopped(&stage.cancel, finish).await {
+    match until_stopped(current.stop, finish).await {
         Some(Ok(())) => end,
         Some(Err(e)) => match Cut::from(AttemptError::FinishRun(e)) {
             Cut::Failed(reason) => AttemptEnd::Recorded(ShardStatus::Failed { reason }),
             cut => cut.into_end(),
         },
         None => {
-            end_quickly(tracking, run, log, stats, RunStatus::Killed).await;
-            AttemptEnd::Stopped
+            end_quickly(tracking, run, log, stats, RunStatus::Killed, &current.killed_tags()).await;
+            current.stopped_end()
         }
     }
 }
 
 /// Ends the run with the short retry policy; a failure is only logged.
-async fn end_quickly(tracking: &Tracking, run: &ShardRun, log: &Path, stats: &AttemptStats, status: RunStatus) {
-    if let Err(error) = shard_run::finish(&tracking.stopping, run, log, stats, status, &[]).await {
+async fn end_quickly(
+    tracking: &Tracking,
+    run: &ShardRun,
+    log: &Path,
+    stats: &AttemptStats,
+    status: RunStatus,
+    tags: &[concurrent_mlflow::tracking::Tag],
+) {
+    if let Err(error) = shard_run::finish(&tracking.stopping, run, log, stats, status, tags).await {
         tracing::warn!(run = %run.run_id, ?status, error = %reason_with_causes(&error), "could not end the shard run");
     }
 }
 
-fn cut_short(cut: Cut, mut stats: AttemptStats, started: Instant) -> Outcome {
+fn cut_short(current: &Current<'_>, cut: Cut, mut stats: AttemptStats, started: Instant) -> Outcome {
     stats.duration_s = started.elapsed().as_secs_f64();
-    Outcome { end: cut.into_end(), mlflow_run_id: None, outputs: Vec::new(), stats }
+    let end = match cut {
+        Cut::Stopped => current.stopped_end(),
+        cut => cut.into_end(),
+    };
+    Outcome { end, mlflow_run_id: None, outputs: Vec::new(), stats }
 }
 
 /// Appends the failure reason to the attempt's log, so the kept log says why it failed.
@@ -475,8 +570,7 @@ async fn run_body(
     run: Option<&ShardRun>,
     stats: &mut AttemptStats,
 ) -> Result<Vec<OutputObject>, Cut> {
-    let Current { shard, attempt, layout, lease } = *current;
-    let cancel = &stage.cancel;
+    let Current { shard, attempt, layout, lease, stop: cancel, .. } = *current;
     prepare_dirs(layout).await?;
     let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
     let entries = until_stopped(cancel, fetch).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;

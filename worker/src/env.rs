@@ -96,6 +96,7 @@ mod tests {
             log_limit: None,
             env_manager: None,
             parameter_order: Vec::new(),
+            speculate: false,
         }
     }
 
@@ -107,6 +108,7 @@ mod tests {
             shard: 3,
             shards: 10,
             inputs: vec![],
+            speculative: false,
         }
     }
 

@@ -79,6 +79,7 @@ pub mod queue;
 pub mod report;
 pub mod shard_run;
 pub mod snapshot_cache;
+pub mod speculation;
 
 use std::time::Duration;
 
@@ -175,6 +176,10 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         run = %spec.run_id, stage = %spec.stage, entry_point = %entry_point.name,
         tracking = spec.tracking.is_some(), worker = %config.worker_id, "worker ready"
     );
+    let decisions = match spec.speculate {
+        true => speculation::Decisions::listen(link.client(), &config.run_id, &config.stage).await,
+        false => None,
+    };
     let stage = Stage {
         spec,
         project_dir,
@@ -190,6 +195,7 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
             true => kv_lease::KvLease::open(&js, &config.run_id, &config.stage, &config.worker_id).await,
             false => None,
         },
+        decisions,
     };
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain).await;
     // The slot this worker's attempts ran in goes with the worker.

@@ -202,6 +202,17 @@ impl StageQueue {
     }
 }
 
+impl StageQueue {
+    /// Says that an attempt runs long, on core NATS: no ack is awaited, and a notice nobody
+    /// hears only means the attempt gets no speculative copy.
+    pub async fn announce_running(&self, notice: &concurrent_proto::AttemptRunning) {
+        let subject = names::running_subject(&notice.run_id, &notice.stage);
+        if let Err(error) = self.js.client().publish(subject, concurrent_proto::encode(notice).into()).await {
+            tracing::debug!(%error, "could not say the attempt runs long");
+        }
+    }
+}
+
 fn is_not_found(kind: jetstream::stream::ConsumerErrorKind) -> bool {
     matches!(kind, jetstream::stream::ConsumerErrorKind::JetStream(e)
         if e.error_code() == ErrorCode::CONSUMER_NOT_FOUND || e.error_code() == ErrorCode::STREAM_NOT_FOUND)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use concurrent_mlflow::tracking::superseded_reason;
 use concurrent_proto::{OutputObject, ShardMsg, ShardResult, ShardStatus, WIRE_VERSION};
 
 /// How long JetStream waits before redelivering a shard whose attempt could not be recorded
@@ -46,6 +47,13 @@ pub enum AttemptEnd {
         /// What failed, with its causes.
         reason: String,
     },
+    /// Another attempt of the shard (a speculative copy, or the shard's own when this is the
+    /// copy) decided it first; this one was stopped. No result is published: the shard is
+    /// settled.
+    Superseded {
+        /// The attempt that decided the shard.
+        by: u32,
+    },
 }
 
 impl AttemptEnd {
@@ -58,6 +66,7 @@ impl AttemptEnd {
                 ShardStatus::Failed { reason: format!("not recorded, MLflow unreachable (handed back): {reason}") }
             }
             AttemptEnd::Permanent { reason } => ShardStatus::Failed { reason: format!("{PERMANENT_PREFIX}{reason}") },
+            AttemptEnd::Superseded { by } => ShardStatus::Failed { reason: superseded_reason(*by) },
         }
     }
 
@@ -78,7 +87,7 @@ impl AttemptEnd {
 /// redeliver it (`max_deliver`), so a nak would leave the shard undecided forever.
 pub fn disposition(end: &AttemptEnd, attempt: u32, max_attempts: u32) -> Disposition {
     match end {
-        AttemptEnd::Recorded(ShardStatus::Succeeded) => Disposition::Ack,
+        AttemptEnd::Recorded(ShardStatus::Succeeded) | AttemptEnd::Superseded { .. } => Disposition::Ack,
         AttemptEnd::Permanent { .. } => Disposition::Term,
         _ if attempt >= max_attempts => Disposition::Term,
         AttemptEnd::Recorded(ShardStatus::Failed { .. }) | AttemptEnd::Stopped => Disposition::Nak { delay: None },
@@ -151,6 +160,7 @@ pub fn shard_result(
         objects_in: stats.objects_in,
         bytes_in: stats.bytes_in,
         bytes_out: stats.bytes_out,
+        speculative: shard.speculative,
     }
 }
 
@@ -186,7 +196,15 @@ mod tests {
     }
 
     fn shard() -> ShardMsg {
-        ShardMsg { v: WIRE_VERSION, run_id: "r".into(), stage: "s".into(), shard: 2, shards: 4, inputs: vec![] }
+        ShardMsg {
+            v: WIRE_VERSION,
+            run_id: "r".into(),
+            stage: "s".into(),
+            shard: 2,
+            shards: 4,
+            inputs: vec![],
+            speculative: false,
+        }
     }
 
     fn who() -> WorkerIdentity {
@@ -272,6 +290,25 @@ mod tests {
             Outcome { end: failed(), mlflow_run_id: None, outputs: vec![], stats: AttemptStats::default() },
         );
         assert!(!retryable.permanent && !retryable.last_attempt);
+    }
+
+    #[test]
+    fn a_superseded_attempt_settles_its_shard_and_says_which_attempt_won() {
+        let end = AttemptEnd::Superseded { by: 4 };
+        assert_eq!(disposition(&end, 1, 3), Disposition::Ack);
+        assert_eq!(disposition(&end, 3, 3), Disposition::Ack);
+        assert_eq!(
+            end.status(),
+            ShardStatus::Failed { reason: "stopped: attempt 4 of the shard decided it first".into() }
+        );
+        assert!(!end.succeeded() && !end.is_permanent());
+    }
+
+    #[test]
+    fn a_copy_s_result_says_it_is_one() {
+        let copy = ShardMsg { speculative: true, ..shard() };
+        let outcome = Outcome { end: succeeded(), mlflow_run_id: None, outputs: vec![], stats: Default::default() };
+        assert!(shard_result(&copy, 4, 3, &who(), outcome).speculative);
     }
 
     #[test]

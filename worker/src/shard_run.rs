@@ -11,7 +11,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use concurrent_mlflow::object_path::ObjectPath;
-use concurrent_mlflow::tracking::{Metric, MlflowClient, MlflowError, Param, RunStatus, Tag, join_artifact_uri};
+use concurrent_mlflow::tracking::{
+    Metric, MlflowClient, MlflowError, Param, RunStatus, SPECULATIVE_COPY_TAG, SPECULATIVE_TAG, Tag, join_artifact_uri,
+    superseded_reason,
+};
 use concurrent_proto::{OutputObject, ShardMsg, TrackingTarget};
 use futures::{StreamExt, TryStreamExt};
 
@@ -55,8 +58,14 @@ pub fn shard_run_tags(
         ("concurrent.cluster", who.cluster.clone()),
     ]
     .into_iter()
+    .chain(shard.speculative.then(|| (SPECULATIVE_COPY_TAG, "true".to_string())))
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The tags of a shard run stopped because attempt `by` decided its shard first.
+pub fn superseded_tags(by: u32) -> Vec<Tag> {
+    vec![Tag { key: SPECULATIVE_TAG.into(), value: superseded_reason(by) }]
 }
 
 /// Creates the shard run with its tags, in one request; `params` ("as passed", defaults
@@ -211,6 +220,7 @@ mod tests {
             shard: 3,
             shards: 5,
             inputs: vec![],
+            speculative: false,
         };
         let who = WorkerIdentity { worker: "host-1".into(), cluster: "eks".into() };
         let tags: BTreeMap<String, String> = shard_run_tags(&target, &shard, 2, &who).into_iter().collect();

@@ -89,6 +89,7 @@ async fn a_nats_outage_longer_than_the_idle_timeout_does_not_end_the_worker() ->
         shard: 1,
         shards: 2,
         inputs,
+        speculative: false,
     };
     let publish = async_nats::jetstream::message::PublishMessage::build()
         .payload(concurrent_proto::encode(&message).into())

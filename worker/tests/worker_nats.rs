@@ -6,8 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, StageSetup, run_to_end, tree};
-use concurrent_proto::ShardStatus;
+use common::{Background, Harness, StageSetup, run_to_end, tree, wait_for_number};
+use concurrent_proto::{AttemptRunning, ShardDecided, ShardStatus, WIRE_VERSION, names};
+use futures::StreamExt;
 
 async fn run_worker(harness: &Harness, deadline: Duration) -> anyhow::Result<(std::process::ExitStatus, String)> {
     let command = harness.worker();
@@ -249,5 +250,65 @@ async fn a_chatty_entry_point_s_log_keeps_its_head_and_tail() -> anyhow::Result<
     assert!(log.ends_with("50000\nLAST\n"), "{log}");
     assert!(log.contains("bytes of output dropped here"), "{log}");
     assert!(log.len() < 2048 + 200, "{} bytes", log.len());
+    Ok(())
+}
+
+/// Tells the stage's workers, as the scheduler does, that attempt `attempt` decided `shard`.
+async fn announce_decided(harness: &Harness, shard: u32, attempt: u32) -> anyhow::Result<()> {
+    let decided =
+        ShardDecided { v: WIRE_VERSION, run_id: harness.run_id.clone(), stage: harness.stage.clone(), shard, attempt };
+    let client = harness.js.client();
+    client
+        .publish(names::decided_subject(&harness.run_id, &harness.stage), concurrent_proto::encode(&decided).into())
+        .await?;
+    client.flush().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_attempt_another_decided_stops_and_a_shard_already_decided_is_not_run() -> anyhow::Result<()> {
+    // Each attempt writes its shell's pid to `<marks>/<shard>`, then sleeps.
+    let setup = StageSetup {
+        command: "echo $$ > \"$MARKS/$CONCURRENT_SHARD\"; sleep 60",
+        speculate: true,
+        max_attempts: 3,
+        shards: 2,
+        ..Default::default()
+    };
+    let harness = Harness::start(setup).await?;
+    let marks = harness.dirs.path().join("marks");
+    std::fs::create_dir_all(&marks)?;
+    let mut notices = harness.js.client().subscribe(names::running_subject(&harness.run_id, &harness.stage)).await?;
+    harness.publish_shard(0, 2, harness.inputs(0, &[("a.txt", "a")])?).await?;
+    let mut command = harness.worker_with_idle("2s");
+    command.env("MARKS", &marks);
+    let mut worker = Background::spawn(command)?;
+
+    // The attempt says it runs long, with the message a copy would be made from.
+    let notice = tokio::time::timeout(Duration::from_secs(20), notices.next()).await?.expect("a running notice");
+    let notice: AttemptRunning = concurrent_proto::decode(&notice.payload)?;
+    assert_eq!((notice.shard, notice.attempt, notice.stream_sequence), (0, 1, 1), "{notice:?}");
+    assert!(notice.elapsed_ms >= 1000, "{notice:?}");
+    let pid = wait_for_number(&marks.join("0"), Duration::from_secs(10)).await?;
+
+    // A copy (attempt 4) decided shard 0: the running attempt stops at once.
+    announce_decided(&harness, 0, 4).await?;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        anyhow::ensure!(std::time::Instant::now() < until, "the superseded entry point still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Shard 1 is decided before any worker takes it: it is settled without running.
+    announce_decided(&harness, 1, 4).await?;
+    harness.publish_shard(1, 2, harness.inputs(1, &[("b.txt", "b")])?).await?;
+
+    let status = worker.wait(Duration::from_secs(30)).await?;
+    let stderr = worker.stderr();
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(stderr.contains("another attempt decided the shard first"), "{stderr}");
+    assert!(stderr.contains("the shard is already decided: settled without running it"), "{stderr}");
+    assert!(!marks.join("1").exists(), "shard 1 never ran");
+    assert!(harness.results().await?.is_empty(), "a superseded attempt publishes no result");
+    assert_eq!(harness.shards_left().await?, 0, "both shard messages are settled");
     Ok(())
 }

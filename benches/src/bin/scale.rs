@@ -158,6 +158,7 @@ async fn main() -> anyhow::Result<()> {
             objects_in: per_shard as u64,
             bytes_in: 2_000_000,
             bytes_out: 400_000,
+            speculative: false,
         };
         let record = ShardRecord {
             outcome: ShardOutcome::Succeeded,

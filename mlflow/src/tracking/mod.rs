@@ -18,6 +18,7 @@ mod location;
 mod proxy;
 mod retry;
 mod runs;
+mod speculation_tags;
 mod types;
 
 use std::fmt;
@@ -34,6 +35,7 @@ pub use location::{
     ArtifactLocation, RunsUri, join_artifact_uri, join_optional_uri, parse_artifact_uri, parse_runs_uri,
 };
 pub use retry::Idempotency;
+pub use speculation_tags::{SPECULATIVE_COPY_TAG, SPECULATIVE_TAG, superseded_reason};
 pub use types::{ArtifactEntry, Metric, Param, Run, RunData, RunInfo, RunStatus, Tag, now_millis};
 
 /// Timeout of one API request (not of artifact transfers, which may be long).

@@ -14,7 +14,7 @@ pub struct StageDemand {
     pub stage: String,
     /// The stage's `parallelism`: most workers at once.
     pub parallelism: u32,
-    /// Shards not decided yet.
+    /// Shards not decided yet, and speculative copies that may still decide one.
     pub backlog: u32,
     /// What one of its workers asks of a node.
     pub request: Amount,

@@ -2,6 +2,7 @@
 //! a run whose scheduler is gone has its MLflow runs still RUNNING ended KILLED, from what
 //! the state dir knows, and is marked cancelled there.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RunStatus as MlflowStatus};
@@ -156,7 +157,7 @@ async fn end_runs_at(uri: &str, store: &Store, run_id: &str, tracking: &RunTrack
     let mut ended = 0;
     for (_, stage) in store.stages(run_id)? {
         let Some(stage_run) = stage.mlflow_run_id else { continue };
-        ended += tree.kill_running_children(&stage_run).await?;
+        ended += tree.kill_running_children(&stage_run, &BTreeMap::new()).await?;
         if client.get_run(&stage_run).await?.info.status == MlflowStatus::Running {
             tree.end_run(&stage_run, &[], MlflowStatus::Killed).await?;
             ended += 1;

@@ -83,6 +83,9 @@ pub struct Stage {
     /// `env_manager:` (or `--env-manager`): MLflow's environment manager for the stage;
     /// `None` lets the project choose.
     pub env_manager: Option<EnvManager>,
+    /// `speculate:`: when an attempt that runs long gets a speculative copy (default three
+    /// times the stage's median attempt); `None` never.
+    pub speculate: Option<crate::run_core::Speculation>,
 }
 
 /// Where a stage's MLproject comes from, as written in the DAG file.

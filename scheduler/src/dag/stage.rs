@@ -16,6 +16,7 @@ use super::quote::quote;
 use super::uri::parse_input;
 use super::value::{Fields, boolean, describe, integer, join, nonempty_string, scalar_string, string_list};
 use crate::partition::{Include, PartitionError};
+use crate::run_core::{DEFAULT_SPECULATION, Speculation};
 use concurrent_mlflow::duration::DurationError;
 
 /// Default extra attempts per shard.
@@ -95,6 +96,7 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
     });
     let fail_on_empty = f.take("fail_on_empty").and_then(|v| boolean(errors, &f.place_of("fail_on_empty"), v));
     let log_limit = f.take("log_limit").and_then(|v| byte_size(errors, &f.place_of("log_limit"), v, MIN_LOG_LIMIT));
+    let speculate = f.take("speculate").map(|v| read_speculate(errors, &f.place_of("speculate"), v));
     let env_manager = f.take("env_manager").and_then(|v| {
         let p = f.place_of("env_manager");
         let name = nonempty_string(errors, &p, v)?;
@@ -126,7 +128,34 @@ pub(crate) fn read_stage(errors: &mut Errors, name: &str, v: &Value, base_dir: &
         fail_on_empty: fail_on_empty.unwrap_or(false),
         log_limit,
         env_manager,
+        speculate: speculate.unwrap_or(Some(DEFAULT_SPECULATION)),
     })
+}
+
+/// The largest `speculate` factor: beyond it, no attempt would ever be copied in practice.
+pub const MAX_SPECULATE_FACTOR: f64 = 100.0;
+
+/// `speculate: true` (three times the median), `false` (never), or a factor of the median
+/// above 1, such as `2` or `4.5` (kept to the hundredth).
+fn read_speculate(errors: &mut Errors, place: &str, v: &Value) -> Option<Speculation> {
+    let expected = "expected true, false or a factor of the median above 1 such as 3";
+    match v {
+        Value::Bool(true) => Some(DEFAULT_SPECULATION),
+        Value::Bool(false) => None,
+        Value::Number(n) => match n.as_f64() {
+            Some(factor) if factor > 1.0 && factor <= MAX_SPECULATE_FACTOR => {
+                Some(Speculation { percent_of_median: (factor * 100.0).round() as u32 })
+            }
+            _ => {
+                errors.push(place, format!("must be above 1 and at most {MAX_SPECULATE_FACTOR}, found {n}"));
+                None
+            }
+        },
+        other => {
+            errors.push(place, format!("{expected}, found {}", describe(other)));
+            None
+        }
+    }
 }
 
 /// `project: ./dir`, `project: {git: URL#subdir@rev}` or `project: "git: URL…"`.

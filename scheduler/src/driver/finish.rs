@@ -1,5 +1,7 @@
 //! Ending or cancelling the run, and the figures of its stages.
 
+use std::collections::BTreeMap;
+
 use concurrent_mlflow::tracking::RunStatus as MlflowStatus;
 use concurrent_proto::ShardStatus;
 
@@ -42,7 +44,7 @@ impl<E: Executor> Driver<E> {
         if let Some((tree, run)) = &self.setup.tracking {
             for stage in running {
                 if let Some(mlflow_run) = self.records.get(stage).and_then(|r| r.mlflow_run_id.clone()) {
-                    tree.kill_running_children(&mlflow_run).await?;
+                    tree.kill_running_children(&mlflow_run, &BTreeMap::new()).await?;
                     tree.end_run(&mlflow_run, &[], MlflowStatus::Killed).await?;
                 }
             }

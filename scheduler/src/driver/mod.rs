@@ -12,6 +12,7 @@ mod finish;
 mod lost;
 mod results;
 mod resume;
+mod speculation;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -91,6 +92,8 @@ pub struct Driver<E: Executor> {
     records: BTreeMap<String, StageRecord>,
     /// The objects of the running stages sized adaptively, in the order their shards are cut.
     listings: BTreeMap<String, Vec<concurrent_proto::InputObject>>,
+    /// The speculative copies published, and the shards they were for.
+    copies: speculation::Copies,
     started: Instant,
     outcome: Option<RunOutcome>,
     resuming: bool,
@@ -105,6 +108,7 @@ impl<E: Executor> Driver<E> {
             core,
             records: BTreeMap::new(),
             listings: BTreeMap::new(),
+            copies: speculation::Copies::default(),
             started: Instant::now(),
             outcome: None,
             resuming: false,
@@ -116,6 +120,7 @@ impl<E: Executor> Driver<E> {
         let mut results = feed::ResultFeed::new(self.setup.queue.clone(), self.setup.run_id.clone());
         results.connect().await?;
         let mut control = self.setup.queue.control(&self.setup.run_id).await?;
+        let mut running = self.running_notices().await?;
         let effects = if self.resuming { self.resume_effects().await? } else { self.core.handle(Event::Begin) };
         self.carry_out(effects).await?;
         self.observe_workers().await?;
@@ -127,6 +132,7 @@ impl<E: Executor> Driver<E> {
             let effects = tokio::select! {
                 batch = results.next_batch(RESULT_BATCH, RESULT_GATHER) => self.apply_results(batch).await?,
                 _ = tick.tick() => self.core.handle(Event::Tick { now: self.started.elapsed() }),
+                Some(notice) = speculation::next_notice(&mut running) => self.attempt_running(&notice),
                 request = control.next() => match request {
                     Some(request) => {
                         self.setup.queue.reply_cancelled(&request).await;
@@ -184,6 +190,14 @@ impl<E: Executor> Driver<E> {
                 }
                 Effect::Lost { stage, shard } => {
                     self.record_lost(&stage, shard)?;
+                    Vec::new()
+                }
+                Effect::Speculate { stage, shard, stream_sequence } => {
+                    self.copy_shard(stage, shard, stream_sequence).await;
+                    Vec::new()
+                }
+                Effect::Superseded { stage, shard, attempt } => {
+                    self.superseded(stage, shard, attempt).await;
                     Vec::new()
                 }
                 Effect::HandBack { ack_subject } => {
@@ -269,6 +283,7 @@ fn core_of(dag: &Dag, burst_after: Duration) -> RunCore {
             fail_on_empty: stage.fail_on_empty,
             request: stage.resources.per_worker(),
             clusters: stage.clusters.clone(),
+            speculate: stage.speculate,
         })
         .collect();
     RunCore::new(stages, Timing { burst_after, ..Timing::default() })

@@ -64,6 +64,7 @@ impl<E: Executor> Driver<E> {
             result: attempt_result(&result),
             duration: std::time::Duration::try_from_secs_f64(result.duration_s).unwrap_or_default(),
             redelivered: record.attempts.contains(&result.attempt),
+            speculative: result.speculative,
         };
         let mut rest = Vec::new();
         let mut duplicate = None;

@@ -38,6 +38,7 @@ impl<E: Executor> Driver<E> {
             core,
             records,
             listings: BTreeMap::new(),
+            copies: super::speculation::Copies::default(),
             started: Instant::now(),
             outcome: None,
             resuming: true,

@@ -100,6 +100,7 @@ impl<E: Executor> Driver<E> {
             log_limit: definition.log_limit,
             env_manager: definition.env_manager.map(|m| m.as_str().to_owned()),
             parameter_order: definition.parameter_order.clone(),
+            speculate: definition.speculate.is_some(),
         };
         self.setup.queue.put_stage_spec(&spec).await?;
         self.setup.queue.create_shard_consumer(&run_id, stage, definition.retries + 1).await?;
@@ -199,7 +200,7 @@ impl<E: Executor> Driver<E> {
         record.ended_ms = Some(now_ms());
         let summary = self.stage_summary(stage, &record)?;
         if let (Some((tree, _)), Some(mlflow_run)) = (&self.setup.tracking, &record.mlflow_run_id) {
-            let killed = tree.kill_running_children(mlflow_run).await?;
+            let killed = tree.kill_running_children(mlflow_run, &self.copies.superseded_in(stage)).await?;
             if killed > 0 {
                 tracing::info!(stage, killed, "shard runs left RUNNING by lost workers marked KILLED");
             }
@@ -293,6 +294,7 @@ async fn publish_from(
                 shard: index,
                 shards: total,
                 inputs,
+                speculative: false,
             })
             .collect();
         let last = chunk.last().map_or(record.published, |shard| shard.shard + 1);

@@ -34,6 +34,9 @@ pub struct StageSetup<'a> {
     pub timeout_s: Option<u64>,
     pub tracking: Option<TrackingTarget>,
     pub log_limit: Option<u64>,
+    /// The stage may get speculative copies: its workers send running notices and listen
+    /// for decided shards.
+    pub speculate: bool,
 }
 
 impl Default for StageSetup<'_> {
@@ -47,6 +50,7 @@ impl Default for StageSetup<'_> {
             timeout_s: None,
             tracking: None,
             log_limit: None,
+            speculate: false,
         }
     }
 }
@@ -108,6 +112,7 @@ impl Harness {
             log_limit: stage_setup.log_limit,
             env_manager: None,
             parameter_order: Vec::new(),
+            speculate: stage_setup.speculate,
         };
         kv.put(names::stage_key(&run_id, &stage), concurrent_proto::encode(&spec).into()).await?;
 
@@ -152,8 +157,15 @@ impl Harness {
 
     /// Publishes a shard as the scheduler would.
     pub async fn publish_shard(&self, shard: u32, shards: u32, inputs: Vec<InputObject>) -> anyhow::Result<()> {
-        let message =
-            ShardMsg { v: WIRE_VERSION, run_id: self.run_id.clone(), stage: self.stage.clone(), shard, shards, inputs };
+        let message = ShardMsg {
+            v: WIRE_VERSION,
+            run_id: self.run_id.clone(),
+            stage: self.stage.clone(),
+            shard,
+            shards,
+            inputs,
+            speculative: false,
+        };
         self.publish_raw(concurrent_proto::encode(&message), &names::shard_msg_id(&self.run_id, &self.stage, shard))
             .await
     }

@@ -1,7 +1,8 @@
 //! One run's decisions, as a state machine fed [`Event`]s that returns [`Effect`]s: stages
 //! started, published and ended; shards of adaptively sized stages cut in waves as results
 //! come in; results applied, redelivered or duplicate; shards whose every attempt was lost with
-//! its worker; workers wanted per stage and cluster; cancel and stop.
+//! its worker; speculative copies of attempts that run long; workers wanted per stage and
+//! cluster; cancel and stop.
 //!
 //! The adapter (the scheduler's driver) turns what happens outside into events (a result read
 //! from JetStream, what the executor sees, a tick of the clock, a cancel request), and carries
@@ -10,10 +11,13 @@
 //! core on a simulated clock.
 
 mod lost;
+mod speculation;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_adaptive;
+#[cfg(test)]
+mod tests_speculation;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use crate::run_state::{AttemptResult, RunState, ShardOutcome, StageStatus, Trans
 use crate::sizing::{Cutter, ShardCost};
 
 pub use lost::LOST;
+pub use speculation::{DEFAULT_SPECULATION, MIN_SAMPLES, Speculation};
 
 /// How often running stages are checked for shards whose every attempt was lost (a stage is
 /// decided lost only when two checks in a row find it idle).
@@ -43,6 +48,8 @@ pub struct StageConfig {
     pub request: Amount,
     /// Clusters in preference order; empty means any.
     pub clusters: Vec<String>,
+    /// When a running attempt gets a speculative copy; `None`: never.
+    pub speculate: Option<Speculation>,
 }
 
 /// The core's timing; tests shorten it.
@@ -78,7 +85,19 @@ pub enum Event {
     StageAborted { stage: String },
     /// A shard attempt's result, and how long the attempt took. `redelivered`: the store
     /// already holds this attempt (JetStream handed the result again after a restart).
-    Result { stage: String, shard: u32, attempt: u32, result: AttemptResult, duration: Duration, redelivered: bool },
+    /// `speculative`: the attempt was of a speculative copy.
+    Result {
+        stage: String,
+        shard: u32,
+        attempt: u32,
+        result: AttemptResult,
+        duration: Duration,
+        redelivered: bool,
+        speculative: bool,
+    },
+    /// A worker says an attempt of a speculating stage has run since `started` (the run's
+    /// clock); its shard message is `stream_sequence` in the shards stream.
+    Running { stage: String, shard: u32, attempt: u32, started: Duration, stream_sequence: u64 },
     /// What the executor sees at `now`: its clusters, where each stage's workers are, and the
     /// ack subjects of shards whose workers died holding them.
     Workers { now: Duration, clusters: Vec<Cluster>, placed: BTreeMap<String, Vec<Placed>>, abandoned: Vec<String> },
@@ -104,6 +123,12 @@ pub enum Effect {
     /// Record a result's attempt and what it meant (the deciding result, a duplicate's count),
     /// and tell watchers.
     Record { stage: String, shard: u32, attempt: u32, verdict: Verdict },
+    /// Publish a speculative copy of a shard, made from its message `stream_sequence` in the
+    /// shards stream.
+    Speculate { stage: String, shard: u32, stream_sequence: u64 },
+    /// A shard that has a speculative copy is decided by `attempt`: tell the stage's workers,
+    /// so that its other attempt stops, and remove the copy if it still waits in the queue.
+    Superseded { stage: String, shard: u32, attempt: u32 },
     /// A shard whose every attempt was lost: record it FAILED.
     Lost { stage: String, shard: u32 },
     /// Hand a dead worker's shard back to the queue at once (a nak on its ack subject).
@@ -134,6 +159,7 @@ pub struct RunCore {
     timing: Timing,
     lost: lost::LostShardWatch,
     next_lost_check: Duration,
+    stragglers: speculation::StragglerWatch,
     /// Cancelled or stopped: no more decisions.
     halted: bool,
 }
@@ -154,6 +180,7 @@ impl RunCore {
             timing,
             lost: lost::LostShardWatch::default(),
             next_lost_check: Duration::ZERO,
+            stragglers: speculation::StragglerWatch::default(),
             halted: false,
         }
     }
@@ -200,12 +227,14 @@ impl RunCore {
             }
             Event::StageListed { stage, objects, cuts, learned } => self.stage_listed(stage, objects, cuts, learned),
             Event::StageAborted { stage } => stage_effects(self.state.stage_aborted(&stage)),
-            Event::Result { stage, shard, attempt, result, duration, redelivered } => {
+            Event::Result { stage, shard, attempt, result, duration, redelivered, speculative } => {
                 if redelivered {
                     return Vec::new();
                 }
+                let result = if speculative { speculation::copy_result(result) } else { result };
                 let (verdict, transitions) = self.state.apply_result(&stage, shard, result);
                 let mut effects = vec![Effect::Record { stage: stage.clone(), shard, attempt, verdict }];
+                effects.extend(self.speculation_result(&stage, shard, attempt, speculative, verdict, duration));
                 if let Verdict::Decided(outcome) = verdict {
                     if let (ShardOutcome::Succeeded, Some(cutter)) = (outcome, self.cutters.get_mut(&stage))
                         && let Some(&objects) = cutter.cuts().get(shard as usize)
@@ -218,7 +247,15 @@ impl RunCore {
                 effects
             }
             Event::Workers { now, clusters, placed, abandoned } => self.workers(now, &clusters, &placed, abandoned),
-            Event::Tick { now } => self.tick(now),
+            Event::Running { stage, shard, attempt, started, stream_sequence } => {
+                self.attempt_running(&stage, shard, attempt, started, stream_sequence);
+                Vec::new()
+            }
+            Event::Tick { now } => {
+                let mut effects = self.tick(now);
+                effects.extend(self.copy_stragglers(now));
+                effects
+            }
             Event::Idle { results_idle, idle_stages } => self.idle(results_idle, &idle_stages),
             Event::Cancel => {
                 self.halted = true;
@@ -288,7 +325,7 @@ impl RunCore {
                 StageDemand {
                     stage: stage.to_string(),
                     parallelism: config.parallelism,
-                    backlog: self.state.backlog(stage),
+                    backlog: self.state.backlog(stage).saturating_add(self.outstanding_copies(stage)),
                     request: config.request,
                     clusters: config.clusters.clone(),
                 }

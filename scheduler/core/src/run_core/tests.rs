@@ -17,6 +17,7 @@ pub(super) fn stage(name: &str, after: &[&str], parallelism: u32) -> StageConfig
         fail_on_empty: false,
         request: Amount::default(),
         clusters: Vec::new(),
+        speculate: None,
     }
 }
 
@@ -25,7 +26,7 @@ fn success() -> AttemptResult {
 }
 
 fn result(stage: &str, shard: u32, attempt: u32, result: AttemptResult) -> Event {
-    Event::Result { stage: stage.into(), shard, attempt, result, duration: S, redelivered: false }
+    Event::Result { stage: stage.into(), shard, attempt, result, duration: S, redelivered: false, speculative: false }
 }
 
 fn start(name: &str) -> Effect {
@@ -71,6 +72,7 @@ fn a_redelivered_result_changes_nothing_and_a_late_one_is_a_duplicate() {
         result: AttemptResult::Failed { last_attempt: false, permanent: false },
         duration: S,
         redelivered: true,
+        speculative: false,
     };
     assert!(core.handle(again).is_empty());
     core.handle(result("a", 0, 2, success()));
@@ -266,7 +268,10 @@ impl World {
                     self.ended = Some(outcome);
                     Vec::new()
                 }
-                Effect::Stage(Transition::SkipStage(_)) | Effect::Record { .. } => Vec::new(),
+                Effect::Stage(Transition::SkipStage(_))
+                | Effect::Record { .. }
+                | Effect::Speculate { .. }
+                | Effect::Superseded { .. } => Vec::new(),
                 Effect::Lost { stage, shard } => {
                     self.lost.push((stage, shard));
                     Vec::new()

@@ -114,6 +114,7 @@ impl World {
                 result: AttemptResult::Succeeded { outputs: 1 },
                 duration,
                 redelivered: false,
+                speculative: false,
             };
             let effects = self.core.handle(event);
             self.carry_out(effects);

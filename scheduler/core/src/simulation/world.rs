@@ -80,6 +80,7 @@ impl<'a> World<'a> {
             fail_on_empty: false,
             request: Amount::default(),
             clusters: Vec::new(),
+            speculate: None,
         };
         let timing = Timing { burst_after: trace.burst_after, ..Timing::default() };
         World {
@@ -140,7 +141,15 @@ impl<'a> World<'a> {
                 self.measures.busy(self.pods[index].cluster, done_at - started);
                 let result = AttemptResult::Succeeded { outputs: 1 };
                 let duration = done_at - started;
-                let event = Event::Result { stage: STAGE.into(), shard, attempt, result, duration, redelivered: false };
+                let event = Event::Result {
+                    stage: STAGE.into(),
+                    shard,
+                    attempt,
+                    result,
+                    duration,
+                    redelivered: false,
+                    speculative: false,
+                };
                 let effects = self.core.handle(event);
                 self.carry_out(effects);
                 self.pods[index].phase = self.next_phase(done_at);
@@ -304,8 +313,14 @@ impl<'a> World<'a> {
                         self.duplicate_results += 1;
                     }
                 }
-                // The traced stage has fixed shards: nothing is cut in waves.
-                Effect::Lost { .. } | Effect::Cancel { .. } | Effect::Stop | Effect::CutShards { .. } => {}
+                // The traced stage has fixed shards (nothing is cut in waves) and does not
+                // speculate.
+                Effect::Lost { .. }
+                | Effect::Cancel { .. }
+                | Effect::Stop
+                | Effect::CutShards { .. }
+                | Effect::Speculate { .. }
+                | Effect::Superseded { .. } => {}
                 Effect::HandBack { ack_subject } => {
                     let (shard, attempt) = ack_subject.split_once('/').expect("an ack subject the world made");
                     let (shard, attempt): (u32, u32) =

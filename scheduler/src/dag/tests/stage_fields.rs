@@ -20,6 +20,22 @@ fn defaults() {
     assert!(a.include.is_empty() && a.clusters.is_empty() && a.after.is_empty());
     assert_eq!(a.input, None);
     assert_eq!((a.fail_on_empty, a.log_limit), (false, None));
+    assert_eq!(a.speculate, Some(crate::run_core::DEFAULT_SPECULATION));
+}
+
+#[test]
+fn speculate_takes_a_factor_of_the_median_or_a_boolean() {
+    use crate::run_core::Speculation;
+    assert_eq!(stage("    speculate: false\n").speculate, None);
+    assert_eq!(stage("    speculate: true\n").speculate, Some(crate::run_core::DEFAULT_SPECULATION));
+    assert_eq!(stage("    speculate: 2\n").speculate, Some(Speculation { percent_of_median: 200 }));
+    assert_eq!(stage("    speculate: 4.5\n").speculate, Some(Speculation { percent_of_median: 450 }));
+    assert_eq!(stage_errors("    speculate: 1\n"), ["stages.a.speculate: must be above 1 and at most 100, found 1"]);
+    assert_eq!(stage_errors("    speculate: -3\n"), ["stages.a.speculate: must be above 1 and at most 100, found -3"]);
+    assert_eq!(
+        stage_errors("    speculate: off\n"),
+        ["stages.a.speculate: expected true, false or a factor of the median above 1 such as 3, found \"off\""]
+    );
 }
 
 #[test]
