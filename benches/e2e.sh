@@ -27,8 +27,9 @@
 #             start of the second stage's first; median of 5 [3] runs.
 #   images    the image example (examples/images/dag.yaml) on 10,000 [500] generated images,
 #             2 workers, tracking none and tracking on, against scripts/baseline.sh DIR 2
-#             (its own "total": the two scripts' steps, without its set-up). Images are
-#             cached in target/bench/images-<count>.
+#             (its own "total": the two scripts' steps, without its set-up), each with fixed
+#             shard sizes (50 thumbnails, 100 histograms per shard) and sized adaptively (no
+#             `partition`). Images are cached in target/bench/images-<count>.
 #   service   `concurrent serve` (local executor, 2 workers, tracking none) driven with curl:
 #             submit -> first entry point started (median of 5 [3]); a 2,000 [200]-shard run
 #             and a 20-shard run submitted 1 s later, the small run's wall time against its
@@ -398,15 +399,30 @@ if wants images; then
   KEEP=0 bash scripts/baseline.sh "$images" 2 >"$WORK/baseline.txt" 2>&1 || fail "baseline failed: $(tail -5 "$WORK/baseline.txt")"
   bare="$(awk '$1 == "total" { print $2 }' "$WORK/baseline.txt")"
   [[ -n "$bare" ]] || fail "baseline printed no total: $(cat "$WORK/baseline.txt")"
+  # The example with fixed shard sizes (50 thumbnails, 100 histograms per shard) and sized
+  # adaptively (no `partition`), whichever the example itself uses.
+  sed -e '/^    partition:/d' -e "s#\./projects/#$REPO/examples/images/projects/#" examples/images/dag.yaml \
+    >"$WORK/images-adaptive.yaml"
+  awk '{ print } /projects\/thumbnail$/ { print "    partition: {by: object, shard_size: 50}" }
+    /projects\/histogram$/ { print "    partition: {by: object, shard_size: 100}" }' \
+    "$WORK/images-adaptive.yaml" >"$WORK/images-fixed.yaml"
   for tracking in none mlflow; do
     [[ "$tracking" == mlflow ]] && start_mlflow
-    echo "e2e: images: $IMAGES images, tracking $tracking" >&2
-    TRACKING="$tracking" concurrent_run "$WORK/images-$tracking.log" examples/images/dag.yaml --input "file://$images" \
-      --workers 2 --state-dir "$WORK/images-$tracking"
-    shards=$(((IMAGES + 49) / 50 + (IMAGES + 99) / 100))
-    row "images: example DAG on $IMAGES images ($shards shards), 2 workers, tracking $tracking" "$WALL s" \
-      "baseline.sh, 2 procs: $bare s" "$(calc "($WALL - $bare) * 2 / $shards * 1000" .0f) ms/shard/lane" \
-      "$(calc "$WALL / $bare" .2f)" "—" "—"
+    for sizing in fixed adaptive; do
+      echo "e2e: images: $IMAGES images, tracking $tracking, shards sized $sizing" >&2
+      TRACKING="$tracking" concurrent_run "$WORK/images-$tracking-$sizing.log" "$WORK/images-$sizing.yaml" \
+        --input "file://$images" --workers 2 --state-dir "$WORK/images-$tracking-$sizing"
+      shards="$(awk '$1 == "thumbnails" || $1 == "histograms" { n += $3 } END { print n }' "$WORK/images-$tracking-$sizing.log")"
+      label="images: example DAG on $IMAGES images, shards sized $sizing ($shards shards), 2 workers, tracking $tracking"
+      if [[ "$sizing" == fixed ]]; then
+        fixed="$WALL"
+        row "$label" "$WALL s" "baseline.sh, 2 procs: $bare s" \
+          "$(calc "($WALL - $bare) * 2 / $shards * 1000" .0f) ms/shard/lane" "$(calc "$WALL / $bare" .2f)" "—" "—"
+      else
+        row "$label" "$WALL s" "fixed sizes: $fixed s (baseline.sh: $bare s)" "$(calc "$WALL - $fixed" .2f) s" \
+          "$(calc "$WALL / $fixed" .2f)" "≤ 1.10 × fixed" "$(met "$WALL <= 1.10 * $fixed")"
+      fi
+    done
   done
 fi
 

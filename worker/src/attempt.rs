@@ -435,7 +435,6 @@ async fn run_attempt(stage: &Stage, current: &Current<'_>) -> Outcome {
             let logged = stage.entry_point.check_parameters(&parameters, &[]).unwrap_or_else(|_| parameters.clone());
             match start_run(stage, tracking, target, current, &logged).await {
                 Ok(run) => Some(run),
-                Err(Cut::Stopped) => return cut_short(current, Cut::Stopped, stats, started),
                 Err(cut) => return cut_short(current, cut, stats, started),
             }
         }
@@ -487,7 +486,8 @@ async fn start_run(
 }
 
 /// Ends the shard run as the attempt ended: FINISHED, FAILED, or KILLED when the worker is
-/// stopping or another attempt decided the shard (tagged [`shard_run::SPECULATIVE_TAG`]);
+/// stopping or another attempt decided the shard (tagged
+/// [`concurrent_mlflow::tracking::SPECULATIVE_TAG`]);
 /// returns the attempt's end, changed when the run could not be ended.
 async fn end_run(
     tracking: &Tracking,
