@@ -2,7 +2,7 @@
 # End-to-end benchmarks: every case against its bare-process baseline, in one invocation,
 # printed as a markdown table and written to OUT (default target/bench/e2e.md).
 #
-#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service,pyenv,s3list,stragglers]
+#   benches/e2e.sh [--quick] [--out FILE] [--cases overhead,scale,latency,images,service,pyenv,s3list,stragglers,sizing]
 #
 # Cases (full counts; --quick counts in brackets, for CI: about 2-3 minutes on 2 cores once
 # the binaries are built):
@@ -49,6 +49,12 @@
 #             1 s [0.3 s]; the last shard's first attempt sleeps 10 times as long. The stage's
 #             wall time with speculation (`speculate: 3`, the default) against the same stage
 #             with `speculate: false`, alternated, median of 3 [1] pairs.
+#   sizing    a synthetic stage of 10,000 [200] objects, 2 workers, tracking none: a shard
+#             sleeps 2 s [0.2 s] plus 10 ms [5 ms] per object, 200 ms [100 ms] for a slow one;
+#             on uniform inputs and on skewed ones (5 % slow, chosen by a seeded random),
+#             sized adaptively (no `partition`), by the old default cut (`shards: 8`, i.e.
+#             4 × parallelism) and with `shard_size` 5,000 [100] (the best fixed size of
+#             `sizing_sim`'s sweep on this shape).
 #
 # Binaries are built first (`cargo build --release` of the scheduler, worker and benches;
 # BENCH_PROFILE=debug uses the debug build that scripts/test.sh makes; build time is not
@@ -61,13 +67,13 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 usage() {
-  sed -n '2,57p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,63p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 QUICK=0
 OUT="$REPO/target/bench/e2e.md"
-CASES="overhead,scale,latency,images,service,pyenv,s3list,stragglers"
+CASES="overhead,scale,latency,images,service,pyenv,s3list,stragglers,sizing"
 while (($#)); do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -85,11 +91,13 @@ if ((QUICK)); then
   SERVICE_BIG=200 SERVICE_RUNS=20 SERVICE_CLIENTS=5 SERVICE_ACTIVE=4
   PYENV_REPEATS=1 S3_KEYS=2000
   STRAGGLER_SHARDS=12 STRAGGLER_SLEEP=0.3 STRAGGLER_REPEATS=1
+  SIZING_OBJECTS=200 SIZING_FIXED=0.2 SIZING_OBJECT=0.005 SIZING_SLOW=0.1 SIZING_BEST=100
 else
   OVERHEAD_SHARDS=2000 OVERHEAD_TRACKED_SHARDS=500 SCALE_OBJECTS=1000000 LATENCY_REPEATS=5 IMAGES=10000
   SERVICE_BIG=2000 SERVICE_RUNS=100 SERVICE_CLIENTS=10 SERVICE_ACTIVE=10
   PYENV_REPEATS=3 S3_KEYS=100000
   STRAGGLER_SHARDS=40 STRAGGLER_SLEEP=1 STRAGGLER_REPEATS=3
+  SIZING_OBJECTS=10000 SIZING_FIXED=2 SIZING_OBJECT=0.01 SIZING_SLOW=0.2 SIZING_BEST=5000
 fi
 
 # shellcheck source=scripts/env.sh
@@ -651,6 +659,49 @@ EOF
   row "stragglers: $STRAGGLER_SHARDS shards of sleep $STRAGGLER_SLEEP s, the last one's first attempt 10×, 2 workers" \
     "speculation: $on s (${with[*]})" "\`speculate: false\`: $off s (${without[*]})" \
     "$(calc "$on - $off" .2f) s" "$(calc "$on / $off" .2f)" "speculation faster" "$(met "$on < $off")"
+fi
+
+# ---------------------------------------------------------------- sizing
+if wants sizing; then
+  dir="$WORK/sizing"
+  mkdir -p "$dir/project"
+  printf 'name: synthetic\nentry_points:\n  main:\n    command: "bash cost.sh"\n' >"$dir/project/MLproject"
+  # One sleep for the whole shard: its fixed cost, plus each object's (`.slow` ones cost more).
+  cat >"$dir/project/cost.sh" <<EOF
+slow=\$(find "\$CONCURRENT_INPUT_DIR" -type f -name '*.slow' | wc -l)
+all=\$(find "\$CONCURRENT_INPUT_DIR" -type f | wc -l)
+sleep "\$(python3 -c "print($SIZING_FIXED + (\$all - \$slow) * $SIZING_OBJECT + \$slow * $SIZING_SLOW)")"
+EOF
+  python - "$dir" "$SIZING_OBJECTS" <<'PY'
+import os, random, sys
+root, count = sys.argv[1], int(sys.argv[2])
+rng = random.Random(1)
+for shape in ("uniform", "skewed"):
+    os.makedirs(f"{root}/{shape}", exist_ok=True)
+    for i in range(count):
+        slow = shape == "skewed" and rng.random() < 0.05
+        open(f"{root}/{shape}/f{i:05}.{'slow' if slow else 'obj'}", "w").close()
+PY
+  for shape in uniform skewed; do
+    for sizing in adaptive default best; do
+      case "$sizing" in
+        adaptive) partition="" ;;
+        default) partition="    partition: {by: object, shards: 8}" ;;
+        best) partition="    partition: {by: object, shard_size: $SIZING_BEST}" ;;
+      esac
+      printf 'name: sizing\ninput: file://%s/%s\nstages:\n  synthetic:\n    project: ./project\n    parallelism: 2\n%s\n' \
+        "$dir" "$shape" "$partition" >"$dir/dag-$shape-$sizing.yaml"
+      echo "e2e: sizing: $SIZING_OBJECTS $shape objects, $sizing" >&2
+      concurrent_run "$dir/run-$shape-$sizing.log" "$dir/dag-$shape-$sizing.yaml" --workers 2 --state-dir "$dir/state-$shape-$sizing"
+      printf -v "wall_$sizing" '%s' "$WALL"
+      printf -v "shards_$sizing" '%s' "$(awk '$1 == "synthetic" { print $3 }' "$dir/run-$shape-$sizing.log")"
+    done
+    row "sizing: $SIZING_OBJECTS $shape objects, $SIZING_FIXED s a shard + $SIZING_OBJECT s an object, 2 workers" \
+      "adaptive: $wall_adaptive s ($shards_adaptive shards)" \
+      "\`shard_size: $SIZING_BEST\`: $wall_best s; default \`shards: 8\`: $wall_default s" \
+      "$(calc "$wall_adaptive - $wall_best" .2f) s" "$(calc "$wall_adaptive / $wall_best" .3f)" \
+      "≤ 1.10 × best fixed, < default" "$(met "$wall_adaptive <= 1.10 * $wall_best and $wall_adaptive < $wall_default")"
+  done
 fi
 
 # ---------------------------------------------------------------- report
