@@ -8,7 +8,8 @@
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
 //!
 //! With tracking off (`StageSpec::tracking = None`) a shard's outputs go to
-//! `<output_root>/<shard>/…` (replacing an earlier attempt's in one rename) and the entry
+//! `<output_root>/<shard>/…` (renamed into place in one step; beside another attempt's,
+//! `<shard>.a<attempt>-<worker>/`, when one kept its outputs there first) and the entry
 //! point's log of every attempt to `<output_root>/../logs/<stage>-<shard>-a<attempt>.log`.
 //! With tracking on they are the shard run's `outputs/…` and `logs/entry_point.log` artifacts.
 //!

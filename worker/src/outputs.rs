@@ -107,8 +107,12 @@ pub fn collect(out_dir: &Path) -> Result<Vec<LocalOutput>, OutputError> {
 }
 
 /// Copies `outputs` into `<output_root>/<shard>/` atomically: they are written to a temp
-/// directory beside it which then replaces any earlier attempt's directory in one rename.
-/// Returns the final directory.
+/// directory beside it, renamed into place in one step. Returns the final directory.
+///
+/// Another attempt of the shard may have kept its outputs there first (a speculative copy
+/// running at the same time, or an attempt whose result was lost): the scheduler may have
+/// decided the shard with them, so they are never replaced or removed. This attempt's then go
+/// to `<output_root>/<shard>.<attempt_tag>/`, and its result names them there.
 pub fn keep_locally(
     outputs: &[LocalOutput],
     output_root: &Path,
@@ -117,8 +121,6 @@ pub fn keep_locally(
 ) -> Result<PathBuf, OutputError> {
     let target = output_root.join(shard.to_string());
     if outputs.is_empty() {
-        // Nothing to keep: no directory either (an earlier attempt's goes).
-        remove_dir_if_exists(&target)?;
         return Ok(target);
     }
     std::fs::create_dir_all(output_root).map_err(io("creating", output_root))?;
@@ -135,16 +137,17 @@ pub fn keep_locally(
             std::fs::copy(&output.file, &dest).map_err(io("copying to", &dest))?;
         }
     }
-    if target.exists() {
-        let old = output_root.join(format!(".{shard}.{attempt_tag}.old"));
-        remove_dir_if_exists(&old)?;
-        std::fs::rename(&target, &old).map_err(io("moving aside", &target))?;
-        std::fs::rename(&staging, &target).map_err(io("renaming into place", &staging))?;
-        remove_dir_if_exists(&old)?;
-    } else {
-        std::fs::rename(&staging, &target).map_err(io("renaming into place", &staging))?;
+    // A rename onto a directory that exists and is not empty fails: the other attempt's stays.
+    match std::fs::rename(&staging, &target) {
+        Ok(()) => Ok(target),
+        Err(_) if target.is_dir() => {
+            let beside = output_root.join(format!("{shard}.{attempt_tag}"));
+            remove_dir_if_exists(&beside)?;
+            std::fs::rename(&staging, &beside).map_err(io("renaming into place", &staging))?;
+            Ok(beside)
+        }
+        Err(error) => Err(io("renaming into place", &staging)(error)),
     }
-    Ok(target)
 }
 
 fn remove_dir_if_exists(dir: &Path) -> Result<(), OutputError> {
@@ -225,17 +228,26 @@ mod tests {
     }
 
     #[test]
-    fn local_outputs_replace_an_earlier_attempt() {
+    fn local_outputs_never_replace_another_attempt_s() {
         let work = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
-        write(&root.path().join("2/stale.txt"), "old");
-        write(&work.path().join("out/x/y.txt"), "new");
+        write(&work.path().join("out/x/y.txt"), "first");
         let outputs = collect(&work.path().join("out")).unwrap();
-        let dir = keep_locally(&outputs, root.path(), 2, "a2").unwrap();
-        assert_eq!(dir, root.path().join("2"));
-        assert_eq!(std::fs::read_to_string(dir.join("x/y.txt")).unwrap(), "new");
-        assert!(!dir.join("stale.txt").exists());
-        let names: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("2")], "no temp dirs left behind");
+        let first = keep_locally(&outputs, root.path(), 2, "a1-w1").unwrap();
+        assert_eq!(first, root.path().join("2"));
+
+        // The slot's outputs dir is emptied between attempts (the kept files are hard links).
+        std::fs::remove_dir_all(work.path().join("out")).unwrap();
+        write(&work.path().join("out/x/y.txt"), "second");
+        let outputs = collect(&work.path().join("out")).unwrap();
+        let second = keep_locally(&outputs, root.path(), 2, "a4-w2").unwrap();
+        assert_eq!(second, root.path().join("2.a4-w2"), "beside the first attempt's, which may have decided the shard");
+        assert_eq!(std::fs::read_to_string(first.join("x/y.txt")).unwrap(), "first");
+        assert_eq!(std::fs::read_to_string(second.join("x/y.txt")).unwrap(), "second");
+        assert_eq!(keep_locally(&[], root.path(), 2, "a5-w1").unwrap(), first, "no outputs: nothing is removed");
+        assert!(first.join("x/y.txt").is_file());
+        let mut names: Vec<_> = std::fs::read_dir(root.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["2", "2.a4-w2"].map(std::ffi::OsString::from), "no temp dirs left behind");
     }
 }
