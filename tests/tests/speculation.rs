@@ -109,16 +109,32 @@ fn expected_inputs() -> Vec<String> {
     names
 }
 
+/// A NATS server, the shared MLflow server and a directory for one test's run.
+struct Setup {
+    nats: NatsServer,
+    mlflow_uri: String,
+    rest: MlflowRest,
+    dir: tempfile::TempDir,
+    experiment: String,
+}
+
+fn set_up(experiment: &str) -> Setup {
+    let mlflow_uri = mlflow_server::shared().uri.clone();
+    Setup {
+        nats: NatsServer::start().unwrap(),
+        rest: MlflowRest::new(&mlflow_uri),
+        mlflow_uri,
+        dir: tempfile::tempdir().unwrap(),
+        experiment: unique(experiment),
+    }
+}
+
 #[test]
 fn a_straggler_gets_a_copy_that_decides_its_shard_and_the_straggler_is_stopped() {
-    let nats = NatsServer::start().unwrap();
-    let mlflow = mlflow_server::shared();
-    let rest = MlflowRest::new(&mlflow.uri);
-    let dir = tempfile::tempdir().unwrap();
-    let experiment = unique("speculation");
+    let Setup { nats, mlflow_uri, rest, dir, experiment } = set_up("speculation");
     // Without a copy the run would wait out this sleep.
     let dag = write_dag(dir.path(), &experiment, 600, None);
-    run(&nats, &mlflow.uri, dir.path(), &dag);
+    run(&nats, &mlflow_uri, dir.path(), &dag);
 
     let runs = shard_runs(&rest, &experiment, "work");
     let straggler: Vec<&Value> = runs.iter().filter(|(s, _)| *s == STRAGGLER).map(|(_, r)| r).collect();
@@ -143,13 +159,9 @@ fn a_straggler_gets_a_copy_that_decides_its_shard_and_the_straggler_is_stopped()
 
 #[test]
 fn a_stage_that_opts_out_waits_for_its_straggler() {
-    let nats = NatsServer::start().unwrap();
-    let mlflow = mlflow_server::shared();
-    let rest = MlflowRest::new(&mlflow.uri);
-    let dir = tempfile::tempdir().unwrap();
-    let experiment = unique("no-speculation");
+    let Setup { nats, mlflow_uri, rest, dir, experiment } = set_up("no-speculation");
     let dag = write_dag(dir.path(), &experiment, 5, Some("false"));
-    let took = run(&nats, &mlflow.uri, dir.path(), &dag);
+    let took = run(&nats, &mlflow_uri, dir.path(), &dag);
 
     let runs = shard_runs(&rest, &experiment, "work");
     assert_eq!(runs.len(), SHARDS, "no copy: {runs:#?}");

@@ -250,6 +250,16 @@ impl RunState {
         (Verdict::Decided(outcome), effects)
     }
 
+    /// The indexes of a stage's shards not decided yet.
+    pub fn pending_shards(&self, stage: &str) -> Vec<u32> {
+        self.shards(stage)
+            .iter()
+            .enumerate()
+            .filter(|(_, outcome)| **outcome == ShardOutcome::Pending)
+            .map(|(index, _)| index as u32)
+            .collect()
+    }
+
     /// Shards of a stage not decided yet, and at most one per object not cut yet.
     pub fn backlog(&self, stage: &str) -> u32 {
         let uncut = |p: &StageProgress| u32::try_from(p.uncut).unwrap_or(u32::MAX);

@@ -59,14 +59,7 @@ impl RunCore {
                 suspects.insert(stage, backlog);
                 continue;
             }
-            let pending: Vec<u32> = self
-                .state
-                .shards(&stage)
-                .iter()
-                .enumerate()
-                .filter(|(_, outcome)| **outcome == ShardOutcome::Pending)
-                .map(|(index, _)| index as u32)
-                .collect();
+            let pending = self.state.pending_shards(&stage);
             for shard in pending {
                 let (verdict, transitions) = self.state.apply_result(&stage, shard, LOST);
                 if verdict == Verdict::Decided(ShardOutcome::Failed) {

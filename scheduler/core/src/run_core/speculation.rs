@@ -185,14 +185,7 @@ impl RunCore {
                 continue;
             }
             let parallelism = self.stages.get(&stage).map_or(1, |s| s.parallelism);
-            let pending: Vec<u32> = self
-                .state
-                .shards(&stage)
-                .iter()
-                .enumerate()
-                .filter(|(_, outcome)| **outcome == ShardOutcome::Pending)
-                .map(|(index, _)| index as u32)
-                .collect();
+            let pending = self.state.pending_shards(&stage);
             let Some(watch) = self.stragglers.stages.get_mut(&stage) else { continue };
             if pending.is_empty() || !pending.iter().all(|shard| watch.running.contains_key(shard)) {
                 continue;
