@@ -278,8 +278,8 @@ async fn process_shard(
         kv_lease.hold(ack_subject).await;
     }
     let work = run_attempt(stage, &current);
-    let notice = (stage.spec.speculate && !shard.speculative).then(|| running_notice(shard, attempt, message));
-    let work = say_when_long(queue, notice, work);
+    let speculating = stage.spec.speculate && !shard.speculative;
+    let work = say_when_long(queue, speculating.then_some(|| running_notice(shard, attempt, message)), work);
     let beat = || async {
         queue::in_progress(message).await;
         if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
@@ -400,11 +400,12 @@ fn running_notice(shard: &ShardMsg, attempt: u32, message: &jetstream::Message) 
     }
 }
 
-/// Runs `work`; once it has run [`timing::RUNNING_NOTICE_AFTER`], publishes `notice` (when
-/// there is one) and goes on. Attempts shorter than that cost nothing.
+/// Runs `work`; once it has run [`timing::RUNNING_NOTICE_AFTER`], publishes the notice `notice`
+/// makes (when there is one) and goes on. Attempts shorter than that cost nothing: the notice
+/// is only made then.
 async fn say_when_long<T>(
     queue: &StageQueue,
-    notice: Option<concurrent_proto::AttemptRunning>,
+    notice: Option<impl FnOnce() -> concurrent_proto::AttemptRunning>,
     work: impl std::future::Future<Output = T>,
 ) -> T {
     let Some(notice) = notice else { return work.await };
@@ -414,7 +415,7 @@ async fn say_when_long<T>(
         output = &mut work => return output,
         () = tokio::time::sleep(timing::RUNNING_NOTICE_AFTER) => {}
     }
-    queue.announce_running(&notice).await;
+    queue.announce_running(&notice()).await;
     work.await
 }
 

@@ -202,7 +202,11 @@ impl<E: Executor> Driver<E> {
         if let (Some((tree, _)), Some(mlflow_run)) = (&self.setup.tracking, &record.mlflow_run_id) {
             let killed = tree.kill_running_children(mlflow_run, &self.copies.superseded_in(stage)).await?;
             if killed > 0 {
-                tracing::info!(stage, killed, "shard runs left RUNNING by lost workers marked KILLED");
+                tracing::info!(
+                    stage,
+                    killed,
+                    "shard runs left RUNNING (lost workers, attempts another decided first) marked KILLED"
+                );
             }
             let metrics = [
                 ("shards_total", f64::from(summary.shards_total)),
