@@ -13,7 +13,8 @@ pub mod timing;
 
 pub use messages::{
     AttemptRunning, DEFAULT_LOG_LIMIT, DecodeError, InputObject, OutputObject, ShardDecided, ShardMsg, ShardResult,
-    ShardStatus, StageSpec, TrackingTarget, WIRE_VERSION, decode, encode, speculative_attempt,
+    ShardResults, ShardStatus, StageSpec, TrackingTarget, WIRE_VERSION, decode, decode_results, encode,
+    speculative_attempt,
 };
 
 /// The gRPC service `concurrent.v1.Scheduler` and its messages, generated from

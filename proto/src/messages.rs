@@ -165,6 +165,35 @@ pub struct ShardResult {
     pub speculative: bool,
 }
 
+/// Results of consecutive attempts of one worker, published as one message on
+/// `concurrent.results.<run>.<stage>` before their shard messages are settled: a worker that
+/// finishes short attempts while more shards are queued reports them together (see
+/// [`crate::timing::RESULT_HOLD`]). A message holding a single [`ShardResult`] is read the
+/// same way ([`decode_results`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardResults {
+    pub v: u32,
+    pub results: Vec<ShardResult>,
+}
+
+/// Reads a result message: a [`ShardResults`], or a single [`ShardResult`] as workers
+/// published them one by one.
+pub fn decode_results(bytes: &[u8]) -> Result<Vec<ShardResult>, DecodeError> {
+    #[derive(Deserialize)]
+    struct Either {
+        v: u32,
+        results: Option<Vec<ShardResult>>,
+    }
+    let Either { v, results } = rmp_serde::from_slice(bytes).map_err(DecodeError::Malformed)?;
+    if v != WIRE_VERSION {
+        return Err(DecodeError::UnknownVersion { found: v });
+    }
+    match results {
+        Some(results) => Ok(results),
+        None => rmp_serde::from_slice(bytes).map(|one| vec![one]).map_err(DecodeError::Malformed),
+    }
+}
+
 /// A worker of a speculating stage says, on core NATS subject
 /// [`crate::names::running_subject`], that an attempt has been running for a while. Best
 /// effort: a notice nobody hears only means no copy of that attempt.
@@ -272,6 +301,38 @@ mod tests {
             speculative: true,
         };
         assert_eq!(decode::<ShardResult>(&encode(&result)).unwrap(), result);
+    }
+
+    #[test]
+    fn a_result_message_holds_one_result_or_several() {
+        let result = |shard| ShardResult {
+            v: WIRE_VERSION,
+            run_id: "r1".into(),
+            stage: "s".into(),
+            shard,
+            attempt: 1,
+            last_attempt: true,
+            worker: "w-1".into(),
+            cluster: "local".into(),
+            status: ShardStatus::Succeeded,
+            permanent: false,
+            mlflow_run_id: None,
+            outputs: Vec::new(),
+            duration_s: 0.5,
+            objects_in: 1,
+            bytes_in: 0,
+            bytes_out: 0,
+            speculative: false,
+        };
+        assert_eq!(decode_results(&encode(&result(3))).unwrap(), vec![result(3)]);
+        let mut failed = result(2);
+        failed.status = ShardStatus::Failed { reason: "exit code 1".into() };
+        failed.outputs = vec![OutputObject { path: "x.png".into(), uri: "file:///o/x.png".into(), size: 4 }];
+        let batch = ShardResults { v: WIRE_VERSION, results: vec![result(1), failed] };
+        assert_eq!(decode_results(&encode(&batch)).unwrap(), batch.results);
+        let future = ShardResults { v: WIRE_VERSION + 1, results: vec![result(1)] };
+        assert!(matches!(decode_results(&encode(&future)), Err(DecodeError::UnknownVersion { .. })));
+        assert!(matches!(decode_results(b"\x01"), Err(DecodeError::Malformed(_))));
     }
 
     #[test]

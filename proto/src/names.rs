@@ -93,6 +93,15 @@ pub fn result_msg_id(run_id: &str, stage: &str, shard: u32, attempt: u32) -> Str
     format!("{run_id}/{stage}/{shard}/{attempt}")
 }
 
+/// `Nats-Msg-Id` of a message of results: its first result's, with `+<n>` when `n` more
+/// follow. An attempt is reported once, so no two messages share their first result.
+pub fn results_msg_id(run_id: &str, stage: &str, first_shard: u32, first_attempt: u32, more: usize) -> String {
+    match more {
+        0 => result_msg_id(run_id, stage, first_shard, first_attempt),
+        n => format!("{}+{n}", result_msg_id(run_id, stage, first_shard, first_attempt)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,12 @@ pub const RESULT_DEDUPE_WINDOW: Duration = Duration::from_secs(120);
 /// never longer than [`RESULT_DEDUPE_WINDOW`], so that retries are never stored twice.
 pub const RESULT_PUBLISH_BUDGET: Duration = Duration::from_secs(120);
 
+/// How long a worker holds the result of a finished attempt, while more shards are queued,
+/// to publish it with the results of the attempts that follow (one message for several
+/// shards). Well inside the scheduler's latency budgets: the last shard queued is reported at
+/// once.
+pub const RESULT_HOLD: Duration = Duration::from_millis(20);
+
 /// How long KV `CONCURRENT_LEASES` keeps a worker's lease that is not written again: one
 /// older belongs to a worker long gone, whose shard `ack_wait` handed back.
 pub const LEASE_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -48,6 +54,11 @@ mod tests {
     #[test]
     fn two_heartbeats_may_be_late_before_a_shard_is_given_away() {
         assert!(HEARTBEAT_EVERY * 3 <= SHARD_ACK_WAIT);
+    }
+
+    #[test]
+    fn a_held_result_never_outlives_its_shards_ack_wait() {
+        assert!(RESULT_HOLD * 100 < SHARD_ACK_WAIT);
     }
 
     #[test]

@@ -30,7 +30,9 @@ use crate::outputs::{self, OutputError};
 use crate::path_params::{self, PathParamError};
 use crate::queue::{self, Pulled, QueueError, StageQueue};
 use crate::report::{self, AttemptEnd, AttemptStats, Outcome, WorkerIdentity, reason_with_causes};
+use crate::reporter::Reporter;
 use crate::shard_run::{self, ShardRun, mlflow_unreachable};
+use crate::spares::Spares;
 use crate::speculation::{Decisions, Watch};
 
 /// The worker's MLflow retries: long enough to ride out a tracking server restart or a few
@@ -104,6 +106,8 @@ pub struct Stage {
     pub kv_lease: Option<crate::kv_lease::KvLease>,
     /// What the worker hears of decided shards, when the stage speculates.
     pub decisions: Option<Decisions>,
+    /// Files of the slot's `in/` kept to be written again.
+    pub spares: Spares,
 }
 
 impl Stage {
@@ -211,16 +215,18 @@ async fn until_stopped<T>(cancel: &CancellationToken, work: impl std::future::Fu
     }
 }
 
-/// Processes one pulled message. Returns an error only when the result could not be
-/// published (the message is then left unacked, so JetStream redelivers it). Unless the
-/// worker is stopping or `drain` was asked for by then, the next shard is pulled while this
-/// one's result is published (the entry point is done by then, so the next shard waits only
-/// as long as a report takes), and is returned to be worked on next.
+/// Processes one pulled message. Returns an error only when results could not be published
+/// (their messages are then left unacked, so JetStream redelivers them). The attempt's result
+/// goes to `reporter`: published at once, or held while more shards are queued and published
+/// with the next ones (see [`crate::reporter`]). Unless the worker is stopping or `drain` was
+/// asked for by then, the next shard is pulled meanwhile (the entry point is done by then, so
+/// the next shard waits only as long as a report takes), and is returned to be worked on next.
 pub async fn process(
     stage: &Stage,
     queue: &StageQueue,
     message: jetstream::Message,
     drain: &CancellationToken,
+    reporter: &mut Reporter,
 ) -> Result<Option<Pulled>, QueueError> {
     let shard: ShardMsg = match concurrent_proto::decode(&message.payload) {
         Ok(shard) => shard,
@@ -239,21 +245,22 @@ pub async fn process(
     let attempt = concurrent_proto::speculative_attempt(shard.speculative, delivered, stage.spec.max_attempts);
     let span =
         tracing::info_span!("shard_attempt", run = %shard.run_id, stage = %shard.stage, shard = shard.shard, attempt);
-    process_shard(stage, queue, &message, &shard, attempt, drain).instrument(span).await
+    process_shard(stage, queue, message, &shard, attempt, drain, reporter).instrument(span).await
 }
 
 async fn process_shard(
     stage: &Stage,
     queue: &StageQueue,
-    message: &jetstream::Message,
+    message: jetstream::Message,
     shard: &ShardMsg,
     attempt: u32,
     drain: &CancellationToken,
+    reporter: &mut Reporter,
 ) -> Result<Option<Pulled>, QueueError> {
     tracing::info!(inputs = shard.inputs.len(), speculative = shard.speculative, "shard pulled");
     if let Some(by) = stage.decisions.as_ref().and_then(|d| d.decided_by(shard.shard)).filter(|by| *by != attempt) {
         tracing::info!(by, "the shard is already decided: settled without running it");
-        if let Err(error) = queue::settle(message, report::Disposition::Ack).await {
+        if let Err(error) = queue::settle(&message, report::Disposition::Ack).await {
             tracing::warn!(error = %reason_with_causes(&error), "settling a decided shard");
         }
         return Ok(None);
@@ -279,14 +286,16 @@ async fn process_shard(
     }
     let work = run_attempt(stage, &current);
     let speculating = stage.spec.speculate && !shard.speculative;
-    let work = say_when_long(queue, speculating.then_some(|| running_notice(shard, attempt, message)), work);
+    let work = say_when_long(queue, speculating.then_some(|| running_notice(shard, attempt, &message)), work);
     let beat = || async {
-        queue::in_progress(message).await;
+        queue::in_progress(&message).await;
         if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
             kv_lease.refresh(ack_subject).await;
         }
     };
-    let outcome = with_heartbeats(timing::HEARTBEAT_EVERY, beat, work).await;
+    // Results held from earlier attempts are published while this one runs, when due.
+    let (outcome, earlier) =
+        reporter.meanwhile(queue, &stage.cancel, with_heartbeats(timing::HEARTBEAT_EVERY, beat, work)).await;
     drop(watch);
     if let Some(kv_lease) = &stage.kv_lease {
         kv_lease.release().await;
@@ -306,27 +315,33 @@ async fn process_shard(
              entry point and the shard is handed back for later unless this was its last attempt"
         ),
     }
+    if !succeeded && stage.keep_failed {
+        let kept = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
+        let _ = std::fs::remove_dir_all(&kept.root);
+        if let Err(error) = std::fs::rename(&layout.root, &kept.root) {
+            tracing::warn!(%error, dir = %kept.root.display(), "could not keep the failed attempt's directory");
+        }
+        stage.spares.forget();
+    }
     let disposition = report::disposition(&outcome.end, attempt, stage.spec.max_attempts);
     // A superseded attempt publishes nothing: the result that decided its shard is stored.
     let superseded = matches!(outcome.end, AttemptEnd::Superseded { .. });
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
-    // The shard is settled only once its result is stored; heartbeats keep it meanwhile.
-    let report = async {
-        if !superseded {
-            queue.publish_result(&result, timing::RESULT_PUBLISH_BUDGET, &stage.cancel).await?;
-        }
-        if let Err(error) = queue::settle(message, disposition).await {
-            // The result is out; the worst case is a redelivery and a duplicate result,
-            // which the scheduler ignores.
-            tracing::warn!(error = %reason_with_causes(&error), "result published but the shard message not settled");
-        }
-        Ok::<(), QueueError>(())
-    };
-    let report = with_heartbeats(timing::HEARTBEAT_EVERY, || queue::in_progress(message), report);
+    tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
+    let more_queued = message.info().is_ok_and(|info| info.pending > 0);
+    reporter.hold((!superseded).then_some(result), message, disposition);
     // The next shard is asked for while this one reports, unless the worker is stopping.
     let prefetch = !stage.cancel.is_cancelled() && !drain.is_cancelled();
     let next = async { if prefetch { Some(queue.pull(queue::PULL_SLICE).await) } else { None } };
-    let (reported, next) = tokio::join!(report, next);
+    // The result is held while more shards are queued and the worker goes on; otherwise it
+    // is published now.
+    let (next, reported) = match earlier.is_ok() && prefetch && more_queued && reporter.may_hold() {
+        true => reporter.meanwhile(queue, &stage.cancel, next).await,
+        false => {
+            let (reported, next) = tokio::join!(reporter.flush(queue, &stage.cancel), next);
+            (next, reported)
+        }
+    };
     let next = match next {
         Some(Ok(pulled)) => Some(pulled),
         Some(Err(error)) => {
@@ -335,20 +350,12 @@ async fn process_shard(
         }
         None => None,
     };
-    if let Err(error) = reported {
+    if let Err(error) = earlier.and(reported) {
         // The worker gives up; a shard it already took goes back at once.
         if let Some(Pulled::Message(taken)) = &next {
             queue::hand_back(taken, stage.spec.max_attempts).await;
         }
         return Err(error);
-    }
-    tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
-    if !succeeded && stage.keep_failed {
-        let kept = AttemptLayout::new(&stage.work_dir, &shard.run_id, &shard.stage, shard.shard, attempt);
-        let _ = std::fs::remove_dir_all(&kept.root);
-        if let Err(error) = std::fs::rename(&layout.root, &kept.root) {
-            tracing::warn!(%error, dir = %kept.root.display(), "could not keep the failed attempt's directory");
-        }
     }
     Ok(next)
 }
@@ -572,8 +579,8 @@ async fn run_body(
     stats: &mut AttemptStats,
 ) -> Result<Vec<OutputObject>, Cut> {
     let Current { shard, attempt, layout, lease, stop: cancel, .. } = *current;
-    prepare_dirs(layout).await?;
-    let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow());
+    prepare_dirs(layout, &stage.spares).await?;
+    let fetch = materialize(&shard.inputs, &layout.input_dir, &layout.manifest, stage.mlflow(), &stage.spares);
     let entries = until_stopped(cancel, fetch).await.ok_or(Cut::Stopped)?.map_err(AttemptError::from)?;
     stats.bytes_in = entries.iter().map(|e| e.size).sum();
     let mut parameters = parameters.clone();
@@ -618,17 +625,17 @@ async fn run_body(
     }
 }
 
-/// The slot ready for an attempt: `in/` and `out/` empty (a few metadata operations, done in
-/// place rather than through the blocking pool).
-async fn prepare_dirs(layout: &AttemptLayout) -> Result<(), AttemptError> {
-    for dir in [&layout.input_dir, &layout.output_dir] {
-        empty_or_create(dir).map_err(|source| AttemptError::Prepare { path: dir.clone(), source })?;
+/// The slot ready for an attempt: `in/` and `out/` empty, the files of `in/` kept as spares
+/// (a few metadata operations, done in place rather than through the blocking pool).
+async fn prepare_dirs(layout: &AttemptLayout, spares: &Spares) -> Result<(), AttemptError> {
+    for (dir, spares) in [(&layout.input_dir, Some(spares)), (&layout.output_dir, None)] {
+        empty_or_create(dir, spares).map_err(|source| AttemptError::Prepare { path: dir.clone(), source })?;
     }
     Ok(())
 }
 
-/// Empties the slot's log, if an earlier attempt left one (with tracking off it was moved to
-/// the logs dir, so there is usually none).
+/// Empties the slot's log, if an earlier attempt left one (with tracking off a log with output
+/// was moved to the logs dir; an empty one stays, to be used again).
 fn empty_log(log: &Path) -> Result<(), AttemptError> {
     match std::fs::OpenOptions::new().write(true).truncate(true).open(log) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -640,7 +647,7 @@ fn empty_log(log: &Path) -> Result<(), AttemptError> {
 
 /// Removes everything inside `dir` (symlinks themselves, never what they point to), or
 /// creates it.
-fn empty_or_create(dir: &Path) -> std::io::Result<()> {
+fn empty_or_create(dir: &Path, spares: Option<&Spares>) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return std::fs::create_dir_all(dir),
@@ -648,8 +655,11 @@ fn empty_or_create(dir: &Path) -> std::io::Result<()> {
     };
     for entry in entries {
         let entry = entry?;
-        if entry.file_type()?.is_dir() {
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
             std::fs::remove_dir_all(entry.path())?;
+        } else if let (Some(spares), true) = (spares, file_type.is_file()) {
+            spares.keep_or_remove(&entry.path(), &entry.metadata()?)?;
         } else {
             std::fs::remove_file(entry.path())?;
         }
@@ -691,8 +701,13 @@ pub fn local_log_path(output_root: &Path, stage: &str, shard: u32, attempt: u32)
 }
 
 /// Moves the attempt's log to where it is kept (a rename: the work dir and the output root
-/// are both in the state dir; a copy when they are not).
+/// are both in the state dir; a copy when they are not). An attempt that printed nothing keeps
+/// no log: its empty file stays in the slot for the next attempt, and no file is created per
+/// silent shard.
 fn keep_log_locally(spec: &StageSpec, shard: &ShardMsg, attempt: u32, log: &Path) {
+    if std::fs::metadata(log).is_ok_and(|m| m.len() == 0) {
+        return;
+    }
     let Ok(root) = output_root(spec) else { return };
     let dest = local_log_path(&root, &shard.stage, shard.shard, attempt);
     let kept = std::fs::rename(log, &dest).or_else(|_| {

@@ -23,6 +23,9 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Exit 3 when NATS cannot be reached for this long at start.
     pub connect_timeout: Duration,
+    /// Hold a finished attempt's result up to this long, while more shards are queued, to
+    /// publish it with the next ones (zero: each is published at once).
+    pub result_hold: Duration,
     /// Parent of every attempt directory.
     pub work_dir: PathBuf,
     /// Where unpacked project snapshots are kept, one directory per content hash.

@@ -10,8 +10,13 @@ use std::path::Path;
 /// see the new text followed by the end of the old one, never an empty file.
 pub fn overwrite(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    let before = file.metadata()?.len();
     file.write_all_at(bytes, 0)?;
-    file.set_len(bytes.len() as u64)
+    // Cutting a file is not free even to its own length; only a longer one is cut.
+    match before > bytes.len() as u64 {
+        true => file.set_len(bytes.len() as u64),
+        false => Ok(()),
+    }
 }
 
 #[cfg(test)]

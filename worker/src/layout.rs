@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 /// The files and directories of a shard attempt under the work dir: a worker's slot
 /// `<work-dir>/<run>/<stage>/<worker>/{in,out,manifest.json,entry_point.log}`, reused (emptied)
-/// from one attempt to the next, or a failed attempt kept as `…/<stage>/<shard>-a<attempt>/`.
+/// from one attempt to the next (the files of `in/` kept in its `spare/` to be written again,
+/// `crate::spares`), or a failed attempt kept as `…/<stage>/<shard>-a<attempt>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptLayout {
     /// The attempt directory.

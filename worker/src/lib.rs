@@ -4,13 +4,15 @@
 //! point (heartbeats, timeout, process group), keeps or uploads its outputs, records the
 //! attempt as an MLflow run, publishes a `ShardResult` and only then acks; the next shard is
 //! pulled while that result is published (never while an entry point runs, so no shard waits
-//! behind a running one). It exits when the
+//! behind a running one). While more shards are queued, the results of quick attempts are
+//! held briefly and published together, while the next attempt runs (`reporter`). It exits when the
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
 //!
 //! With tracking off (`StageSpec::tracking = None`) a shard's outputs go to
 //! `<output_root>/<shard>/…` (renamed into place in one step; beside another attempt's,
 //! `<shard>.a<attempt>-<worker>/`, when one kept its outputs there first) and the entry
-//! point's log of every attempt to `<output_root>/../logs/<stage>-<shard>-a<attempt>.log`.
+//! point's log of every attempt that printed something to
+//! `<output_root>/../logs/<stage>-<shard>-a<attempt>.log`.
 //! With tracking on they are the shard run's `outputs/…` and `logs/entry_point.log` artifacts.
 //!
 //! # What the worker guarantees under faults
@@ -78,8 +80,10 @@ pub mod outputs;
 pub mod path_params;
 pub mod queue;
 pub mod report;
+pub mod reporter;
 pub mod shard_run;
 pub mod snapshot_cache;
+pub mod spares;
 pub mod speculation;
 
 use std::time::Duration;
@@ -98,6 +102,7 @@ use crate::layout::AttemptLayout;
 use crate::link::Link;
 use crate::queue::{Pulled, QueueError, StageQueue};
 use crate::report::WorkerIdentity;
+use crate::reporter::Reporter;
 use crate::snapshot_cache::SnapshotError;
 use concurrent_mlflow::retry::RetryPolicy;
 
@@ -197,8 +202,17 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
             false => None,
         },
         decisions,
+        spares: spares::Spares::new(
+            AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id).root.join("spare"),
+        ),
     };
-    let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain).await;
+    let mut reporter = Reporter::new(config.result_hold);
+    let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain, &mut reporter).await;
+    // Whatever way the worker leaves, what it holds is reported first.
+    let served = match (served, reporter.flush(&queue, &cancel).await) {
+        (Ok(()), Err(error)) => Err(error.into()),
+        (served, _) => served,
+    };
     // The slot this worker's attempts ran in goes with the worker.
     let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
     let _ = std::fs::remove_dir_all(&slot.root);
@@ -224,6 +238,7 @@ async fn serve(
     idle_timeout: Duration,
     cancel: &CancellationToken,
     drain: &CancellationToken,
+    reporter: &mut Reporter,
 ) -> Result<(), WorkerError> {
     let mut idle = IdleClock::start(idle_timeout);
     let mut backoff = RetryPolicy::within(Duration::MAX, Duration::from_millis(100), Duration::from_secs(5)).backoff();
@@ -236,6 +251,8 @@ async fn serve(
             // (handed back, or failed on its last attempt), as for any shard in hand.
             Some(pulled @ (Pulled::Message(_) | Pulled::ConsumerGone)) => Ok(pulled),
             Some(Pulled::Nothing) | None => {
+                // No shard in hand: nothing held waits for another attempt.
+                reporter.flush(queue, cancel).await?;
                 if cancel.is_cancelled() {
                     tracing::info!(shards, "stopping on signal");
                     return Ok(());
@@ -275,6 +292,7 @@ async fn serve(
                     () = link.changed_since(seen) => {
                         // The pull request may have died with the connection (or the server).
                         tracing::info!("the NATS connection changed during a pull; pulling again");
+                        queue.forget_pull().await;
                         continue;
                     }
                     () = cancel.cancelled() => continue,
@@ -286,7 +304,7 @@ async fn serve(
                 backoff.reset();
                 // The next shard is taken while this one reports, unless the worker is
                 // stopping or giving up its slot.
-                taken = attempt::process(stage, queue, *message, drain).await?;
+                taken = attempt::process(stage, queue, *message, drain, reporter).await?;
                 shards += 1;
                 idle.restart();
             }

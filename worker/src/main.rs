@@ -41,6 +41,10 @@ struct Cli {
     /// Exit 3 when NATS cannot be reached for this long at start.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    /// Hold the result of a finished attempt up to this long, while more shards are queued,
+    /// and publish it with those of the attempts that follow (0s: each at once) [default: 20ms].
+    #[arg(long, value_parser = parse_duration)]
+    result_hold: Option<Duration>,
     /// Directory of this worker's slot, where its attempts run [default: a fresh temp dir,
     /// removed at exit].
     #[arg(long)]
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> Result<(), (u8, String)> {
         worker_id: cli.worker_id.unwrap_or_else(default_worker_id),
         cluster: cli.cluster,
         idle_timeout: cli.idle_timeout,
+        result_hold: cli.result_hold.unwrap_or(concurrent_proto::timing::RESULT_HOLD),
         connect_timeout: cli.connect_timeout,
         work_dir,
         cache_dir: cli.cache_dir.unwrap_or_else(|| std::env::temp_dir().join("concurrent-projects")),

@@ -9,6 +9,8 @@ use concurrent_proto::InputObject;
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
+use crate::spares::Spares;
+
 /// How many inputs are fetched at once.
 const FETCH_CONCURRENCY: usize = 8;
 
@@ -98,10 +100,13 @@ pub async fn materialize(
     input_dir: &Path,
     manifest: &Path,
     mlflow: Option<&MlflowClient>,
+    spares: &Spares,
 ) -> Result<Vec<ManifestEntry>, MaterializeError> {
     let dests = destinations(inputs, input_dir)?;
-    let entries: Vec<ManifestEntry> = futures::stream::iter(inputs.iter().zip(dests))
-        .map(|(input, dest)| fetch_one(input, dest, mlflow))
+    // A local file is copied into a spare file of the slot when there is one.
+    let reuse = inputs.iter().map(|input| input.uri.starts_with("file:").then(|| spares.take()).flatten());
+    let entries: Vec<ManifestEntry> = futures::stream::iter(inputs.iter().zip(dests).zip(reuse))
+        .map(|((input, dest), reuse)| fetch_one(input, dest, mlflow, reuse))
         .buffered(FETCH_CONCURRENCY)
         .try_collect()
         .await?;
@@ -124,8 +129,9 @@ async fn fetch_one(
     input: &InputObject,
     dest: PathBuf,
     mlflow: Option<&MlflowClient>,
+    reuse: Option<PathBuf>,
 ) -> Result<ManifestEntry, MaterializeError> {
-    let size = concurrent_mlflow::artifacts::fetch(&input.uri, &dest, mlflow)
+    let size = concurrent_mlflow::artifacts::fetch_reusing(&input.uri, &dest, mlflow, reuse.as_deref())
         .await
         .map_err(|source| MaterializeError::Fetch { uri: input.uri.clone(), source: Box::new(source) })?;
     Ok(ManifestEntry {

@@ -76,7 +76,8 @@ fn io(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> OutputE
 /// symlink to a file counts as that file, a symlink to a directory is skipped (its files are
 /// listed where they really are).
 pub fn collect(out_dir: &Path) -> Result<Vec<LocalOutput>, OutputError> {
-    let root = out_dir.canonicalize().map_err(io("resolving", out_dir))?;
+    // Resolved only when a symlink needs it: most outputs dirs hold none.
+    let mut root: Option<PathBuf> = None;
     let mut outputs = Vec::new();
     for entry in walkdir::WalkDir::new(out_dir).min_depth(1).follow_links(false).sort_by_file_name() {
         let entry = entry.map_err(|source| OutputError::Walk { dir: out_dir.to_path_buf(), source })?;
@@ -88,7 +89,11 @@ pub fn collect(out_dir: &Path) -> Result<Vec<LocalOutput>, OutputError> {
         let file = if file_type.is_symlink() {
             let escaping = || OutputError::EscapingSymlink { path: path.as_str().to_owned() };
             let target = entry.path().canonicalize().map_err(|_| escaping())?;
-            if !target.starts_with(&root) {
+            let root = match &mut root {
+                Some(root) => root,
+                unresolved => unresolved.insert(out_dir.canonicalize().map_err(io("resolving", out_dir))?),
+            };
+            if !target.starts_with(&*root) {
                 return Err(escaping());
             }
             if !target.is_file() {

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use async_nats::StatusCode;
 use async_nats::jetstream::consumer::PullConsumer;
+use async_nats::jetstream::consumer::pull::BatchConfig;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::{self, AckKind, ErrorCode};
-use concurrent_proto::{ShardResult, StageSpec, names};
-use futures::StreamExt;
+use concurrent_proto::{StageSpec, names};
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::link::Unreachable;
@@ -94,13 +96,30 @@ pub enum Pulled {
     ConsumerGone,
 }
 
-/// A worker's binding to one stage: its consumer and its result subject.
+/// A worker's binding to one stage: its consumer, the inbox its pulls are answered on, and
+/// its result subject.
 pub struct StageQueue {
     js: jetstream::Context,
     consumer: PullConsumer,
     consumer_name: String,
     result_subject: String,
+    /// The inbox every pull of this worker is answered on, subscribed once.
+    inbox: async_nats::Subject,
+    replies: tokio::sync::Mutex<Replies>,
 }
+
+/// The answers to this worker's pulls, and the one pull waiting for its answer.
+struct Replies {
+    subscriber: async_nats::Subscriber,
+    /// When the pull sent last is answered at the latest (its `expires` and a margin), while
+    /// its answer has not come: no second pull is sent meanwhile, so a worker never has two
+    /// shards coming.
+    waiting: Option<tokio::time::Instant>,
+}
+
+/// How long past its `expires` a pull's answer may come (the server sends a timeout status at
+/// `expires`); past that it is taken as lost.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
 impl StageQueue {
     /// Binds to the stage's durable pull consumer; `None` when it does not exist (the stage
@@ -112,37 +131,89 @@ impl StageQueue {
             Err(e) if is_not_found(e.kind()) => return Ok(None),
             Err(e) => return Err(js_err(format!("binding to consumer {consumer_name}"))(e)),
         };
+        let inbox = async_nats::Subject::from(js.client().new_inbox());
+        let subscriber = js
+            .client()
+            .subscribe(inbox.clone())
+            .await
+            .map_err(js_err(format!("subscribing to the answers of pulls from {consumer_name}")))?;
         Ok(Some(StageQueue {
             js: js.clone(),
             consumer,
             consumer_name,
             result_subject: names::result_subject(run_id, stage),
+            inbox,
+            replies: tokio::sync::Mutex::new(Replies { subscriber, waiting: None }),
         }))
     }
 
-    /// Waits up to `wait` for one shard message.
+    /// Waits up to `wait` for one shard message. Cancel-safe: a pull dropped before its answer
+    /// came is answered to the next call, which sends no pull of its own meanwhile.
     pub async fn pull(&self, wait: Duration) -> Result<Pulled, QueueError> {
-        let mut batch = self
-            .consumer
-            .batch()
-            .max_messages(1)
-            .expires(wait.max(MIN_PULL))
-            .messages()
-            .await
-            .map_err(js_err(format!("pulling from consumer {}", self.consumer_name)))?;
-        match batch.next().await {
-            Some(Ok(message)) => Ok(Pulled::Message(Box::new(message))),
-            None => Ok(Pulled::Nothing),
-            Some(Err(error)) => {
-                // A deleted consumer ends pulls with an error status; anything else is
-                // logged and the pull is retried by the caller.
-                if !self.consumer_exists().await? {
-                    return Ok(Pulled::ConsumerGone);
+        let mut replies = self.replies.lock().await;
+        loop {
+            // An answer already here (to a pull given up on after a reconnection) is taken
+            // first, without a new pull.
+            let answer = match replies.subscriber.next().now_or_never() {
+                Some(Some(answer)) => answer,
+                _ => {
+                    let now = tokio::time::Instant::now();
+                    let answer_by = match replies.waiting {
+                        Some(by) if by > now => by,
+                        _ => {
+                            let expires = wait.max(MIN_PULL);
+                            let request = BatchConfig { batch: 1, expires: Some(expires), ..BatchConfig::default() };
+                            self.consumer
+                                .request_batch(request, self.inbox.clone())
+                                .await
+                                .map_err(js_err(format!("pulling from consumer {}", self.consumer_name)))?;
+                            let by = now + expires + ANSWER_MARGIN;
+                            replies.waiting = Some(by);
+                            by
+                        }
+                    };
+                    match tokio::time::timeout_at(answer_by, replies.subscriber.next()).await {
+                        Ok(Some(answer)) => answer,
+                        // Never answered (the connection may have dropped it): the next call
+                        // pulls anew.
+                        Ok(None) | Err(_) => {
+                            replies.waiting = None;
+                            return Ok(Pulled::Nothing);
+                        }
+                    }
                 }
-                tracing::warn!(consumer = %self.consumer_name, %error, "pull ended with an error");
-                Ok(Pulled::Nothing)
+            };
+            match answer.status {
+                None | Some(StatusCode::OK) => {
+                    replies.waiting = None;
+                    let message = jetstream::Message { message: answer, context: self.js.clone() };
+                    return Ok(Pulled::Message(Box::new(message)));
+                }
+                Some(StatusCode::IDLE_HEARTBEAT) => continue,
+                Some(StatusCode::TIMEOUT | StatusCode::NOT_FOUND) => {
+                    replies.waiting = None;
+                    return Ok(Pulled::Nothing);
+                }
+                Some(status) => {
+                    replies.waiting = None;
+                    drop(replies);
+                    // A deleted consumer ends pulls with an error status; anything else is
+                    // logged and the pull is retried by the caller.
+                    if !self.consumer_exists().await? {
+                        return Ok(Pulled::ConsumerGone);
+                    }
+                    let description = answer.description.unwrap_or_default();
+                    tracing::warn!(consumer = %self.consumer_name, %status, %description, "pull ended with an error");
+                    return Ok(Pulled::Nothing);
+                }
             }
         }
+    }
+
+    /// Forgets the pull waiting for its answer (the connection it was sent on is gone): the
+    /// next call sends a new one.
+    pub async fn forget_pull(&self) {
+        self.replies.lock().await.waiting = None;
     }
 
     async fn consumer_exists(&self) -> Result<bool, QueueError> {
@@ -160,21 +231,20 @@ impl StageQueue {
         }
     }
 
-    /// Publishes a shard result with its `Nats-Msg-Id` and waits for JetStream's ack,
-    /// publishing it again (same id, so JetStream keeps one copy) until acked or `budget`
-    /// runs out.
+    /// Publishes a message of results (its payload encoded, its `Nats-Msg-Id`) and waits for
+    /// JetStream's ack, publishing it again (same id, so JetStream keeps one copy) until acked
+    /// or `budget` runs out.
     ///
     /// When `stop` fires (before or during), the publishing gets [`STOPPING_PUBLISH_BUDGET`]
     /// more, then is given up.
-    pub async fn publish_result(
+    pub async fn publish_results(
         &self,
-        result: &ShardResult,
+        payload: bytes::Bytes,
+        id: &str,
         budget: Duration,
         stop: &CancellationToken,
     ) -> Result<(), QueueError> {
-        let id = names::result_msg_id(&result.run_id, &result.stage, result.shard, result.attempt);
-        let what = format!("publishing the result of shard {} attempt {}", result.shard, result.attempt);
-        let payload: bytes::Bytes = concurrent_proto::encode(result).into();
+        let what = format!("publishing results ({id})");
         let policy = RetryPolicy::within(budget, Duration::from_millis(100), Duration::from_secs(5));
         let publishing = async {
             let published = retry(
@@ -182,7 +252,7 @@ impl StageQueue {
                 &what,
                 |_| true,
                 || async {
-                    let publish = PublishMessage::build().payload(payload.clone()).message_id(&id);
+                    let publish = PublishMessage::build().payload(payload.clone()).message_id(id);
                     let ack =
                         self.js.send_publish(self.result_subject.clone(), publish).await.map_err(js_err(&what))?;
                     ack.await.map_err(js_err(&what))?;

@@ -45,11 +45,59 @@ async fn three_shards_succeed_and_the_worker_exits_when_idle() -> anyhow::Result
         assert_eq!(on_disk.get("a.txt").map(String::as_str), Some(format!("a{shard}").as_str()));
         assert_eq!(on_disk.get("sub/b.txt").map(String::as_str), Some(format!("b{shard}").as_str()));
         let log = harness.output_root().parent().unwrap().join(format!("logs/copy-{shard}-a1.log"));
-        assert!(log.is_file(), "log kept at {}", log.display());
+        assert!(!log.exists(), "an attempt that printed nothing keeps no log: {}", log.display());
     }
     assert_eq!(harness.shards_left().await?, 0);
     let work = harness.dirs.path().join("work/r1/copy");
     assert_eq!(std::fs::read_dir(&work).map(|d| d.count()).unwrap_or(0), 0, "attempt dirs removed");
+    Ok(())
+}
+
+#[tokio::test]
+async fn quick_shards_are_reported_together_each_once() -> anyhow::Result<()> {
+    let harness = Harness::start(StageSetup { command: "true", shards: 20, ..Default::default() }).await?;
+    for shard in 0..20 {
+        harness.publish_shard(shard, 20, vec![]).await?;
+    }
+    let mut command = harness.worker();
+    // Held until the last shard queued is done, however slow the machine.
+    command.args(["--result-hold", "10m"]);
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_end(command, Duration::from_secs(60))).await??;
+    assert!(status.success(), "{stderr}");
+    let results = harness.results().await?;
+    let shards: Vec<u32> = results.iter().map(|r| r.shard).collect();
+    assert_eq!(shards, (0..20).collect::<Vec<u32>>(), "{stderr}");
+    assert!(results.iter().all(|r| r.status == ShardStatus::Succeeded && r.attempt == 1));
+    let stream = harness.js.get_stream(names::RESULTS_STREAM).await?;
+    assert_eq!(stream.get_info().await?.state.messages, 1, "twenty results in one message");
+    assert_eq!(harness.shards_left().await?, 0, "every shard acked once its result was stored");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stopped_worker_reports_the_results_it_holds() -> anyhow::Result<()> {
+    let marker = tempfile::tempdir()?;
+    let started = marker.path().join("started");
+    // The last shard's entry point runs until the worker is stopped.
+    let command = format!("if [ \"$CONCURRENT_SHARD\" = 4 ]; then echo $$ > {}; sleep 300; fi", started.display());
+    let harness =
+        Harness::start(StageSetup { command: &command, shards: 5, max_attempts: 3, ..Default::default() }).await?;
+    for shard in 0..5 {
+        harness.publish_shard(shard, 5, vec![]).await?;
+    }
+    let mut worker = harness.worker();
+    worker.args(["--result-hold", "10m"]).stderr(std::process::Stdio::null());
+    let mut child = common::Running(worker.spawn()?);
+    wait_for_number(&started, Duration::from_secs(30)).await?;
+    let stream = harness.js.get_stream(names::RESULTS_STREAM).await?;
+    assert_eq!(stream.get_info().await?.state.messages, 0, "the four results are held while more shards are queued");
+    std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status()?;
+    let status = tokio::task::spawn_blocking(move || child.0.wait()).await??;
+    assert!(status.success(), "{status}");
+    let results = harness.results().await?;
+    let summary: Vec<(u32, bool)> = results.iter().map(|r| (r.shard, r.status == ShardStatus::Succeeded)).collect();
+    assert_eq!(summary, vec![(0, true), (1, true), (2, true), (3, true), (4, false)]);
+    assert_eq!(harness.shards_left().await?, 1, "only the stopped shard waits for another worker");
     Ok(())
 }
 

@@ -186,23 +186,30 @@ fn not_utf8(uri: &str, path: &Path, error: InvalidObjectPath) -> ArtifactError {
 const INLINE_COPY_MAX: u64 = 4 << 20;
 
 /// Copies the file `src` to `dest` (creating its parents) through a part file beside it
-/// (`std::fs::copy` uses the kernel's copy); returns its size.
-pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
+/// (`std::fs::copy` uses the kernel's copy); returns its size. `reuse`, a file of no more
+/// use, becomes the part file when it can be moved there (`std::fs::copy` truncates and
+/// writes an existing file in place).
+pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path, reuse: Option<&Path>) -> Result<u64, ArtifactError> {
     let size = std::fs::metadata(src).map_err(|e| ArtifactError::io(uri, src, e))?.len();
     if size <= INLINE_COPY_MAX {
-        return copy_blocking(uri, src, dest);
+        return copy_blocking(uri, src, dest, reuse);
     }
-    let (src, dest) = (src.to_path_buf(), dest.to_path_buf());
+    let (src, dest, reuse) = (src.to_path_buf(), dest.to_path_buf(), reuse.map(Path::to_path_buf));
     let task_uri = uri.to_string();
-    tokio::task::spawn_blocking(move || copy_blocking(&task_uri, &src, &dest))
+    tokio::task::spawn_blocking(move || copy_blocking(&task_uri, &src, &dest, reuse.as_deref()))
         .await
         .map_err(|e| ArtifactError::io(uri, Path::new(""), std::io::Error::other(e)))?
 }
 
-fn copy_blocking(uri: &str, src: &Path, dest: &Path) -> Result<u64, ArtifactError> {
+fn copy_blocking(uri: &str, src: &Path, dest: &Path, reuse: Option<&Path>) -> Result<u64, ArtifactError> {
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io(uri, parent, e))?;
     let part = super::part_file::part_path(parent, dest);
+    if let Some(reused) = reuse
+        && std::fs::rename(reused, &part).is_err()
+    {
+        let _ = std::fs::remove_file(reused);
+    }
     let copied = std::fs::copy(src, &part).map_err(|e| ArtifactError::io(uri, src, e));
     let renamed = copied
         .and_then(|size| std::fs::rename(&part, dest).map(|()| size).map_err(|e| ArtifactError::io(uri, dest, e)));

@@ -146,8 +146,22 @@ async fn list_store(uri: &str) -> Result<Vec<ListedObject>, ArtifactError> {
 ///
 /// `mlflow` is needed for `mlflow-artifacts:` and `runs:/` URIs.
 pub async fn fetch(uri: &str, dest: &Path, mlflow: Option<&MlflowClient>) -> Result<u64, ArtifactError> {
+    fetch_reusing(uri, dest, mlflow, None).await
+}
+
+/// [`fetch`], writing a `file://` object into `reuse` (a file of no more use on `dest`'s
+/// filesystem, which is moved into place) rather than into a new file. Creating and removing
+/// a file per object costs some filesystems (ext4 without a journal) an inode search that
+/// grows with every file removed recently; a file written again costs none. `reuse` is left
+/// alone for other objects.
+pub async fn fetch_reusing(
+    uri: &str,
+    dest: &Path,
+    mlflow: Option<&MlflowClient>,
+    reuse: Option<&Path>,
+) -> Result<u64, ArtifactError> {
     match kind(uri)? {
-        Kind::File => local::copy(uri, &file_path(uri)?, dest).await,
+        Kind::File => local::copy(uri, &file_path(uri)?, dest, reuse).await,
         Kind::Mlflow => {
             let client = mlflow.ok_or_else(|| ArtifactError::NeedsTracking { uri: uri.to_owned() })?;
             client.download(uri, dest).await.map_err(|e| ArtifactError::mlflow(uri, e))

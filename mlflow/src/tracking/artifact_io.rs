@@ -25,7 +25,9 @@ impl MlflowClient {
                 let target = join_optional(path.as_ref(), Some(rel)).unwrap_or_else(|| rel.clone());
                 self.proxy_upload(authority.as_deref(), &target, local).await
             }
-            ArtifactLocation::Local(dir) => copy_file(&root, local, &rel.to_fs_path(&dir)).await.map_err(local_error),
+            ArtifactLocation::Local(dir) => {
+                copy_file(&root, local, &rel.to_fs_path(&dir), None).await.map_err(local_error)
+            }
             ArtifactLocation::Store(url) => {
                 let (store, prefix) = store::open(&url).map_err(store_error(&root))?;
                 let key = to_store_key(&prefix, rel)?;
@@ -180,7 +182,7 @@ impl MlflowClient {
                 let path = path.ok_or_else(|| MlflowError::invalid_uri(uri, "names the artifact root, not a file"))?;
                 self.proxy_download(authority.as_deref(), &path, dest).await
             }
-            ArtifactLocation::Local(path) => copy_file(&resolved, &path, dest).await.map_err(local_error),
+            ArtifactLocation::Local(path) => copy_file(&resolved, &path, dest, None).await.map_err(local_error),
             ArtifactLocation::Store(url) => {
                 let (store, path) = store::open(&url).map_err(store_error(&resolved))?;
                 store::download(store.as_ref(), &path, dest).await.map_err(transfer_error(&resolved, dest))

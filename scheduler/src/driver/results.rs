@@ -2,7 +2,7 @@
 //! ack; what the decisions lead to (stages ending) is carried out after the acks.
 
 use async_nats::jetstream::{AckKind, Message};
-use concurrent_proto::{ShardResult, ShardStatus, decode};
+use concurrent_proto::{ShardResult, ShardStatus, decode_results};
 
 use super::{Driver, DriverError, RunEvent};
 use crate::executor::Executor;
@@ -18,11 +18,14 @@ impl<E: Executor> Driver<E> {
         let mut kinds = Vec::with_capacity(batch.len());
         let mut duplicates = Vec::new();
         for message in &batch {
-            match decode::<ShardResult>(&message.payload) {
-                Ok(result) => {
-                    let (more, duplicate) = self.apply_result(result)?;
-                    effects.extend(more);
-                    duplicates.extend(duplicate);
+            // A message holds one result, or those of several attempts a worker reported together.
+            match decode_results(&message.payload) {
+                Ok(results) => {
+                    for result in results {
+                        let (more, duplicate) = self.apply_result(result)?;
+                        effects.extend(more);
+                        duplicates.extend(duplicate);
+                    }
                     kinds.push(AckKind::Ack);
                 }
                 Err(error) => {

@@ -209,7 +209,7 @@ impl Harness {
         let mut results = Vec::new();
         for seq in 1..=count {
             let message = stream.get_raw_message(seq).await?;
-            results.push(concurrent_proto::decode(&message.payload)?);
+            results.extend(concurrent_proto::decode_results(&message.payload)?);
         }
         Ok(results)
     }
