@@ -56,7 +56,9 @@
 //!   Failed result, `last_attempt = true`, rather than left undecided forever.
 //! - **SIGKILL or a crash.** Nothing is acked: JetStream redelivers the shard after its ack
 //!   wait (30 s); the entry point's group may outlive the worker, and its shard run stays
-//!   RUNNING.
+//!   RUNNING. Results the worker held to publish together (at most `--result-hold`, 20 ms)
+//!   die with it: their shards were not acked either and are run again; with tracking on,
+//!   the shard runs of those attempts stay FINISHED beside the attempt that decides.
 //!
 //! The pure parts (attempt layout, environment, results, dispositions, backoff, idle clock) do
 //! no IO and are tested without sockets; `link`, `queue`, `entry_point`, `materialize`,
@@ -208,11 +210,13 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     };
     let mut reporter = Reporter::new(config.result_hold);
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain, &mut reporter).await;
-    // Whatever way the worker leaves, what it holds is reported first.
-    let served = match (served, reporter.flush(&queue, &cancel).await) {
-        (Ok(()), Err(error)) => Err(error.into()),
-        (served, _) => served,
-    };
+    // Whatever way the worker leaves, what it holds is reported first: briefly when it fails
+    // (a worker stopping gives publishing 1.5 s).
+    if served.is_err() {
+        cancel.cancel();
+    }
+    let flushed = reporter.flush(&queue, &cancel).await;
+    let served = served.and(flushed.map_err(WorkerError::from));
     // The slot this worker's attempts ran in goes with the worker.
     let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
     let _ = std::fs::remove_dir_all(&slot.root);
