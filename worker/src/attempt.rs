@@ -219,8 +219,9 @@ async fn until_stopped<T>(cancel: &CancellationToken, work: impl std::future::Fu
 /// (their messages are then left unacked, so JetStream redelivers them). The attempt's result
 /// goes to `reporter`: published at once, or held while more shards are queued and published
 /// with the next ones (see [`crate::reporter`]). Unless the worker is stopping or `drain` was
-/// asked for by then, the next shard is pulled meanwhile (the entry point is done by then, so
-/// the next shard waits only as long as a report takes), and is returned to be worked on next.
+/// asked for by then, the next shard is pulled as soon as the entry point has exited (tracking
+/// off: what follows is local) or while the attempt reports, never while an entry point runs,
+/// and is returned to be worked on next.
 pub async fn process(
     stage: &Stage,
     queue: &StageQueue,
@@ -280,17 +281,49 @@ async fn process_shard(
     // Stops this attempt: the worker stopping, or another attempt deciding the shard.
     let stop = stage.cancel.child_token();
     let watch = stage.decisions.as_ref().map(|d| d.watch(shard.shard, attempt, stop.clone()));
-    let current = Current { shard, attempt, layout: &layout, lease, stop: &stop, watch: watch.as_ref() };
+    let exited = tokio::sync::Notify::new();
+    let current =
+        Current { shard, attempt, layout: &layout, lease, stop: &stop, watch: watch.as_ref(), exited: &exited };
     if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
         kv_lease.hold(ack_subject).await;
     }
     let work = run_attempt(stage, &current);
     let speculating = stage.spec.speculate && !shard.speculative;
     let work = say_when_long(queue, speculating.then_some(|| running_notice(shard, attempt, &message)), work);
+    // With tracking off, what follows the entry point's exit is local (its outputs kept, its
+    // log): the next shard is asked for as soon as it has exited, so that it arrives meanwhile.
+    // Not before: no shard waits behind a running entry point.
+    let early: std::cell::RefCell<Option<Result<Pulled, QueueError>>> = std::cell::RefCell::new(None);
+    let pull_at_exit = async {
+        exited.notified().await;
+        if stage.tracking.is_none() && !stage.cancel.is_cancelled() && !drain.is_cancelled() {
+            let pulled = queue.pull(queue::PULL_SLICE).await;
+            *early.borrow_mut() = Some(pulled);
+        }
+        std::future::pending::<()>().await;
+    };
     let beat = || async {
         queue::in_progress(&message).await;
+        let taken = match &*early.borrow() {
+            Some(Ok(Pulled::Message(taken))) => Some(taken.clone()),
+            _ => None,
+        };
+        if let Some(taken) = taken {
+            queue::in_progress(&taken).await;
+        }
         if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
             kv_lease.refresh(ack_subject).await;
+        }
+    };
+    let work = async {
+        tokio::pin!(work);
+        tokio::pin!(pull_at_exit);
+        tokio::select! {
+            biased;
+            outcome = &mut work => outcome,
+            // Never ends: the pull's answer is kept in `early`; one still on its way when the
+            // attempt ends is the answer of the next pull.
+            () = &mut pull_at_exit => unreachable!("waits forever once done"),
         }
     };
     // Results held from earlier attempts are published while this one runs, when due.
@@ -330,9 +363,17 @@ async fn process_shard(
     tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
     let more_queued = message.info().is_ok_and(|info| info.pending > 0);
     reporter.hold((!superseded).then_some(result), message, disposition);
-    // The next shard is asked for while this one reports, unless the worker is stopping.
+    // The next shard, unless one was asked for at the exit, is asked for while this one reports,
+    // unless the worker is stopping.
     let prefetch = !stage.cancel.is_cancelled() && !drain.is_cancelled();
-    let next = async { if prefetch { Some(queue.pull(queue::PULL_SLICE).await) } else { None } };
+    let early = early.into_inner();
+    let next = async {
+        match early {
+            Some(pulled) => Some(pulled),
+            None if prefetch => Some(queue.pull(queue::PULL_SLICE).await),
+            None => None,
+        }
+    };
     // The result is held while more shards are queued and the worker goes on; otherwise it
     // is published now.
     let (next, reported) = match earlier.is_ok() && prefetch && more_queued && reporter.may_hold() {
@@ -371,6 +412,8 @@ struct Current<'a> {
     stop: &'a CancellationToken,
     /// Says whether another attempt decided the shard, when the stage speculates.
     watch: Option<&'a Watch>,
+    /// Told when the entry point has exited.
+    exited: &'a tokio::sync::Notify,
 }
 
 impl Current<'_> {
@@ -605,6 +648,7 @@ async fn run_body(
         input_dir: &layout.input_dir,
         log_limit: stage.spec.log_limit(),
         lease,
+        exited: Some(current.exited),
     };
     tracing::debug!("running the entry point");
     let exit = entry_point::run(invocation, cancel).await.map_err(AttemptError::from)?;

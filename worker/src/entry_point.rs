@@ -40,6 +40,8 @@ pub struct Invocation<'a> {
     pub log_limit: u64,
     /// Where to keep the lease while the command runs.
     pub lease: Option<LeaseSlot<'a>>,
+    /// Told as soon as the command has exited (before its log is completed).
+    pub exited: Option<&'a tokio::sync::Notify>,
 }
 
 /// The lease file of the worker's slot, the ack subject of the shard it runs, and the input
@@ -175,6 +177,11 @@ pub async fn run(invocation: Invocation<'_>, cancel: &CancellationToken) -> Resu
             Exit::Interrupted
         }
     };
+    if let Some(exited) = invocation.exited {
+        exited.notify_one();
+        // Lets what waits for the exit go first (a pull sent now arrives while the attempt ends).
+        tokio::task::yield_now().await;
+    }
     // Whatever the command left running goes with it, then the log is completed.
     drop(running);
     output.finish(OUTPUT_DRAIN).await.map_err(log_error)?;

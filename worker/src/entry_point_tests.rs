@@ -7,7 +7,17 @@ use super::*;
 const LIMIT: u64 = concurrent_proto::DEFAULT_LOG_LIMIT;
 
 fn invocation<'a>(dir: &'a Path, command: &'a str, env: &'a EntryPointEnv, log: &'a Path) -> Invocation<'a> {
-    Invocation { command, cwd: dir, env, log, timeout: None, input_dir: dir, log_limit: LIMIT, lease: None }
+    Invocation {
+        command,
+        cwd: dir,
+        env,
+        log,
+        timeout: None,
+        input_dir: dir,
+        log_limit: LIMIT,
+        lease: None,
+        exited: None,
+    }
 }
 
 fn no_env() -> EntryPointEnv {
@@ -16,8 +26,17 @@ fn no_env() -> EntryPointEnv {
 
 async fn run_simple(dir: &Path, command: &str, env: &EntryPointEnv, timeout: Option<Duration>) -> Exit {
     let log = dir.join("log");
-    let invocation =
-        Invocation { command, cwd: dir, env, log: &log, timeout, input_dir: dir, log_limit: LIMIT, lease: None };
+    let invocation = Invocation {
+        command,
+        cwd: dir,
+        env,
+        log: &log,
+        timeout,
+        input_dir: dir,
+        log_limit: LIMIT,
+        lease: None,
+        exited: None,
+    };
     run(invocation, &CancellationToken::new()).await.unwrap()
 }
 
@@ -78,6 +97,7 @@ async fn timeout_kills_the_whole_process_group() {
         input_dir: dir.path(),
         log_limit: LIMIT,
         lease: None,
+        exited: None,
     };
     let started = std::time::Instant::now();
     let exit = run(invocation, &CancellationToken::new()).await.unwrap();

@@ -3,8 +3,8 @@
 //! (`<work-dir>/<run>/<stage>/<worker>/in`), runs the stage's MLproject entry
 //! point (heartbeats, timeout, process group), keeps or uploads its outputs, records the
 //! attempt as an MLflow run, publishes a `ShardResult` and only then acks; the next shard is
-//! pulled while that result is published (never while an entry point runs, so no shard waits
-//! behind a running one). While more shards are queued, the results of quick attempts are
+//! pulled as soon as the entry point has exited (with tracking off), else while that result
+//! is published, never while an entry point runs, so no shard waits behind a running one. While more shards are queued, the results of quick attempts are
 //! held briefly and published together, while the next attempt runs (`reporter`). It exits when the
 //! stage has nothing left for it (idle timeout) or the consumer is gone (DESIGN §1 step 5).
 //!

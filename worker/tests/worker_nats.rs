@@ -102,6 +102,42 @@ async fn a_stopped_worker_reports_the_results_it_holds() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_worker_takes_no_shard_while_its_entry_point_runs() -> anyhow::Result<()> {
+    let marker = tempfile::tempdir()?;
+    let (started, release) = (marker.path().join("started"), marker.path().join("release"));
+    // Shard 0 runs until released; shard 1 is quick.
+    let command = format!(
+        "if [ \"$CONCURRENT_SHARD\" = 0 ]; then echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; fi",
+        started.display(),
+        release.display()
+    );
+    let harness = Harness::start(StageSetup { command: &command, shards: 2, ..Default::default() }).await?;
+    harness.publish_shard(0, 2, vec![]).await?;
+    let mut first = harness.worker_named("first", "10s");
+    first.stderr(std::process::Stdio::null());
+    let first = common::Running(first.spawn()?);
+    wait_for_number(&started, Duration::from_secs(30)).await?;
+    // Shard 1 is queued while shard 0 runs: the first worker must leave it to the second.
+    harness.publish_shard(1, 2, vec![]).await?;
+    let mut second = harness.worker_named("second", "1s");
+    second.stderr(std::process::Stdio::null());
+    let second = common::Running(second.spawn()?);
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let results = harness.results().await?;
+        if let Some(result) = results.into_iter().find(|r| r.shard == 1) {
+            break result;
+        }
+        anyhow::ensure!(std::time::Instant::now() < until, "shard 1 waited behind shard 0's running entry point");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!((done.status, done.worker.as_str()), (ShardStatus::Succeeded, "second"));
+    std::fs::write(&release, "")?;
+    drop((first, second));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_failing_entry_point_is_retried_then_terminated() -> anyhow::Result<()> {
     let setup = StageSetup { command: "echo failing >&2; exit 7", max_attempts: 2, ..Default::default() };
     let harness = Harness::start(setup).await?;

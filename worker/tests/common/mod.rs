@@ -226,10 +226,15 @@ impl Harness {
 
     /// The worker command for this stage, with idle timeout `idle` (e.g. `3s`).
     pub fn worker_with_idle(&self, idle: &str) -> Command {
+        self.worker_named("test-worker", idle)
+    }
+
+    /// The worker command for this stage as worker `id` (its own slot), idle timeout `idle`.
+    pub fn worker_named(&self, id: &str, idle: &str) -> Command {
         let mut command = Command::new(workspace_bin("concurrent-worker"));
         command
             .args(["--nats-url", &self.nats.url, "--run", &self.run_id, "--stage", &self.stage])
-            .args(["--idle-timeout", idle, "--worker-id", "test-worker"])
+            .args(["--idle-timeout", idle, "--worker-id", id])
             .arg("--work-dir")
             .arg(self.dirs.path().join("work"))
             .arg("--cache-dir")
