@@ -133,11 +133,24 @@ impl RunTree {
         let running = self.client.search_runs(std::slice::from_ref(&parent_run.info.experiment_id), &filter).await?;
         for run in &running {
             let shard = run.data.tags.get("concurrent.shard").and_then(|s| s.parse::<u32>().ok());
-            match shard.and_then(|shard| superseded.get(&shard)) {
-                Some(&by) => self.client.set_tag(&run.info.run_id, SPECULATIVE_TAG, &superseded_reason(by)).await?,
-                None => self.client.set_tag(&run.info.run_id, "concurrent.lost", "true").await?,
+            let (key, value) = match shard.and_then(|shard| superseded.get(&shard)) {
+                Some(&by) => (SPECULATIVE_TAG, superseded_reason(by)),
+                None => ("concurrent.lost", "true".to_string()),
+            };
+            let ended = async {
+                self.client.set_tag(&run.info.run_id, key, &value).await?;
+                self.client.update_run(&run.info.run_id, RunStatus::Killed).await
+            };
+            match ended.await {
+                Ok(()) => {}
+                // The run's own worker may be ending it at this moment (a superseded attempt
+                // tags itself): MLflow then refuses one of the two writes of the same tag. The
+                // run is that worker's to end; nothing is lost.
+                Err(error) if error.status().is_some_and(|status| (400..500).contains(&status)) => {
+                    tracing::warn!(run = %run.info.run_id, %error, "could not end a shard run left RUNNING; leaving it");
+                }
+                Err(error) => return Err(error),
             }
-            self.client.update_run(&run.info.run_id, RunStatus::Killed).await?;
         }
         Ok(running.len())
     }
