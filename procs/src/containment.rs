@@ -37,9 +37,15 @@ const KILL_ROUNDS: usize = 20;
 /// How long the end of an attempt waits for its killed processes to be gone.
 const GONE_WITHIN: Duration = Duration::from_secs(2);
 
+/// Set once [`become_subreaper`] succeeded: the flag stays for the process's life (nothing
+/// here clears it), so it is not asked of the kernel at every attempt.
+static SUBREAPER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Makes this process a child subreaper: orphans among its descendants are re-parented to it.
 pub fn become_subreaper() -> nix::Result<()> {
-    nix::sys::prctl::set_child_subreaper(true)
+    nix::sys::prctl::set_child_subreaper(true)?;
+    SUBREAPER.store(true, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
 /// How an attempt's processes are held.
@@ -185,7 +191,7 @@ impl Drop for Containment {
 
 /// Whether this process is a child subreaper (see [`become_subreaper`]).
 fn is_subreaper() -> bool {
-    nix::sys::prctl::get_child_subreaper().unwrap_or(false)
+    SUBREAPER.load(std::sync::atomic::Ordering::Relaxed) || nix::sys::prctl::get_child_subreaper().unwrap_or(false)
 }
 
 /// Whether no process below this one can be alive: this process is a child subreaper (an

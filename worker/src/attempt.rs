@@ -13,7 +13,6 @@ use async_nats::jetstream;
 use concurrent_mlflow::environment::cache::EnvCache;
 use concurrent_mlflow::project::{EntryPoint, ParamError};
 use concurrent_mlflow::tracking::{MlflowClient, MlflowError, RetryPolicy, RunStatus};
-use concurrent_proto::lease::lease_path;
 use concurrent_proto::{OutputObject, ShardMsg, ShardStatus, StageSpec, TrackingTarget};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -26,6 +25,7 @@ use crate::layout::AttemptLayout;
 use crate::materialize::{MaterializeError, materialize};
 use concurrent_proto::timing;
 
+use crate::lease_file::LeaseFile;
 use crate::outputs::{self, OutputError};
 use crate::path_params::{self, PathParamError};
 use crate::queue::{self, Pulled, QueueError, StageQueue};
@@ -108,6 +108,8 @@ pub struct Stage {
     pub decisions: Option<Decisions>,
     /// Files of the slot's `in/` kept to be written again.
     pub spares: Spares,
+    /// The worker's lease file, beside its slot.
+    pub lease: LeaseFile,
 }
 
 impl Stage {
@@ -258,7 +260,7 @@ async fn process_shard(
     drain: &CancellationToken,
     reporter: &mut Reporter,
 ) -> Result<Option<Pulled>, QueueError> {
-    tracing::info!(inputs = shard.inputs.len(), speculative = shard.speculative, "shard pulled");
+    tracing::debug!(inputs = shard.inputs.len(), speculative = shard.speculative, "shard pulled");
     if let Some(by) = stage.decisions.as_ref().and_then(|d| d.decided_by(shard.shard)).filter(|by| *by != attempt) {
         tracing::info!(by, "the shard is already decided: settled without running it");
         if let Err(error) = queue::settle(&message, report::Disposition::Ack).await {
@@ -272,9 +274,8 @@ async fn process_shard(
     // Every attempt of this worker runs in its slot, emptied in between: creating and
     // removing a directory tree per shard costs more than the shard on some filesystems.
     let layout = AttemptLayout::slot(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
-    let lease_path = lease_path(&stage.work_dir, &shard.run_id, &shard.stage, &stage.who.worker);
     let lease = message.reply.as_deref().map(|ack_subject| LeaseSlot {
-        path: &lease_path,
+        file: &stage.lease,
         ack_subject,
         input_dir: &layout.input_dir,
     });
@@ -287,7 +288,8 @@ async fn process_shard(
     if let (Some(kv_lease), Some(ack_subject)) = (&stage.kv_lease, message.reply.as_deref()) {
         kv_lease.hold(ack_subject).await;
     }
-    let work = run_attempt(stage, &current);
+    // On the heap: the attempt's future is large, and is moved through the wrappers below.
+    let work = Box::pin(run_attempt(stage, &current));
     let speculating = stage.spec.speculate && !shard.speculative;
     let work = say_when_long(queue, speculating.then_some(|| running_notice(shard, attempt, &message)), work);
     // With tracking off, what follows the entry point's exit is local (its outputs kept, its
@@ -360,7 +362,13 @@ async fn process_shard(
     // A superseded attempt publishes nothing: the result that decided its shard is stored.
     let superseded = matches!(outcome.end, AttemptEnd::Superseded { .. });
     let result = report::shard_result(shard, attempt, stage.spec.max_attempts, &stage.who, outcome);
-    tracing::info!(?disposition, duration_s = result.duration_s, outputs = result.outputs.len(), "shard done");
+    tracing::info!(
+        ?disposition,
+        duration_s = result.duration_s,
+        inputs = shard.inputs.len(),
+        outputs = result.outputs.len(),
+        "shard done"
+    );
     let more_queued = message.info().is_ok_and(|info| info.pending > 0);
     reporter.hold((!superseded).then_some(result), message, disposition);
     // The next shard, unless one was asked for at the exit, is asked for while this one reports,

@@ -18,6 +18,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::EntryPointEnv;
+use crate::lease_file::LeaseFile;
 use crate::log_cap::CappedLog;
 
 /// One run of an entry point command.
@@ -48,7 +49,7 @@ pub struct Invocation<'a> {
 /// dir its entry point is given (`CONCURRENT_INPUT_DIR`).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseSlot<'a> {
-    pub path: &'a Path,
+    pub file: &'a LeaseFile,
     pub ack_subject: &'a str,
     pub input_dir: &'a Path,
 }
@@ -283,26 +284,26 @@ impl Running {
 
 /// Registers the running attempt and writes the lease; kills every process of the attempt,
 /// clears it and releases the lease when dropped.
-struct RunningAttempt {
+struct RunningAttempt<'a> {
     running: Arc<Running>,
-    lease: Option<PathBuf>,
+    lease: Option<&'a LeaseFile>,
 }
 
-impl RunningAttempt {
+impl<'a> RunningAttempt<'a> {
     fn register(
         pgid: Option<u32>,
         containment: Containment,
         mark: Mark,
-        lease: Option<LeaseSlot<'_>>,
-    ) -> RunningAttempt {
+        lease: Option<LeaseSlot<'a>>,
+    ) -> RunningAttempt<'a> {
         let running = Arc::new(Running { pgid, containment, mark });
         *RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&running));
         let lease = match (pgid, lease) {
             (Some(pgid), Some(slot)) => {
                 let input_dir = slot.input_dir.to_string_lossy().into_owned();
                 let text = Lease { ack_subject: slot.ack_subject.to_string(), pgid, input_dir }.to_text();
-                write_lease(slot.path, &text);
-                Some(slot.path.to_path_buf())
+                write_lease(slot.file, &text);
+                Some(slot.file)
             }
             _ => None,
         };
@@ -314,20 +315,19 @@ impl RunningAttempt {
     }
 }
 
-impl Drop for RunningAttempt {
+impl Drop for RunningAttempt<'_> {
     fn drop(&mut self) {
         self.running.kill_all();
         RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        if let Some(path) = &self.lease {
-            write_lease(path, concurrent_proto::lease::RELEASED);
+        if let Some(file) = self.lease {
+            write_lease(file, concurrent_proto::lease::RELEASED);
         }
     }
 }
 
-/// Writes the lease in place (the file is created once per worker, then overwritten).
-fn write_lease(path: &Path, text: &str) {
-    if let Err(error) = crate::in_place::overwrite(path, text.as_bytes()) {
-        tracing::warn!(path = %path.display(), %error, "could not write the worker's lease");
+fn write_lease(file: &LeaseFile, text: &str) {
+    if let Err(error) = file.write(text) {
+        tracing::warn!(path = %file.path().display(), %error, "could not write the worker's lease");
     }
 }
 

@@ -170,7 +170,8 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
         l = lease.display(),
         s = seen.display()
     );
-    let slot = LeaseSlot { path: &lease, ack_subject: "$JS.ACK.S.c.1.5.5.1.0", input_dir: Path::new("/w/in") };
+    let file = crate::lease_file::LeaseFile::new(lease.clone());
+    let slot = LeaseSlot { file: &file, ack_subject: "$JS.ACK.S.c.1.5.5.1.0", input_dir: Path::new("/w/in") };
     let invocation = Invocation { lease: Some(slot), ..invocation(dir.path(), &command, &env, &log) };
     assert_eq!(run(invocation, &CancellationToken::new()).await.unwrap(), Exit::Code(0));
     let seen = std::fs::read_to_string(&seen).unwrap();
@@ -179,11 +180,9 @@ async fn the_lease_names_the_shard_and_group_while_the_command_runs_and_is_relea
     assert_eq!(lines[0], "ack $JS.ACK.S.c.1.5.5.1.0");
     assert_eq!(lines[1], format!("pgid {}", lines[3]), "the lease names the command's group");
     assert_eq!(lines[2], "input /w/in");
-    assert_eq!(
-        std::fs::read_to_string(&lease).unwrap(),
-        concurrent_proto::lease::RELEASED,
-        "released once the command is over"
-    );
+    let released = std::fs::read_to_string(&lease).unwrap();
+    assert_eq!(released.trim_end(), concurrent_proto::lease::RELEASED.trim_end(), "released once the command is over");
+    assert_eq!(concurrent_proto::lease::Lease::parse(&released), None);
 }
 
 /// Waits (with a deadline that only catches a hang) until no live process carries `mark`.

@@ -75,6 +75,7 @@ pub mod idle;
 pub mod in_place;
 pub mod kv_lease;
 pub mod layout;
+pub mod lease_file;
 pub mod link;
 pub mod log_cap;
 pub mod materialize;
@@ -207,6 +208,12 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
         spares: spares::Spares::new(
             AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id).root.join("spare"),
         ),
+        lease: lease_file::LeaseFile::new(concurrent_proto::lease::lease_path(
+            &config.work_dir,
+            &config.run_id,
+            &config.stage,
+            &config.worker_id,
+        )),
     };
     let mut reporter = Reporter::new(config.result_hold);
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain, &mut reporter).await;
@@ -220,12 +227,7 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
     // The slot this worker's attempts ran in goes with the worker.
     let slot = AttemptLayout::slot(&config.work_dir, &config.run_id, &config.stage, &config.worker_id);
     let _ = std::fs::remove_dir_all(&slot.root);
-    let _ = std::fs::remove_file(concurrent_proto::lease::lease_path(
-        &config.work_dir,
-        &config.run_id,
-        &config.stage,
-        &config.worker_id,
-    ));
+    let _ = std::fs::remove_file(stage.lease.path());
     // Make sure the last acks leave the socket before the process exits (NATS may be down;
     // a stopping worker waits less).
     let flush_within = if cancel.is_cancelled() { Duration::from_millis(500) } else { Duration::from_secs(2) };

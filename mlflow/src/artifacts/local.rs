@@ -187,8 +187,8 @@ const INLINE_COPY_MAX: u64 = 4 << 20;
 
 /// Copies the file `src` to `dest` (creating its parents) through a part file beside it
 /// (`std::fs::copy` uses the kernel's copy); returns its size. `reuse`, a file of no more
-/// use, becomes the part file when it can be moved there (`std::fs::copy` truncates and
-/// writes an existing file in place).
+/// use on the same filesystem, is the part file when given (`std::fs::copy` truncates and
+/// writes an existing file in place), then renamed to `dest`.
 pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path, reuse: Option<&Path>) -> Result<u64, ArtifactError> {
     let size = std::fs::metadata(src).map_err(|e| ArtifactError::io(uri, src, e))?.len();
     if size <= INLINE_COPY_MAX {
@@ -203,14 +203,19 @@ pub(crate) async fn copy(uri: &str, src: &Path, dest: &Path, reuse: Option<&Path
 
 fn copy_blocking(uri: &str, src: &Path, dest: &Path, reuse: Option<&Path>) -> Result<u64, ArtifactError> {
     let parent = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io(uri, parent, e))?;
-    let part = super::part_file::part_path(parent, dest);
-    if let Some(reused) = reuse
-        && std::fs::rename(reused, &part).is_err()
-    {
-        let _ = std::fs::remove_file(reused);
+    if !parent.is_dir() {
+        std::fs::create_dir_all(parent).map_err(|e| ArtifactError::io(uri, parent, e))?;
     }
-    let copied = std::fs::copy(src, &part).map_err(|e| ArtifactError::io(uri, src, e));
+    // A file to write again is itself the part file: it only takes `dest`'s name once written.
+    let fresh = || super::part_file::part_path(parent, dest);
+    let mut part = reuse.map_or_else(fresh, Path::to_path_buf);
+    let mut copied = std::fs::copy(src, &part);
+    if copied.is_err() && reuse.is_some() {
+        let _ = std::fs::remove_file(&part);
+        part = fresh();
+        copied = std::fs::copy(src, &part);
+    }
+    let copied = copied.map_err(|e| ArtifactError::io(uri, src, e));
     let renamed = copied
         .and_then(|size| std::fs::rename(&part, dest).map(|()| size).map_err(|e| ArtifactError::io(uri, dest, e)));
     if renamed.is_err() {
