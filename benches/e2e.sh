@@ -215,6 +215,11 @@ start_mlflow() {
 
 # concurrent_run LOG ARGS...: `concurrent run ARGS` against the harness's services; sets WALL.
 # TRACKING=mlflow in the environment: tracking on, else --tracking none.
+# Whether process group PGID has a process that has not exited.
+live_in_group() {
+  ps -o stat= -g "$1" 2>/dev/null | grep -qv '^Z'
+}
+
 concurrent_run() {
   local log="$1" t0 t1 status=0
   shift
@@ -232,13 +237,15 @@ concurrent_run() {
   wait "$pid" || status=$?
   t1="$(now)"
   # Its workers exit when it does (they watch their stdin); give them a second, then
-  # stop any left, and forget the group.
+  # stop any left, and forget the group. Exited processes not yet reaped (zombies, which
+  # an init that reaps lazily keeps for a while) hold nothing and are not counted.
   for _ in $(seq 20); do
-    kill -0 -- "-$pid" 2>/dev/null || break
+    live_in_group "$pid" || break
     sleep 0.05
   done
-  if kill -0 -- "-$pid" 2>/dev/null; then
-    echo "e2e: processes of the run outlived it by 1 s; stopping them" >&2
+  if live_in_group "$pid"; then
+    echo "e2e: processes of the run outlived it by 1 s; stopping them:" >&2
+    ps -o pid=,ppid=,stat=,etimes=,args= -g "$pid" | sed 's/^/e2e:   /' >&2 || true
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   unset 'GROUPS_STARTED[-1]'

@@ -56,9 +56,9 @@
 //!   Failed result, `last_attempt = true`, rather than left undecided forever.
 //! - **SIGKILL or a crash.** Nothing is acked: JetStream redelivers the shard after its ack
 //!   wait (30 s); the entry point's group may outlive the worker, and its shard run stays
-//!   RUNNING. Results the worker held to publish together (at most `--result-hold`, 20 ms)
-//!   die with it: their shards were not acked either and are run again; with tracking on,
-//!   the shard runs of those attempts stay FINISHED beside the attempt that decides.
+//!   RUNNING. Results the worker held to publish together (tracking off only; at most
+//!   `--result-hold`, 20 ms) die with it: their shards were not acked either and are run
+//!   again.
 //!
 //! The pure parts (attempt layout, environment, results, dispositions, backoff, idle clock) do
 //! no IO and are tested without sockets; `link`, `queue`, `entry_point`, `materialize`,
@@ -215,7 +215,14 @@ pub async fn run(config: Config) -> Result<(), WorkerError> {
             &config.worker_id,
         )),
     };
-    let mut reporter = Reporter::new(config.result_hold);
+    // With tracking on, every attempt costs MLflow requests far longer than the hold, so holding
+    // would batch nothing; and a held result dying with its worker would leave a FINISHED run
+    // beside the attempt that decides. Results are held with tracking off only.
+    let hold = match stage.tracking {
+        Some(_) => Duration::ZERO,
+        None => config.result_hold,
+    };
+    let mut reporter = Reporter::new(hold);
     let served = serve(&stage, &queue, &link, config.idle_timeout, &cancel, &drain, &mut reporter).await;
     // Whatever way the worker leaves, what it holds is reported first: briefly when it fails
     // (a worker stopping gives publishing 1.5 s).

@@ -42,7 +42,8 @@ struct Cli {
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     connect_timeout: Duration,
     /// Hold the result of a finished attempt up to this long, while more shards are queued,
-    /// and publish it with those of the attempts that follow (0s: each at once) [default: 20ms].
+    /// and publish it with those of the attempts that follow (0s: each at once; tracking on:
+    /// always each at once) [default: 20ms].
     #[arg(long, value_parser = parse_duration)]
     result_hold: Option<Duration>,
     /// Directory of this worker's slot, where its attempts run [default: a fresh temp dir,

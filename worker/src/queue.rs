@@ -56,6 +56,12 @@ pub enum QueueError {
         /// What was being done.
         what: String,
     },
+    /// The subscription the answers to pulls come on ended.
+    #[error("the inbox of the pulls from consumer {consumer} was closed; pulling on a new one")]
+    InboxEnded {
+        /// The stage's consumer.
+        consumer: String,
+    },
     /// A JetStream request failed.
     #[error("{what}")]
     JetStream {
@@ -103,18 +109,30 @@ pub struct StageQueue {
     consumer: PullConsumer,
     consumer_name: String,
     result_subject: String,
-    /// The inbox every pull of this worker is answered on, subscribed once.
-    inbox: async_nats::Subject,
     replies: tokio::sync::Mutex<Replies>,
 }
 
-/// The answers to this worker's pulls, and the one pull waiting for its answer.
+/// The inbox every pull of this worker is answered on (subscribed once), and the one pull
+/// waiting for its answer.
 struct Replies {
+    inbox: async_nats::Subject,
     subscriber: async_nats::Subscriber,
     /// When the pull sent last is answered at the latest (its `expires` and a margin), while
     /// its answer has not come: no second pull is sent meanwhile, so a worker never has two
     /// shards coming.
     waiting: Option<tokio::time::Instant>,
+}
+
+impl Replies {
+    /// A new inbox for the answers to pulls from `consumer`, subscribed.
+    async fn subscribe(client: &async_nats::Client, consumer: &str) -> Result<Replies, QueueError> {
+        let inbox = async_nats::Subject::from(client.new_inbox());
+        let subscriber = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(js_err(format!("subscribing to the answers of pulls from {consumer}")))?;
+        Ok(Replies { inbox, subscriber, waiting: None })
+    }
 }
 
 /// How long past its `expires` a pull's answer may come (the server sends a timeout status at
@@ -131,19 +149,13 @@ impl StageQueue {
             Err(e) if is_not_found(e.kind()) => return Ok(None),
             Err(e) => return Err(js_err(format!("binding to consumer {consumer_name}"))(e)),
         };
-        let inbox = async_nats::Subject::from(js.client().new_inbox());
-        let subscriber = js
-            .client()
-            .subscribe(inbox.clone())
-            .await
-            .map_err(js_err(format!("subscribing to the answers of pulls from {consumer_name}")))?;
+        let replies = Replies::subscribe(&js.client(), &consumer_name).await?;
         Ok(Some(StageQueue {
             js: js.clone(),
             consumer,
             consumer_name,
             result_subject: names::result_subject(run_id, stage),
-            inbox,
-            replies: tokio::sync::Mutex::new(Replies { subscriber, waiting: None }),
+            replies: tokio::sync::Mutex::new(replies),
         }))
     }
 
@@ -156,7 +168,8 @@ impl StageQueue {
             // first, without a new pull.
             let answer = match replies.subscriber.next().now_or_never() {
                 Some(Some(answer)) => answer,
-                _ => {
+                Some(None) => return Err(self.subscribe_again(&mut replies).await),
+                None => {
                     let now = tokio::time::Instant::now();
                     let answer_by = match replies.waiting {
                         Some(by) if by > now => by,
@@ -164,7 +177,7 @@ impl StageQueue {
                             let expires = wait.max(MIN_PULL);
                             let request = BatchConfig { batch: 1, expires: Some(expires), ..BatchConfig::default() };
                             self.consumer
-                                .request_batch(request, self.inbox.clone())
+                                .request_batch(request, replies.inbox.clone())
                                 .await
                                 .map_err(js_err(format!("pulling from consumer {}", self.consumer_name)))?;
                             let by = now + expires + ANSWER_MARGIN;
@@ -174,9 +187,10 @@ impl StageQueue {
                     };
                     match tokio::time::timeout_at(answer_by, replies.subscriber.next()).await {
                         Ok(Some(answer)) => answer,
+                        Ok(None) => return Err(self.subscribe_again(&mut replies).await),
                         // Never answered (the connection may have dropped it): the next call
                         // pulls anew.
-                        Ok(None) | Err(_) => {
+                        Err(_) => {
                             replies.waiting = None;
                             return Ok(Pulled::Nothing);
                         }
@@ -207,6 +221,20 @@ impl StageQueue {
                     return Ok(Pulled::Nothing);
                 }
             }
+        }
+    }
+
+    /// The inbox's subscription ended (the client never ends it while it lives): a shard
+    /// delivered there would reach no one, so no pull is sent to it again. The answers go to a
+    /// new inbox from the next pull on; this one fails (the caller backs off).
+    async fn subscribe_again(&self, replies: &mut Replies) -> QueueError {
+        let ended = QueueError::InboxEnded { consumer: self.consumer_name.clone() };
+        match Replies::subscribe(&self.js.client(), &self.consumer_name).await {
+            Ok(fresh) => {
+                *replies = fresh;
+                ended
+            }
+            Err(error) => error,
         }
     }
 

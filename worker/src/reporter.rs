@@ -1,13 +1,13 @@
 //! Reporting finished attempts: their results published to JetStream, then their shard
 //! messages settled, never the other way round.
 //!
-//! A worker finishing short attempts while more shards are queued holds their results for up
-//! to `--result-hold` ([`concurrent_proto::timing::RESULT_HOLD`] by default; [`MAX_HELD`] at
-//! most) and publishes them as one message, while its next attempt runs: one publish, one
-//! JetStream ack and one delivery to the scheduler for several shards instead of one each. The last shard queued, a stopping worker, and one giving up its
-//! slot report at once. Held shards are not acked, so a worker killed while holding them only
-//! means JetStream hands them out again (their results were not stored, so nothing is counted
-//! twice).
+//! A worker finishing short attempts while more shards are queued (tracking off) holds their
+//! results for up to `--result-hold` ([`concurrent_proto::timing::RESULT_HOLD`] by default;
+//! [`MAX_HELD`] at most) and publishes them as one message, while its next attempt runs: one
+//! publish, one JetStream ack and one delivery to the scheduler for several shards instead of
+//! one each. The last shard queued, a stopping worker, and one giving up its slot report at
+//! once. Held shards are not acked, so a worker killed while holding them only means JetStream
+//! hands them out again (their results were not stored, so nothing is counted twice).
 
 use std::cell::Cell;
 

@@ -113,3 +113,42 @@ async fn a_param_the_entry_point_logged_itself_keeps_its_value_and_the_run_still
     assert_eq!(run.data.metrics.get("objects_in"), Some(&1.0));
     Ok(())
 }
+
+/// Holding results to publish them together is for quick untracked shards: with tracking on,
+/// each attempt's result is published as soon as its run has ended, even when a hold is asked
+/// for, so a worker killed after a run ended FINISHED has already reported it.
+#[tokio::test]
+async fn with_tracking_on_each_result_is_published_as_its_run_ends() -> anyhow::Result<()> {
+    let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
+    let client = MlflowClient::new(&server.uri)?;
+    let experiment_id = client.get_or_create_experiment("worker-test-no-hold").await?;
+    let stage_run = client.create_run(&experiment_id, "noop", &[]).await?;
+    let setup = StageSetup {
+        command: "true",
+        shards: 3,
+        tracking: Some(TrackingTarget {
+            uri: server.uri.clone(),
+            experiment_id: experiment_id.clone(),
+            stage_run_id: stage_run.run_id.clone(),
+        }),
+        ..Default::default()
+    };
+    let harness = Harness::start(setup).await?;
+    for shard in 0..3 {
+        harness.publish_shard(shard, 3, vec![]).await?;
+    }
+    let mut command = harness.worker();
+    command.args(["--result-hold", "10m"]);
+    let (status, stderr) = tokio::task::spawn_blocking(move || run_to_end(command, Duration::from_secs(120))).await??;
+    assert!(status.success(), "{stderr}");
+
+    let results = harness.results().await?;
+    assert_eq!(results.iter().map(|r| r.shard).collect::<Vec<u32>>(), vec![0, 1, 2], "{stderr}");
+    for result in &results {
+        let run = client.get_run(result.mlflow_run_id.as_deref().expect("a shard run")).await?;
+        assert_eq!(run.info.status, RunStatus::Finished);
+    }
+    let stream = harness.js.get_stream(concurrent_proto::names::RESULTS_STREAM).await?;
+    assert_eq!(stream.get_info().await?.state.messages, 3, "one message a result");
+    Ok(())
+}
