@@ -102,7 +102,13 @@ fn workers_stop_soon_after_their_scheduler_is_stopped_while_nats_is_gone() {
     let p = project(
         dir.path(),
         "waits",
-        &format!("touch {}/$CONCURRENT_SHARD; while [ ! -e {} ]; do sleep 0.05; done", started.display(), go.display()),
+        // The loop also ends when the test's dir is gone: no entry point outlives a failed test.
+        &format!(
+            "touch {}/$CONCURRENT_SHARD; while [ ! -e {go} ] && [ -d {dir} ]; do sleep 0.05; done",
+            started.display(),
+            go = go.display(),
+            dir = dir.path().display()
+        ),
     );
     let dag = write_dag(
         dir.path(),

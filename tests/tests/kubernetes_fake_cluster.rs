@@ -91,7 +91,9 @@ async fn a_job_runs_its_pods_as_processes_within_node_capacity() {
     let pods: Api<Pod> = Api::namespaced(client, "work");
     // Three Pods of 400m on one node of 1 CPU: two run, one waits Unschedulable until one ends.
     let gate = tempfile::tempdir().unwrap();
-    let script = format!("while [ ! -e {}/go ]; do sleep 0.05; done; echo $GREETING", gate.path().display());
+    // The loop also ends when the gate's dir is gone, so no Pod process outlives a failed test.
+    let script =
+        format!("while [ ! -e {g}/go ] && [ -d {g} ]; do sleep 0.05; done; echo $GREETING", g = gate.path().display());
     jobs.create(&PostParams::default(), &job("three", 3, "400m", &script)).await.unwrap();
     wait_for_pods(&pods, "two running, one unschedulable", |p| {
         count(p, "Running") == 2 && p.iter().filter(|p| unschedulable(p)).count() == 1

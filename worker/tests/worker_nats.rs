@@ -105,18 +105,20 @@ async fn a_stopped_worker_reports_the_results_it_holds() -> anyhow::Result<()> {
 async fn a_worker_takes_no_shard_while_its_entry_point_runs() -> anyhow::Result<()> {
     let marker = tempfile::tempdir()?;
     let (started, release) = (marker.path().join("started"), marker.path().join("release"));
-    // Shard 0 runs until released; shard 1 is quick.
+    // Shard 0 runs until released (or until the marker dir is gone, so that it never outlives
+    // the test); shard 1 is quick.
     let command = format!(
-        "if [ \"$CONCURRENT_SHARD\" = 0 ]; then echo $$ > {}; while [ ! -e {} ]; do sleep 0.05; done; fi",
+        "if [ \"$CONCURRENT_SHARD\" = 0 ]; then echo $$ > {}; while [ ! -e {} ] && [ -d {} ]; do sleep 0.05; done; fi",
         started.display(),
-        release.display()
+        release.display(),
+        marker.path().display()
     );
     let harness = Harness::start(StageSetup { command: &command, shards: 2, ..Default::default() }).await?;
     harness.publish_shard(0, 2, vec![]).await?;
     let mut first = harness.worker_named("first", "10s");
     first.stderr(std::process::Stdio::null());
     let first = common::Running(first.spawn()?);
-    wait_for_number(&started, Duration::from_secs(30)).await?;
+    let entry_point = wait_for_number(&started, Duration::from_secs(30)).await?;
     // Shard 1 is queued while shard 0 runs: the first worker must leave it to the second.
     harness.publish_shard(1, 2, vec![]).await?;
     let mut second = harness.worker_named("second", "1s");
@@ -133,6 +135,12 @@ async fn a_worker_takes_no_shard_while_its_entry_point_runs() -> anyhow::Result<
     };
     assert_eq!((done.status, done.worker.as_str()), (ShardStatus::Succeeded, "second"));
     std::fs::write(&release, "")?;
+    // Shard 0's entry point ends before its marker dir goes.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(entry_point as i32), None).is_ok() {
+        anyhow::ensure!(std::time::Instant::now() < until, "shard 0's entry point did not end once released");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     drop((first, second));
     Ok(())
 }
