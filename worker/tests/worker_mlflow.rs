@@ -10,21 +10,25 @@ use common::{Harness, StageSetup, run_to_end};
 use concurrent_mlflow::tracking::{MlflowClient, RunStatus};
 use concurrent_proto::{ShardStatus, TrackingTarget};
 
-#[tokio::test]
-async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow::Result<()> {
+/// A client of the test binary's MLflow server, and where a stage `stage` of experiment
+/// `experiment` tracks its shards (its stage run created).
+async fn tracked(experiment: &str, stage: &str) -> anyhow::Result<(MlflowClient, TrackingTarget)> {
     let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
     let client = MlflowClient::new(&server.uri)?;
-    let experiment_id = client.get_or_create_experiment("worker-test").await?;
-    let stage_run = client.create_run(&experiment_id, "copy", &[]).await?;
+    let experiment_id = client.get_or_create_experiment(experiment).await?;
+    let stage_run = client.create_run(&experiment_id, stage, &[]).await?;
+    let target = TrackingTarget { uri: server.uri.clone(), experiment_id, stage_run_id: stage_run.run_id };
+    Ok((client, target))
+}
+
+#[tokio::test]
+async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow::Result<()> {
+    let (client, target) = tracked("worker-test", "copy").await?;
     let setup = StageSetup {
         command: "cp -r \"$CONCURRENT_INPUT_DIR\"/. \"$CONCURRENT_OUTPUT_DIR\"; \
                   printf '%s' \"$MLFLOW_RUN_ID\" > \"$CONCURRENT_OUTPUT_DIR/run_id.txt\"; echo done",
         parameters: &[("size", Some("128"))],
-        tracking: Some(TrackingTarget {
-            uri: server.uri.clone(),
-            experiment_id: experiment_id.clone(),
-            stage_run_id: stage_run.run_id.clone(),
-        }),
+        tracking: Some(target.clone()),
         ..Default::default()
     };
     let harness = Harness::start(setup).await?;
@@ -44,7 +48,7 @@ async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow
     assert_eq!(run.info.status, RunStatus::Finished);
     assert_eq!(run.info.run_name, "copy-0");
     let tags = &run.data.tags;
-    assert_eq!(tags.get("mlflow.parentRunId"), Some(&stage_run.run_id));
+    assert_eq!(tags.get("mlflow.parentRunId"), Some(&target.stage_run_id));
     assert_eq!(tags.get("concurrent.shard").map(String::as_str), Some("0"));
     assert_eq!(tags.get("concurrent.attempt").map(String::as_str), Some("1"));
     assert_eq!(tags.get("concurrent.worker").map(String::as_str), Some("test-worker"));
@@ -78,21 +82,14 @@ async fn a_tracked_shard_becomes_a_finished_child_run_with_artifacts() -> anyhow
 /// ends FINISHED with its metrics, and a tag says why the params were not logged.
 #[tokio::test]
 async fn a_param_the_entry_point_logged_itself_keeps_its_value_and_the_run_still_ends() -> anyhow::Result<()> {
-    let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
-    let client = MlflowClient::new(&server.uri)?;
-    let experiment_id = client.get_or_create_experiment("worker-test-params").await?;
-    let stage_run = client.create_run(&experiment_id, "copy", &[]).await?;
+    let (client, target) = tracked("worker-test-params", "copy").await?;
     let setup = StageSetup {
         command: "python3 -c 'import json, os, urllib.request as r; \
                   q = r.Request(os.environ[\"MLFLOW_TRACKING_URI\"] + \"/api/2.0/mlflow/runs/log-parameter\", \
                   json.dumps(dict(run_id=os.environ[\"MLFLOW_RUN_ID\"], key=\"size\", value=\"256\")).encode()); \
                   q.add_header(\"Content-Type\", \"application/json\"); r.urlopen(q)'",
         parameters: &[("size", Some("128"))],
-        tracking: Some(TrackingTarget {
-            uri: server.uri.clone(),
-            experiment_id: experiment_id.clone(),
-            stage_run_id: stage_run.run_id.clone(),
-        }),
+        tracking: Some(target.clone()),
         ..Default::default()
     };
     let harness = Harness::start(setup).await?;
@@ -119,20 +116,8 @@ async fn a_param_the_entry_point_logged_itself_keeps_its_value_and_the_run_still
 /// for, so a worker killed after a run ended FINISHED has already reported it.
 #[tokio::test]
 async fn with_tracking_on_each_result_is_published_as_its_run_ends() -> anyhow::Result<()> {
-    let server = tokio::task::spawn_blocking(concurrent_tests::mlflow_server::shared).await?;
-    let client = MlflowClient::new(&server.uri)?;
-    let experiment_id = client.get_or_create_experiment("worker-test-no-hold").await?;
-    let stage_run = client.create_run(&experiment_id, "noop", &[]).await?;
-    let setup = StageSetup {
-        command: "true",
-        shards: 3,
-        tracking: Some(TrackingTarget {
-            uri: server.uri.clone(),
-            experiment_id: experiment_id.clone(),
-            stage_run_id: stage_run.run_id.clone(),
-        }),
-        ..Default::default()
-    };
+    let (client, target) = tracked("worker-test-no-hold", "noop").await?;
+    let setup = StageSetup { command: "true", shards: 3, tracking: Some(target.clone()), ..Default::default() };
     let harness = Harness::start(setup).await?;
     for shard in 0..3 {
         harness.publish_shard(shard, 3, vec![]).await?;
