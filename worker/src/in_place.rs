@@ -1,4 +1,4 @@
-//! Files a worker rewrites on every attempt (its lease, the manifest), overwritten in place:
+//! Files a worker rewrites on every attempt (the manifest), overwritten in place:
 //! opened without truncation, written from the start and cut to the new length. A file cut to
 //! nothing and written again gives its block back and takes a new one each time, which some
 //! filesystems pay for with a synchronous discard; one rewritten in place keeps its block.
