@@ -63,7 +63,11 @@ async fn watch_pods(api: Api<Pod>, selector: String, run_id: String, watched: Ar
                 watched.view.lock().expect("view").unreachable = Some(error.to_string());
                 continue;
             }
-            Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+            // Made by the watcher before it asks the server anything: not an answer.
+            Ok(watcher::Event::Init) => {
+                relist = Some(BTreeMap::new());
+                continue;
+            }
             Ok(watcher::Event::InitApply(pod)) => {
                 if let Some(list) = relist.as_mut() {
                     list.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
@@ -195,7 +199,11 @@ async fn watch_jobs(api: Api<Job>, selector: String, watched: Arc<Watched>) {
         let mut view = watched.view.lock().expect("view");
         match event {
             Err(error) => view.unreachable = Some(error.to_string()),
-            Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+            // Made by the watcher before it asks the server anything: not an answer.
+            Ok(watcher::Event::Init) => {
+                relist = Some(BTreeMap::new());
+                continue;
+            }
             Ok(watcher::Event::InitApply(job)) => {
                 if let (Some(list), Some((name, seen))) = (relist.as_mut(), seen_job(&job, &view)) {
                     list.insert(name, seen);
@@ -245,7 +253,11 @@ async fn watch_nodes(api: Api<Node>, watched: Arc<Watched>) {
         match event {
             // Nodes may be out of our reach (RBAC) while Pods are not: then node room is unknown.
             Err(error) => tracing::debug!(%error, "cannot watch nodes"),
-            Ok(watcher::Event::Init) => relist = Some(BTreeMap::new()),
+            // Made by the watcher before it asks the server anything: not an answer.
+            Ok(watcher::Event::Init) => {
+                relist = Some(BTreeMap::new());
+                continue;
+            }
             Ok(watcher::Event::InitApply(node)) => {
                 if let Some(list) = relist.as_mut() {
                     list.insert(node.metadata.name.clone().unwrap_or_default(), allocatable(&node));
