@@ -164,7 +164,7 @@ impl World {
 fn a_stage_sized_adaptively_is_cut_in_waves_and_every_object_is_decided_once() {
     let mut world = World::new(20_000, 3);
     world.begin();
-    assert_eq!(world.recorded.cuts, [1, 2, 1], "a probe per worker first");
+    assert_eq!(world.recorded.cuts, [1, 4, 1], "a probe per worker first");
     world.run(usize::MAX);
     world.assert_every_object_decided_once();
     assert!(world.recorded.waves > 2, "cut in waves: {:?}", world.recorded.cuts);
@@ -203,7 +203,7 @@ fn waves_are_sized_for_the_workers_the_clusters_hold_when_fewer_than_the_paralle
     let effects = core.handle(Event::StageListed { stage: "a".into(), objects: 1000, cuts: vec![], learned: vec![] });
     assert_eq!(
         effects,
-        [Effect::CutShards { stage: "a".into(), first: 0, sizes: vec![1, 2] }],
+        [Effect::CutShards { stage: "a".into(), first: 0, sizes: vec![1, 4] }],
         "a probe per worker the cluster holds, not per unit of parallelism"
     );
 }

@@ -27,6 +27,17 @@ pub struct SimulatedStage {
     /// The cost of each object, in listing order.
     pub per_object: Vec<Duration>,
     pub workers: u32,
+    /// Noise: each shard takes up to this much longer (a start-up that varies), drawn from
+    /// `seed` in the order the shards start.
+    pub jitter: Duration,
+    pub seed: u64,
+}
+
+impl SimulatedStage {
+    /// A stage without noise.
+    pub fn new(fixed: Duration, per_object: Vec<Duration>, workers: u32) -> SimulatedStage {
+        SimulatedStage { fixed, per_object, workers, jitter: Duration::ZERO, seed: 1 }
+    }
 }
 
 /// How a simulated stage went.
@@ -49,8 +60,19 @@ pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
     for cost in &stage.per_object {
         prefix.push(*prefix.last().expect("starts with zero") + *cost);
     }
-    let shard_time =
-        |span: &std::ops::Range<u64>| stage.fixed + (prefix[span.end as usize] - prefix[span.start as usize]);
+    let mut noise = stage.seed.max(1);
+    let mut shard_time = |span: &std::ops::Range<u64>| {
+        let extra = if stage.jitter.is_zero() {
+            Duration::ZERO
+        } else {
+            // xorshift64
+            noise ^= noise << 13;
+            noise ^= noise >> 7;
+            noise ^= noise << 17;
+            stage.jitter.mul_f64((noise % 10_000) as f64 / 10_000.0)
+        };
+        stage.fixed + extra + (prefix[span.end as usize] - prefix[span.start as usize])
+    };
 
     let mut cutter = match sizing {
         Sizing::Adaptive => Some(Cutter::new(objects, workers)),
@@ -63,7 +85,7 @@ pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
     };
     let mut waves = usize::from(cutter.is_none());
     let mut queue: VecDeque<std::ops::Range<u64>> = spans(&cuts).collect();
-    let mut busy: Vec<Option<(Duration, std::ops::Range<u64>)>> = vec![None; workers as usize];
+    let mut busy: Vec<Option<(Duration, std::ops::Range<u64>, Duration)>> = vec![None; workers as usize];
     let mut now = Duration::ZERO;
     let cut_more = |cutter: &mut Option<Cutter>, undecided: &[u32], queue: &mut VecDeque<_>, cuts: &mut Vec<u32>| {
         let Some(cutter) = cutter else { return 0 };
@@ -80,17 +102,18 @@ pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
     loop {
         for slot in busy.iter_mut().filter(|slot| slot.is_none()) {
             let Some(span) = queue.pop_front() else { break };
-            *slot = Some((now + shard_time(&span), span));
+            let took = shard_time(&span);
+            *slot = Some((now + took, span, took));
         }
-        let next = busy.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|(at, _)| (*at, i))).min();
+        let next = busy.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|(at, ..)| (*at, i))).min();
         let Some((at, index)) = next else { break };
         now = at;
-        let (_, span) = busy[index].take().expect("the earliest busy worker");
+        let (_, span, took) = busy[index].take().expect("the earliest busy worker");
         if let Some(cutter) = cutter.as_mut() {
-            cutter.observe(ShardCost { objects: span.end - span.start, duration: shard_time(&span) });
+            cutter.observe(ShardCost { objects: span.end - span.start, duration: took });
         }
         let mut undecided: Vec<&std::ops::Range<u64>> =
-            queue.iter().chain(busy.iter().flatten().map(|(_, span)| span)).collect();
+            queue.iter().chain(busy.iter().flatten().map(|(_, span, _)| span)).collect();
         undecided.sort_by_key(|span| span.start);
         let undecided: Vec<u32> = undecided.iter().map(|span| (span.end - span.start) as u32).collect();
         waves += cut_more(&mut cutter, &undecided, &mut queue, &mut cuts);

@@ -30,15 +30,15 @@ fn assert_covers(cuts: &[u32], objects: u64) {
 #[test]
 fn the_first_wave_is_one_probe_per_worker_and_the_next_waits_for_what_they_tell() {
     let mut cutter = Cutter::new(100_000, 3);
-    assert_eq!(cutter.wave(&[]), [1, 2, 1], "small probes of two sizes, one per worker");
-    assert!(cutter.wave(&[2, 1]).is_empty(), "one size learned: the other probes are awaited");
+    assert_eq!(cutter.wave(&[]), [1, 4, 1], "small probes of two sizes, one per worker");
+    assert!(cutter.wave(&[4, 1]).is_empty(), "one size learned: the other probes are awaited");
     cutter.observe(cost(1, 500, 10));
     assert!(cutter.model().is_none());
-    assert!(cutter.wave(&[2, 1]).is_empty());
-    cutter.observe(cost(2, 500, 10));
+    assert!(cutter.wave(&[4, 1]).is_empty());
+    cutter.observe(cost(4, 500, 10));
     let wave = cutter.wave(&[1]);
     assert_eq!(wave.len(), 5, "one shard running, five more keep every worker fed and one queued each");
-    assert_eq!(cutter.uncut(), 100_000 - 4 - wave.iter().map(|&n| u64::from(n)).sum::<u64>());
+    assert_eq!(cutter.uncut(), 100_000 - 6 - wave.iter().map(|&n| u64::from(n)).sum::<u64>());
 }
 
 #[test]
@@ -66,7 +66,7 @@ fn the_model_tells_fixed_cost_from_cost_per_object() {
 #[test]
 fn once_learned_shards_shrink_and_keep_the_fixed_cost_small_and_the_rest_feeds_every_worker() {
     let (fixed_ms, per_object_ms, workers) = (500, 2, 4);
-    let stage = SimulatedStage { fixed: ms(fixed_ms), per_object: vec![ms(per_object_ms); 100_000], workers };
+    let stage = SimulatedStage::new(ms(fixed_ms), vec![ms(per_object_ms); 100_000], workers);
     let run = simulate(&stage, Sizing::Adaptive);
     assert_covers(&run.cuts, 100_000);
     let model = CostModel { fixed_s: fixed_ms as f64 / 1e3, per_object_s: per_object_ms as f64 / 1e3 };
@@ -83,12 +83,58 @@ fn once_learned_shards_shrink_and_keep_the_fixed_cost_small_and_the_rest_feeds_e
 }
 
 #[test]
+fn when_a_guided_shard_would_be_too_small_the_rest_is_one_equal_shard_per_worker() {
+    // 4 workers, 2 s fixed and 10 ms an object: a guided shard, 1/1.5 of a worker's 25 s left,
+    // would hold 1,599 objects, fewer than the 1,800 that keep the fixed cost at 10 %.
+    let mut cutter = Cutter::new(10_000, 4);
+    assert_eq!(cutter.wave(&[]), [1, 4, 1, 4]);
+    for objects in [1, 4, 1, 4] {
+        cutter.observe(cost(objects, 2000, 10));
+    }
+    assert_eq!(cutter.wave(&[]), [2498, 2498, 2497, 2497], "no worker is left a shard behind the others");
+    assert_eq!(cutter.uncut(), 0);
+}
+
+#[test]
+fn a_simulated_stage_too_small_for_guided_shards_costs_no_more_than_its_probes_over_one_shard_each() {
+    // 2 s fixed and 10 ms an object, 10,000 objects: from 4 workers on, a guided shard would
+    // be smaller than the 1,800 objects that keep the fixed cost at 10 %.
+    for workers in [4, 5, 6, 8] {
+        let stage = SimulatedStage::new(ms(2000), vec![ms(10); 10_000], workers);
+        let run = simulate(&stage, Sizing::Adaptive);
+        let adaptive = run.makespan.as_secs_f64();
+        let one_each = simulate(&stage, Sizing::Count(u64::from(workers))).makespan.as_secs_f64();
+        let default = simulate(&stage, Sizing::Count(4 * u64::from(workers))).makespan.as_secs_f64();
+        let probes = 2.0 * 1.1;
+        assert!(adaptive <= one_each + probes, "{workers} workers: {adaptive} s against {one_each} s: {:?}", run.cuts);
+        assert!(adaptive < default, "{workers} workers: adaptive {adaptive} s, default cut {default} s");
+    }
+}
+
+#[test]
+fn the_end_cut_in_the_middle_of_a_wave_evens_out_what_the_wave_gave_each_worker() {
+    // 1 s fixed and 10 ms an object: guided shards of about 1,000 objects go to three workers,
+    // then what is left no longer gives every worker 900; the fourth, given nothing yet, gets
+    // the largest of the last shards.
+    let stage = SimulatedStage::new(ms(1000), vec![ms(10); 6000], 4);
+    let run = simulate(&stage, Sizing::Adaptive);
+    assert_covers(&run.cuts, 6000);
+    let (guided, last) = run.cuts[4..].split_at(3);
+    assert!(guided.iter().all(|&n| n >= 900), "{:?}", run.cuts);
+    assert!(last[0] > guided[0] && last[1..].iter().all(|&n| n < guided[0]), "{:?}", run.cuts);
+    let best = simulate(&stage, Sizing::Fixed(1540)).makespan.as_secs_f64();
+    let default = simulate(&stage, Sizing::Count(16)).makespan.as_secs_f64();
+    let adaptive = run.makespan.as_secs_f64();
+    assert!(adaptive <= 1.10 * best && adaptive < default, "{adaptive} s; best {best} s, default {default} s");
+}
+
+#[test]
 fn fewer_objects_than_workers_give_one_object_per_shard() {
     let mut cutter = Cutter::new(3, 8);
     assert_eq!(cutter.wave(&[]), [1, 1, 1]);
     assert_eq!(cutter.uncut(), 0);
-    assert_eq!(Cutter::new(5, 3).wave(&[]), [1, 2, 1]);
-    assert_eq!(Cutter::new(4, 3).wave(&[]), [1, 1, 1]);
+    assert_eq!(Cutter::new(6, 3).wave(&[]), [1, 4, 1], "a large probe only when every worker still gets one");
+    assert_eq!(Cutter::new(5, 3).wave(&[]), [1, 1, 1]);
     assert!(Cutter::new(0, 2).wave(&[]).is_empty());
 }
 
@@ -102,7 +148,7 @@ fn resume_refuses_cuts_that_do_not_fit_the_stage() {
 
 #[test]
 fn a_simulated_stage_with_a_slow_start_up_is_cut_into_few_large_shards() {
-    let stage = SimulatedStage { fixed: ms(2000), per_object: vec![ms(10); 10_000], workers: 2 };
+    let stage = SimulatedStage::new(ms(2000), vec![ms(10); 10_000], 2);
     let run = simulate(&stage, Sizing::Adaptive);
     assert_covers(&run.cuts, 10_000);
     assert!(run.waves > 1, "cut in waves");
@@ -166,14 +212,22 @@ proptest! {
     }
 
     #[test]
+    fn the_last_shards_hold_every_object_left_none_empty_at_most_one_per_worker(
+        left in 1u64..100_000, given in prop::collection::vec(0.0f64..500.0, 1..17),
+        fixed_s in 0.0f64..10.0, per_object_s in 0.0f64..1.0,
+    ) {
+        let model = CostModel { fixed_s, per_object_s };
+        let sizes = balanced(&model, &given, left);
+        prop_assert_eq!(sizes.iter().sum::<u64>(), left, "{:?}", sizes);
+        prop_assert!(!sizes.contains(&0) && sizes.len() <= given.len(), "{:?}", sizes);
+        prop_assert!(sizes.windows(2).all(|w| w[0] + 1 >= w[1]), "the worker free first gets the most: {:?}", sizes);
+    }
+
+    #[test]
     fn a_simulated_stage_covers_its_objects_and_every_worker_gets_work(
         costs in prop::collection::vec(0u64..50, 0..3000), fixed_ms in 0u64..5000, workers in 1u32..6,
     ) {
-        let stage = SimulatedStage {
-            fixed: ms(fixed_ms),
-            per_object: costs.iter().map(|c| ms(*c)).collect(),
-            workers,
-        };
+        let stage = SimulatedStage::new(ms(fixed_ms), costs.iter().map(|c| ms(*c)).collect(), workers);
         let run = simulate(&stage, Sizing::Adaptive);
         assert_covers(&run.cuts, costs.len() as u64);
         let fed = (costs.len() as u64).min(u64::from(workers));
