@@ -78,8 +78,8 @@ fn a_stage_without_a_shard_size_is_cut_in_waves_and_copies_every_object_once() {
     let shards = shard_outputs(dir.path());
     assert_each_object_once(&shards, &inputs);
     let sizes: Vec<usize> = shards.values().map(Vec::len).collect();
-    assert_eq!(sizes[..2], [1, 2], "a small probe per worker first: {sizes:?}");
-    assert!(sizes.len() > 2 && sizes[2..].iter().all(|&n| n > 2), "then larger shards, cut later: {sizes:?}");
+    assert_eq!(sizes[..2], [1, 4], "a probe of 1 object and one of 4 first, one per worker: {sizes:?}");
+    assert!(sizes.len() > 2 && sizes[2..].iter().all(|&n| n > 4), "then larger shards, cut later: {sizes:?}");
 }
 
 #[test]
