@@ -11,7 +11,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use concurrent_core::sizing::simulate::{SimulatedStage, Sizing, simulate};
+use concurrent_core::sizing::simulate::{SeededFractions, SimulatedStage, Sizing, simulate};
 
 const USAGE: &str =
     "usage: sizing_sim [--objects N] [--workers N] [--fixed-ms N] [--object-ms N] [--seed N] [--jitter-ms N]";
@@ -53,16 +53,10 @@ fn main() -> ExitCode {
     };
     let object = Duration::from_millis(object_ms);
     let uniform = vec![object; objects as usize];
-    let mut state = seed.max(1);
-    let skewed = (0..objects)
-        .map(|_| {
-            // xorshift64: a fixed, seeded choice of the slow objects.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            if (state % 10_000) as f64 / 10_000.0 < SLOW_SHARE { object * SLOWDOWN } else { object }
-        })
-        .collect();
+    // A fixed, seeded choice of the slow objects.
+    let mut slow = SeededFractions::new(seed);
+    let skewed =
+        (0..objects).map(|_| if slow.next_fraction() < SLOW_SHARE { object * SLOWDOWN } else { object }).collect();
     let jitter = Duration::from_millis(jitter_ms);
     println!(
         "{objects} objects, {workers} workers, {fixed_ms} ms fixed per shard, {object_ms} ms per object \

@@ -19,6 +19,26 @@ pub enum Sizing {
     Count(u64),
 }
 
+/// Fractions in `[0, 1)`, in steps of 1/10,000, from a seeded xorshift64: the same sequence for
+/// the same seed. The simulated shards' noise, and the `sizing_sim` example's slow objects.
+#[derive(Debug, Clone)]
+pub struct SeededFractions(u64);
+
+impl SeededFractions {
+    /// The sequence of `seed` (0 is taken as 1: xorshift never leaves 0).
+    pub fn new(seed: u64) -> SeededFractions {
+        SeededFractions(seed.max(1))
+    }
+
+    /// The next fraction.
+    pub fn next_fraction(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % 10_000) as f64 / 10_000.0
+    }
+}
+
 /// A simulated stage: what each shard costs whatever its size, what each object costs, and its
 /// workers.
 #[derive(Debug, Clone)]
@@ -60,17 +80,9 @@ pub fn simulate(stage: &SimulatedStage, sizing: Sizing) -> SimulatedRun {
     for cost in &stage.per_object {
         prefix.push(*prefix.last().expect("starts with zero") + *cost);
     }
-    let mut noise = stage.seed.max(1);
+    let mut noise = SeededFractions::new(stage.seed);
     let mut shard_time = |span: &std::ops::Range<u64>| {
-        let extra = if stage.jitter.is_zero() {
-            Duration::ZERO
-        } else {
-            // xorshift64
-            noise ^= noise << 13;
-            noise ^= noise >> 7;
-            noise ^= noise << 17;
-            stage.jitter.mul_f64((noise % 10_000) as f64 / 10_000.0)
-        };
+        let extra = if stage.jitter.is_zero() { Duration::ZERO } else { stage.jitter.mul_f64(noise.next_fraction()) };
         stage.fixed + extra + (prefix[span.end as usize] - prefix[span.start as usize])
     };
 
