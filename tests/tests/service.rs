@@ -511,6 +511,6 @@ fn runs_taking_turns_on_the_workers_use_up_no_attempt() {
         assert_eq!(small_end["status"], "succeeded", "{small_end}");
     }
     let big_end = service.wait_for_end(&big_id);
-    assert_eq!(big_end["status"], "succeeded", "{big_end}");
+    assert_eq!(big_end["status"], "succeeded", "{big_end}\n{}", service.process.describe());
     assert_eq!(big_end["stages"][0]["shards_succeeded"], 80, "{big_end}");
 }

@@ -266,12 +266,18 @@ async fn serve(
             Some(Pulled::Nothing) | None => {
                 // No shard in hand: nothing held waits for another attempt.
                 reporter.flush(queue, cancel).await?;
-                if cancel.is_cancelled() {
-                    tracing::info!(shards, "stopping on signal");
-                    return Ok(());
-                }
-                if drain.is_cancelled() {
-                    tracing::info!(shards, "asked to give up its slot: exiting between shards");
+                if cancel.is_cancelled() || drain.is_cancelled() {
+                    // A pull sent before the stop or the drain (during the last attempt) is
+                    // answered first: a shard it brings is worked on like any shard in hand
+                    // (cut short by a stop) rather than left to wait out `ack_wait`.
+                    if let Some(pulled) = answer_before_leaving(queue, link).await {
+                        taken = Some(pulled);
+                        continue;
+                    }
+                    match cancel.is_cancelled() {
+                        true => tracing::info!(shards, "stopping on signal"),
+                        false => tracing::info!(shards, "asked to give up its slot: exiting between shards"),
+                    }
                     return Ok(());
                 }
                 if !link.is_up() {
@@ -292,6 +298,10 @@ async fn serve(
                 }
                 let remaining = idle.remaining();
                 if remaining < queue::MIN_PULL {
+                    if let Some(pulled) = answer_before_leaving(queue, link).await {
+                        taken = Some(pulled);
+                        continue;
+                    }
                     tracing::info!(shards, ?idle_timeout, "no shard within the idle timeout: exiting");
                     return Ok(());
                 }
@@ -335,6 +345,28 @@ async fn serve(
                     () = cancel.cancelled() => {}
                 }
             }
+        }
+    }
+}
+
+/// The answer to a pull still waiting for one when the worker is about to leave (see
+/// [`StageQueue::answer_to_waiting_pull`]); `None` when there is nothing to work on first.
+/// Pulls expire within [`queue::PULL_SLICE`], so the answer comes within twice that; a pull
+/// sent on a connection that has dropped since is not waited for.
+async fn answer_before_leaving(queue: &StageQueue, link: &Link) -> Option<Pulled> {
+    if !link.is_up() {
+        return None;
+    }
+    match tokio::time::timeout(2 * queue::PULL_SLICE, queue.answer_to_waiting_pull()).await {
+        Ok(Ok(Pulled::Nothing)) => None,
+        Ok(Ok(pulled)) => Some(pulled),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %report::reason_with_causes(&error), "reading the answer to the last pull failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the last pull was not answered in time; leaving without its answer");
+            None
         }
     }
 }

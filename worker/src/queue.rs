@@ -162,6 +162,20 @@ impl StageQueue {
     /// Waits up to `wait` for one shard message. Cancel-safe: a pull dropped before its answer
     /// came is answered to the next call, which sends no pull of its own meanwhile.
     pub async fn pull(&self, wait: Duration) -> Result<Pulled, QueueError> {
+        self.answer(Some(wait)).await
+    }
+
+    /// The answer to a pull sent earlier and not yet read (one given up on when the attempt it
+    /// overlapped ended first), without sending a new one: `Nothing` when no pull is waiting.
+    /// A worker about to leave reads it first, so that a shard the server delivers to it does
+    /// not wait out `ack_wait` and use up one of its attempts.
+    pub async fn answer_to_waiting_pull(&self) -> Result<Pulled, QueueError> {
+        self.answer(None).await
+    }
+
+    /// Reads the answer to the pull waiting for one, or, when none is and `send` gives how
+    /// long to wait, sends a pull first.
+    async fn answer(&self, send: Option<Duration>) -> Result<Pulled, QueueError> {
         let mut replies = self.replies.lock().await;
         loop {
             // An answer already here (to a pull given up on after a reconnection) is taken
@@ -171,9 +185,13 @@ impl StageQueue {
                 Some(None) => return Err(self.subscribe_again(&mut replies).await),
                 None => {
                     let now = tokio::time::Instant::now();
-                    let answer_by = match replies.waiting {
-                        Some(by) if by > now => by,
-                        _ => {
+                    let answer_by = match (replies.waiting, send) {
+                        (Some(by), _) if by > now => by,
+                        (_, None) => {
+                            replies.waiting = None;
+                            return Ok(Pulled::Nothing);
+                        }
+                        (_, Some(wait)) => {
                             let expires = wait.max(MIN_PULL);
                             let request = BatchConfig { batch: 1, expires: Some(expires), ..BatchConfig::default() };
                             self.consumer

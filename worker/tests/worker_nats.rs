@@ -404,3 +404,32 @@ async fn an_attempt_another_decided_stops_and_a_shard_already_decided_is_not_run
     assert_eq!(harness.shards_left().await?, 0, "both shard messages are settled");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_pull_given_up_on_is_answered_before_the_worker_leaves() -> anyhow::Result<()> {
+    // A pull the worker stopped waiting for (the attempt it overlapped ended first) still
+    // stands at the server: a shard published meanwhile goes to it. Read before leaving, that
+    // shard is in hand on its first delivery instead of waiting out `ack_wait`.
+    use concurrent_worker::queue::{Pulled, StageQueue};
+    let harness = Harness::start(StageSetup { shards: 2, ..Default::default() }).await?;
+    let queue = StageQueue::bind(&harness.js, &harness.run_id, &harness.stage).await?.expect("the consumer exists");
+    let given_up = tokio::time::timeout(Duration::from_millis(50), queue.pull(Duration::from_secs(3))).await;
+    assert!(given_up.is_err(), "the queue is empty: the pull is still waiting");
+    harness.publish_shard(0, 2, harness.inputs(0, &[("a.txt", "a")])?).await?;
+    let Pulled::Message(message) = queue.answer_to_waiting_pull().await? else {
+        panic!("the shard published after the pull was given up on is its answer");
+    };
+    let shard: concurrent_proto::ShardMsg = concurrent_proto::decode(&message.payload)?;
+    assert_eq!((shard.shard, concurrent_worker::queue::attempt(&message)), (0, Some(1)));
+    // With no pull waiting, nothing is asked for: the next shard stays queued for others.
+    assert!(matches!(queue.answer_to_waiting_pull().await?, Pulled::Nothing));
+    harness.publish_shard(1, 2, harness.inputs(1, &[("b.txt", "b")])?).await?;
+    assert!(matches!(queue.answer_to_waiting_pull().await?, Pulled::Nothing));
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer = harness
+        .js
+        .get_consumer_from_stream(names::shard_consumer(&harness.run_id, &harness.stage), names::SHARDS_STREAM)
+        .await?;
+    let info = consumer.info().await?;
+    assert_eq!((info.num_pending, info.num_ack_pending), (1, 1), "shard 1 still queued, shard 0 in hand");
+    Ok(())
+}
